@@ -1,0 +1,16 @@
+# The two commands a newcomer runs; both set up the virtualenv themselves.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: bench test setup
+
+setup:
+	@bash scripts/setup.sh
+
+## make bench: set up, then run the mini suite end to end (results + PDF report)
+bench: setup
+	$(VENV)/bin/prt-bench run --suite mini
+
+## make test: set up, then run the test suite
+test: setup
+	$(PY) -m pytest -q $(PYTEST_ARGS)

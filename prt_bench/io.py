@@ -1,0 +1,118 @@
+"""Files prt-bench writes: atomic JSON, content hashes, manifests, environment records."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "prt_manifest.json"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+_PACKAGES = ("prt-bench", "torch", "transformers", "peft", "lm_eval", "open_clip_torch", "safetensors")
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write via a temporary file in the same folder and rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def config_hash(config: Any, length: int = 16) -> str:
+    """A stable hash of a JSON-able config (key order does not matter)."""
+    blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+def file_hash(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def dir_hash(path: str | os.PathLike, skip: tuple[str, ...] = (MANIFEST,)) -> str:
+    """Content hash of every file below a folder (names and bytes), for local checkpoints."""
+    root = Path(path)
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.name not in skip:
+            h.update(str(p.relative_to(root)).encode())
+            h.update(file_hash(p).encode())
+    return h.hexdigest()
+
+
+def package_versions(names: tuple[str, ...] = _PACKAGES) -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def git_commit(root: Path = REPO_ROOT) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def environment(device: str | None = None) -> dict[str, Any]:
+    """What produced a result: package versions, git commit, host and device."""
+    env: dict[str, Any] = {
+        "packages": package_versions(),
+        "git_commit": git_commit(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
+    try:
+        import torch
+
+        env["device"] = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            env["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        env["device"] = device or "cpu"
+    return env
+
+
+def write_manifest(out_dir: str | os.PathLike, **fields: Any) -> Path:
+    """The small JSON next to every checkpoint that says what produced it."""
+    record = {"producer": "prt-bench", **fields, "environment": environment()}
+    return atomic_write_json(Path(out_dir) / MANIFEST, record)
+
+
+def read_manifest(model_dir: str | os.PathLike) -> dict[str, Any] | None:
+    p = Path(model_dir) / MANIFEST
+    return read_json(p) if p.is_file() else None
