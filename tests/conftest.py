@@ -1,0 +1,41 @@
+"""Shared fixtures: tiny Llama and Qwen2 checkpoints with one byte-level tokenizer (no hub)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def byte_tokenizer():
+    from prt_bench.lm.tiny import byte_level_tokenizer
+
+    return byte_level_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory, byte_tokenizer):
+    from prt_bench.lm.tiny import build_tiny_lm
+
+    return build_tiny_lm(tmp_path_factory.mktemp("tiny-llama"), "llama", byte_tokenizer, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_b(tmp_path_factory, byte_tokenizer):
+    """A second Llama of another width: a 'bigger' target of the same family."""
+    from prt_bench.lm.tiny import build_tiny_lm
+
+    return build_tiny_lm(tmp_path_factory.mktemp("tiny-llama-b"), "llama", byte_tokenizer, seed=1, hidden=48, layers=3)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2(tmp_path_factory, byte_tokenizer):
+    """The other family, with an output layer wider than the tokenizer (as Qwen2-7B)."""
+    from prt_bench.lm.tiny import build_tiny_lm
+
+    return build_tiny_lm(tmp_path_factory.mktemp("tiny-qwen2"), "qwen2", byte_tokenizer, seed=2, extra_vocab=8)
