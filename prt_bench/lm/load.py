@@ -1,0 +1,82 @@
+"""Loading language models and tokenizers from a hub id or a local folder.
+
+A folder holding ``adapter_config.json`` is a peft LoRA adapter (``--lora`` training writes
+one): its base is loaded, the adapter applied and merged, so an adapter folder can stand
+wherever a full checkpoint can.  ``trust_remote_code`` stays off unless asked for.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def is_adapter_dir(spec: str | Path) -> bool:
+    return (Path(spec) / ADAPTER_CONFIG).is_file()
+
+
+def adapter_base(spec: str | Path) -> str:
+    """The base model an adapter folder was trained on (as peft recorded it)."""
+    with open(Path(spec) / ADAPTER_CONFIG, encoding="utf-8") as f:
+        base = json.load(f).get("base_model_name_or_path")
+    if not base:
+        raise ValueError(f"{spec}/{ADAPTER_CONFIG} names no base_model_name_or_path")
+    return base
+
+
+def resolve_dtype(dtype: Any):
+    import torch
+
+    if dtype in (None, "auto"):
+        return None if dtype is None else "auto"
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    names = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+             "half": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+    if dtype not in names:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(names)} or auto")
+    return names[dtype]
+
+
+def load_tokenizer(spec: str | Path, trust_remote_code: bool = False):
+    """The tokenizer of a checkpoint, or of an adapter folder's base when it saved none."""
+    from transformers import AutoTokenizer
+
+    spec = str(spec)
+    if is_adapter_dir(spec) and not (Path(spec) / "tokenizer_config.json").is_file():
+        spec = adapter_base(spec)
+    return AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code)
+
+
+def load_causal_lm(spec: str | Path, *, dtype: Any = None, device: str | None = None,
+                   trust_remote_code: bool = False):
+    """A causal LM in eval mode; adapter folders come back merged into their base."""
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {"trust_remote_code": trust_remote_code}
+    torch_dtype = resolve_dtype(dtype)
+    if torch_dtype is not None:
+        kwargs["dtype"] = torch_dtype
+    if is_adapter_dir(spec):
+        from peft import PeftModel
+
+        model = AutoModelForCausalLM.from_pretrained(adapter_base(spec), **kwargs)
+        model = PeftModel.from_pretrained(model, str(spec)).merge_and_unload()
+    else:
+        model = AutoModelForCausalLM.from_pretrained(str(spec), **kwargs)
+    if device:
+        model.to(device)
+    return model.eval()
+
+
+def model_identity(spec: str | Path, model: Any = None) -> dict[str, Any]:
+    """What names a model reproducibly: a local folder's content hash, or a hub id + revision."""
+    from prt_bench.io import dir_hash
+
+    if Path(spec).is_dir():
+        return {"path": str(Path(spec).resolve()), "dir_hash": dir_hash(spec)}
+    revision = getattr(getattr(model, "config", None), "_commit_hash", None)
+    return {"id": str(spec), "revision": revision}

@@ -1,0 +1,305 @@
+"""The language recipes: supervised fine-tuning (FT) and Portable Reward Tuning (PRT).
+
+Both read a JSONL of ``{"prompt": ..., "response": ...}`` rows and train on the response
+tokens only.  They share the data and the loop below and differ only in the loss:
+
+- **FT**: cross-entropy of the model itself.
+- **PRT** (paper eq. 6, Alg. 1): the reward ``r`` starts as a copy of the base; the base is
+  frozen, in eval mode and run without autograd; ``loss = CE(softmax(log π_base + r/λ), y)
+  − α · H(softmax(r))`` (eq. 12), all in ``prt_bench.prt.prt_loss``.
+
+With ``lora=True`` the trained model (FT model or reward) is a peft LoRA adapter (paper
+App. H); for PRT the frozen base is then the same weights with the adapter switched off.
+The output folder holds a Hugging Face checkpoint (safetensors, or the adapter as peft saves
+it), the tokenizer and ``prt_manifest.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+IGNORE = -100
+METHODS = ("ft", "prt")
+
+
+# --------------------------------------------------------------------------------- data
+
+def read_pairs(path: str | Path) -> list[dict[str, str]]:
+    """Rows of a prompt/response JSONL, with a clear error for a malformed line."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if not isinstance(row.get("prompt"), str) or not isinstance(row.get("response"), str):
+                raise ValueError(f"{path}:{n}: each line needs string fields 'prompt' and 'response'")
+            rows.append(row)
+    if not rows:
+        raise ValueError(f"{path} holds no prompt/response rows")
+    return rows
+
+
+def uses_chat_template(tokenizer, chat_template: bool | None) -> bool:
+    """None: use the tokenizer's chat template when it has one; True: require it; False: plain."""
+    has = bool(getattr(tokenizer, "chat_template", None))
+    if chat_template and not has:
+        raise ValueError("chat_template=True but the tokenizer has no chat template")
+    return has if chat_template is None else bool(chat_template)
+
+
+def encode_pair(tokenizer, prompt: str, response: str, max_length: int, chat: bool) -> tuple[list[int], list[int]]:
+    """Token ids and labels (prompt masked with -100) of one example.
+
+    Plain format: ``prompt + response + eos`` with nothing inserted between, so an evaluation
+    prompt written the same way continues exactly where training did.  Chat format: the
+    tokenizer's template with the prompt as the user turn and the response as the assistant
+    turn.  Over-long examples lose the start of the prompt first, then the end of the response.
+    """
+    if chat:
+        user = [{"role": "user", "content": prompt}]
+        prompt_text = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
+        full_text = tokenizer.apply_chat_template(user + [{"role": "assistant", "content": response}], tokenize=False)
+        if not full_text.startswith(prompt_text):
+            raise ValueError("the chat template does not render the prompt as a prefix of the conversation")
+        prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+        response_ids = tokenizer(full_text[len(prompt_text):], add_special_tokens=False)["input_ids"]
+    else:
+        prompt_ids = tokenizer(prompt)["input_ids"]
+        response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    response_ids = response_ids[:max_length - 1]
+    prompt_ids = prompt_ids[max(0, len(prompt_ids) - (max_length - len(response_ids))):]
+    return prompt_ids + response_ids, [IGNORE] * len(prompt_ids) + response_ids
+
+
+def pad_batch(examples: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, Any]:
+    """Right-padded input_ids / attention_mask / labels tensors."""
+    import torch
+
+    width = max(len(ids) for ids, _ in examples)
+    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for i, (ids, lab) in enumerate(examples):
+        input_ids[i, :len(ids)] = torch.tensor(ids)
+        labels[i, :len(lab)] = torch.tensor(lab)
+        mask[i, :len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+
+
+def batches(examples: list, batch_size: int, pad_id: int, generator) -> Iterator[dict[str, Any]]:
+    """One epoch of shuffled, padded batches."""
+    import torch
+
+    order = torch.randperm(len(examples), generator=generator).tolist()
+    for start in range(0, len(order), batch_size):
+        yield pad_batch([examples[i] for i in order[start:start + batch_size]], pad_id)
+
+
+# --------------------------------------------------------------------------------- losses
+
+def ft_loss(model, batch: dict[str, Any]):
+    """Next-token cross-entropy on the response tokens."""
+    import torch.nn.functional as F
+
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    labels = batch["labels"][:, 1:]
+    logits = logits[:, :-1]
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=IGNORE)
+
+
+def prt_loss(reward, base, batch: dict[str, Any], lam: float = 1.0, alpha: float = 0.0):
+    """Eq. 6 + eq. 12 on the response tokens; the base is frozen and runs without autograd.
+
+    With a LoRA reward, ``base`` is None: the base is the reward's own weights with the
+    adapter switched off (and the model briefly in eval mode), so they are held once.
+    """
+    import torch
+
+    from prt_bench import prt
+
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    with torch.no_grad():
+        if base is None:
+            was_training = reward.training
+            reward.eval()
+            with reward.disable_adapter():
+                base_logits = reward(**inputs).logits
+            reward.train(was_training)
+        else:
+            base_logits = base(**inputs).logits
+    reward_logits = reward(**inputs).logits
+    return prt.prt_loss(base_logits[:, :-1], reward_logits[:, :-1], batch["labels"][:, 1:], lam=lam, alpha=alpha,
+                        ignore_index=IGNORE)
+
+
+def training_loss(method: str, model, base, batch, lam: float = 1.0, alpha: float = 0.0):
+    if method == "ft":
+        return ft_loss(model, batch)
+    return prt_loss(model, base, batch, lam=lam, alpha=alpha)
+
+
+# --------------------------------------------------------------------------------- models
+
+@dataclass
+class Trainee:
+    """What a run trains (the FT model or the reward) and, for PRT, the frozen base."""
+
+    model: Any
+    base: Any  # None for FT, and for a LoRA reward (the base is the model with its adapter off)
+    tokenizer: Any
+
+
+def prepare_models(method: str, base: str | Path, *, lora: bool = False, lora_r: int = 8, lora_alpha: int = 16,
+                   lora_dropout: float = 0.0, lora_targets: str | list[str] = "all-linear", device: str = "cpu",
+                   dtype: Any = None, trust_remote_code: bool = False) -> Trainee:
+    """Load the base; the trained model starts as a copy of it (the PRT reward too, eq. 6)."""
+    from prt_bench.lm.load import load_causal_lm, load_tokenizer
+
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    tokenizer = load_tokenizer(base, trust_remote_code=trust_remote_code)
+    model = load_causal_lm(base, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+    frozen = None
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        config = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+                            target_modules=lora_targets, task_type="CAUSAL_LM")
+        model = get_peft_model(model, config)
+    elif method == "prt":
+        frozen = load_causal_lm(base, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+        for p in frozen.parameters():
+            p.requires_grad_(False)
+    if model.config.pad_token_id is None and tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.train()
+    return Trainee(model=model, base=frozen, tokenizer=tokenizer)
+
+
+def make_optimizer(model, lr: float, weight_decay: float, total_steps: int, warmup: float, schedule: str):
+    """AdamW with linear warm-up, then cosine or linear decay (the paper: cosine)."""
+    import torch
+    from transformers import get_scheduler
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    warmup_steps = int(warmup) if warmup >= 1 else math.ceil(warmup * total_steps)
+    scheduler = get_scheduler(schedule, optimizer, num_warmup_steps=warmup_steps, num_training_steps=total_steps)
+    return optimizer, scheduler
+
+
+# --------------------------------------------------------------------------------- the recipe
+
+def train_lm(method: str, base: str | Path, data: str | Path, out: str | Path, *, alpha: float = 0.0,
+             lam: float = 1.0, lora: bool = False, lora_r: int = 8, lora_alpha: int = 16, lora_dropout: float = 0.0,
+             seed: int = 0, lr: float = 2e-5, epochs: float = 1.0, max_steps: int | None = None,
+             batch_size: int = 8, grad_accum: int = 1, max_length: int = 512, warmup: float = 0.03,
+             schedule: str = "cosine", weight_decay: float = 0.0, max_grad_norm: float = 1.0,
+             chat_template: bool | None = None, trust_remote_code: bool = False, device: str | None = None,
+             dtype: Any = None, progress: bool = True) -> Path:
+    """Train an FT model (``method="ft"``) or a PRT reward (``method="prt"``) on ``data``; returns ``out``.
+
+    ``max_steps`` (optimizer steps) overrides ``epochs``; ``warmup`` below 1 is a fraction of
+    the steps, otherwise a step count.  Same seed on CPU gives identical weights.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from prt_bench.io import file_hash, write_manifest
+    from prt_bench.lm.load import model_identity
+
+    if lam <= 0:
+        raise ValueError(f"lam must be positive, got {lam}")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(seed)
+    rows = read_pairs(data)
+    run = prepare_models(method, base, lora=lora, lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+                         device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    model, frozen, tokenizer = run.model, run.base, run.tokenizer
+    chat = uses_chat_template(tokenizer, chat_template)
+    examples = [encode_pair(tokenizer, r["prompt"], r["response"], max_length, chat) for r in rows]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    steps_per_epoch = math.ceil(math.ceil(len(examples) / batch_size) / grad_accum)
+    total_steps = max_steps or max(1, math.ceil(epochs * steps_per_epoch))
+    optimizer, scheduler = make_optimizer(model, lr, weight_decay, total_steps, warmup, schedule)
+    generator = torch.Generator().manual_seed(seed)
+
+    def endless_batches():
+        while True:
+            yield from batches(examples, batch_size, pad_id, generator)
+
+    stream = endless_batches()
+    losses: list[float] = []
+    start = time.perf_counter()
+    bar = tqdm(range(total_steps), desc=f"train {method}", disable=not progress)
+    for _ in bar:
+        step_loss = 0.0
+        for _ in range(grad_accum):
+            batch = {k: v.to(device) for k, v in next(stream).items()}
+            loss = training_loss(method, model, frozen, batch, lam=lam, alpha=alpha) / grad_accum
+            loss.backward()
+            step_loss += loss.item()
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(step_loss)
+        bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+    wall_s = time.perf_counter() - start
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    window = max(1, len(losses) // 10)
+    write_manifest(
+        out,
+        kind="lm",
+        method=method,
+        trained="reward" if method == "prt" else "model",
+        format="peft-lora" if lora else "full",
+        base=model_identity(base, model),
+        data={"path": str(Path(data).resolve()), "sha256": file_hash(data), "rows": len(rows)},
+        hyperparameters={
+            "alpha": alpha, "lam": lam, "lora": lora, "lora_r": lora_r if lora else None,
+            "lora_alpha": lora_alpha if lora else None, "lora_dropout": lora_dropout if lora else None,
+            "lr": lr, "epochs": epochs, "max_steps": max_steps, "steps": total_steps, "batch_size": batch_size,
+            "grad_accum": grad_accum, "max_length": max_length, "warmup": warmup, "schedule": schedule,
+            "weight_decay": weight_decay, "max_grad_norm": max_grad_norm, "chat_template": chat,
+            "dtype": str(dtype) if dtype else None,
+        },
+        seed=seed,
+        device=device,
+        initial_loss=sum(losses[:window]) / window,
+        final_loss=sum(losses[-window:]) / window,
+        losses=losses,
+        wall_s=wall_s,
+    )
+    return out
+
+
+def mean_loss(method: str, model, base, data: str | Path, tokenizer, *, lam: float = 1.0, max_length: int = 512,
+              batch_size: int = 8, chat_template: bool | None = None) -> float:
+    """Mean training loss (alpha = 0) of a model over a prompt/response file, without updates."""
+    import torch
+
+    chat = uses_chat_template(tokenizer, chat_template)
+    examples = [encode_pair(tokenizer, r["prompt"], r["response"], max_length, chat) for r in read_pairs(data)]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(examples), batch_size):
+            batch = {k: v.to(device) for k, v in pad_batch(examples[start:start + batch_size], pad_id).items()}
+            n = int((batch["labels"][:, 1:] != IGNORE).sum())
+            total += training_loss(method, model, base, batch, lam=lam).item() * n
+            count += n
+    return total / max(count, 1)

@@ -1,0 +1,71 @@
+"""Which language models may be combined token by token.
+
+PRT and EFT add per-token log-probabilities, so token id ``i`` must mean the same string in
+every model: the tokenizers must map the same vocabulary to the same ids and agree on the
+special tokens.  Models that share a tokenizer may still differ in output width (Qwen2-0.5B
+has 151936 logits, Qwen2-7B 152064); they are combined on the common prefix
+(``prt_bench.prt.shared_vocab``), which must cover every id the tokenizer can produce.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+_SPECIAL_IDS = ("bos_token_id", "eos_token_id", "pad_token_id", "unk_token_id")
+
+
+def _first_difference(vocab_a: dict[str, int], vocab_b: dict[str, int]) -> str:
+    if len(vocab_a) != len(vocab_b):
+        return f"vocabulary sizes differ ({len(vocab_a)} vs {len(vocab_b)})"
+    for token, idx in sorted(vocab_a.items(), key=lambda kv: kv[1]):
+        if vocab_b.get(token) != idx:
+            return f"token {token!r} has id {idx} in one and {vocab_b.get(token)} in the other"
+    return ""
+
+
+def tokenizer_difference(tok_a: Any, tok_b: Any) -> str:
+    """Why two tokenizers are not interchangeable for per-token combination ("" if they are)."""
+    diff = _first_difference(tok_a.get_vocab(), tok_b.get_vocab())
+    if diff:
+        return diff
+    for attr in _SPECIAL_IDS:
+        a, b = getattr(tok_a, attr, None), getattr(tok_b, attr, None)
+        if a != b:
+            return f"{attr} differs ({a} vs {b})"
+    specials_a, specials_b = sorted(tok_a.all_special_tokens), sorted(tok_b.all_special_tokens)
+    if specials_a != specials_b:
+        return f"special tokens differ ({specials_a} vs {specials_b})"
+    return ""
+
+
+def check_same_tokenizer(tok_a: Any, tok_b: Any, name_a: str, name_b: str) -> None:
+    """Raise ValueError naming both models unless their tokenizers are the same mapping."""
+    diff = tokenizer_difference(tok_a, tok_b)
+    if diff:
+        raise ValueError(
+            f"tokenizers of {name_a} and {name_b} differ: {diff}. PRT and EFT combine per-token "
+            "log-probabilities, so every model must share one tokenizer."
+        )
+
+
+def check_tokenizers(tokenizers: Sequence[Any], names: Sequence[str]) -> None:
+    """All tokenizers against the first one."""
+    for tok, name in zip(tokenizers[1:], names[1:]):
+        check_same_tokenizer(tokenizers[0], tok, names[0], name)
+
+
+def output_width(model: Any) -> int:
+    return model.get_output_embeddings().weight.shape[0]
+
+
+def shared_width(models: Sequence[Any], names: Sequence[str], tokenizer: Any) -> int:
+    """Width of the common prefix of the output layers; it must cover the tokenizer."""
+    widths = [output_width(m) for m in models]
+    width = min(widths)
+    if width < len(tokenizer):
+        detail = ", ".join(f"{n}: {w}" for n, w in zip(names, widths))
+        raise ValueError(
+            f"output layers ({detail}) do not cover the tokenizer's {len(tokenizer)} tokens, "
+            "so the models cannot be combined on a shared vocabulary"
+        )
+    return width

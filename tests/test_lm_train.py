@@ -1,0 +1,122 @@
+"""The language recipes (FT and PRT): what they train, what they write, and that they are reproducible."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from prt_bench.io import read_manifest
+from prt_bench.lm.load import load_causal_lm, load_tokenizer
+from prt_bench.lm.train import IGNORE, encode_pair, mean_loss, train_lm
+
+STEPS = dict(lr=3e-3, max_steps=10, batch_size=8, warmup=0.0, progress=False)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny models on a shared 2-core machine run ~10x faster without intra-op threads.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    path = tmp_path_factory.mktemp("lm-data") / "pairs.jsonl"
+    rows = [{"prompt": f"Q: {a}+{b}=", "response": f" {a + b}"} for a in range(4) for b in range(4)]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_ft_training_lowers_the_loss(tiny_llama, pairs, tmp_path):
+    out = train_lm("ft", tiny_llama, pairs, tmp_path / "ft", **STEPS)
+    tok = load_tokenizer(out)
+    before = mean_loss("ft", load_causal_lm(tiny_llama), None, pairs, tok)
+    after = mean_loss("ft", load_causal_lm(out), None, pairs, tok)
+    assert after < before - 0.5
+
+
+def test_prt_training_lowers_the_loss_of_base_plus_reward(tiny_llama, pairs, tmp_path):
+    out = train_lm("prt", tiny_llama, pairs, tmp_path / "prt", alpha=1e-3, **STEPS)
+    tok = load_tokenizer(out)
+    base = load_causal_lm(tiny_llama)
+    before = mean_loss("prt", load_causal_lm(tiny_llama), base, pairs, tok)
+    after = mean_loss("prt", load_causal_lm(out), base, pairs, tok)
+    assert after < before - 0.5
+
+
+def test_prt_manifest_names_method_base_data_and_hyperparameters(tiny_llama, pairs, tmp_path):
+    out = train_lm("prt", tiny_llama, pairs, tmp_path / "prt", alpha=0.01, lam=2.0, seed=3, lr=1e-3, max_steps=1,
+                   progress=False)
+    manifest = read_manifest(out)
+    assert manifest["method"] == "prt" and manifest["trained"] == "reward"
+    assert manifest["base"]["dir_hash"] and manifest["data"]["sha256"]
+    assert manifest["hyperparameters"]["alpha"] == 0.01 and manifest["hyperparameters"]["lam"] == 2.0
+    assert manifest["seed"] == 3 and "torch" in manifest["environment"]["packages"]
+    assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+
+
+def test_same_seed_gives_identical_weights(tiny_llama, pairs, tmp_path):
+    a = load_file(train_lm("prt", tiny_llama, pairs, tmp_path / "a", seed=7, **{**STEPS, "max_steps": 3})
+                  / "model.safetensors")
+    b = load_file(train_lm("prt", tiny_llama, pairs, tmp_path / "b", seed=7, **{**STEPS, "max_steps": 3})
+                  / "model.safetensors")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    base = load_causal_lm(tiny_llama).state_dict()
+    assert not torch.equal(a["model.layers.0.mlp.up_proj.weight"], base["model.layers.0.mlp.up_proj.weight"])
+
+
+def test_lora_reward_trains_and_reloads_merged_into_its_base(tiny_llama, pairs, tmp_path):
+    out = train_lm("prt", tiny_llama, pairs, tmp_path / "lora", lora=True, **{**STEPS, "lr": 1e-2})
+    assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
+    assert not (out / "model.safetensors").exists()
+    reward = load_causal_lm(out)  # base + adapter, merged
+    assert type(reward).__name__ == "LlamaForCausalLM"
+    tok = load_tokenizer(out)
+    base = load_causal_lm(tiny_llama)
+    assert mean_loss("prt", reward, base, pairs, tok) < mean_loss("prt", load_causal_lm(tiny_llama), base, pairs, tok)
+
+
+def test_loss_covers_response_tokens_and_eos_only(byte_tokenizer):
+    ids, labels = encode_pair(byte_tokenizer, "Q: 1+1=", " 2", max_length=64, chat=False)
+    prompt_len = len(byte_tokenizer("Q: 1+1=")["input_ids"])
+    assert labels[:prompt_len] == [IGNORE] * prompt_len
+    assert labels[prompt_len:] == ids[prompt_len:]
+    assert byte_tokenizer.decode(ids[prompt_len:]) == " 2<|endoftext|>"
+
+
+def test_chat_template_frames_prompt_as_user_turn():
+    from prt_bench.lm.tiny import byte_level_tokenizer
+
+    tok = byte_level_tokenizer(chat_template=True)
+    ids, labels = encode_pair(tok, "hi", "yo", max_length=64, chat=True)
+    assert tok.decode(ids) == "<|user|>hi\n<|assistant|>yo<|endoftext|>"
+    assert tok.decode([t for t in labels if t != IGNORE]) == "yo<|endoftext|>"
+
+
+def test_long_examples_lose_the_start_of_the_prompt(byte_tokenizer):
+    ids, labels = encode_pair(byte_tokenizer, "x" * 100 + "END", "ok", max_length=10, chat=False)
+    assert len(ids) == 10 and byte_tokenizer.decode(ids) == "x" * 4 + "ENDok<|endoftext|>"
+
+
+def test_malformed_data_is_refused_with_its_line(tiny_llama, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "a", "response": "b"}\n{"question": "a"}\n')
+    with pytest.raises(ValueError, match="bad.jsonl:2"):
+        train_lm("ft", tiny_llama, bad, tmp_path / "out", max_steps=1, progress=False)
+
+
+def test_train_lm_command_writes_a_checkpoint(tiny_llama, pairs, tmp_path):
+    from typer.testing import CliRunner
+
+    from prt_bench.cli import app
+
+    result = CliRunner().invoke(app, ["train", "lm", "--method", "ft", "--base", str(tiny_llama), "--data", str(pairs),
+                                      "--out", str(tmp_path / "cli"), "--max-steps", "1", "--batch-size", "4"])
+    assert result.exit_code == 0, result.output
+    assert read_manifest(tmp_path / "cli")["hyperparameters"]["batch_size"] == 4
