@@ -1,9 +1,55 @@
-"""Commands of this area (placeholders until the area lands; light imports only)."""
+"""`prt-bench run`: run a whole suite (light imports only; the work is in `runner`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
 
 import typer
 
-def run() -> None:
-    """Not built yet."""
-    raise typer.Exit("not built yet")
 
+def run(
+    suite: str = typer.Option("mini", "--suite", help="A suite name (suites/<name>.yaml) or a path to a suite file."),
+    results: Path = typer.Option(Path("results"), "--results", help="Results root: cells go to DIR/<suite>/cells/."),
+    runs: Path = typer.Option(Path("runs"), "--runs", help="Where trained checkpoints go (DIR/<suite>/<cell_id>/)."),
+    cache: Path = typer.Option(Path(".cache"), "--cache", help="Cache of the mini world and tiny bases."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the matrix and what is done; touch no model."),
+    only: Optional[str] = typer.Option(None, "--only", help="Run only cells whose label (glob or substring) or id matches."),
+    executor: str = typer.Option("local", "--executor", help="local (this machine) or ray."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address (default: start a local one)."),
+    gpus: Optional[str] = typer.Option(None, "--gpus", help="GPU ids for the local executor, e.g. 0,1 "
+                                       "(default: all visible; 'none': CPU in this process)."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Build the report at the end."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress display."),
+) -> None:
+    """Run a suite: train every training cell once, evaluate the transfer matrix, write one
+    JSON per cell and the table, build the report.  Resumable: done cells are skipped."""
+    import os
 
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from rich.console import Console
+
+    from prt_bench.suite.runner import RunOptions, run_suite
+    from prt_bench.suite.schema import SuiteError
+
+    gpu_list = None if gpus is None else ([] if gpus.strip().lower() in ("none", "") else
+                                          [g.strip() for g in gpus.split(",") if g.strip()])
+    console = Console(stderr=True)
+    options = RunOptions(results=results, runs=runs, cache=cache, executor=executor, ray_address=ray_address,
+                         gpus=gpu_list, only=only, dry_run=dry_run, report=report, progress=progress)
+    try:
+        summary = run_suite(suite, options, console)
+    except SuiteError as e:
+        console.print(f"[red]suite error[/red]: {e}")
+        raise typer.Exit(2)
+    if dry_run:
+        return
+    console.print(f"suite {summary.suite}: {summary.total} cells, {summary.already_done} already done, "
+                  f"{len(summary.ran)} run now, {len(summary.failed)} failed, in {summary.wall_s:.1f} s")
+    for cell_id, why in summary.failed.items():
+        console.print(f"  [red]failed[/red] {cell_id}: {why}")
+    typer.echo(f"results: {summary.results_dir}/cells/  table: {summary.table}")
+    if summary.report:
+        typer.echo(f"report: {summary.report}")
+    if summary.failed:
+        raise typer.Exit(1)

@@ -1,0 +1,176 @@
+"""The thin layer between the runner and the recipes of each modality.
+
+Four adapters do the work of a cell -- ``lm_train``, ``lm_eval``, ``vision_train``,
+``vision_eval`` -- each a direct call into the modality's own API (``prt_bench.lm``,
+``prt_bench.vision``, lm-eval).  Around them: turning a suite's base and data specs into
+local paths or hub ids (``resolve_base``, ``resolve_data``; the mini world and tiny models are
+built here, cached by content hash).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from prt_bench.io import REPO_ROOT, config_hash
+
+TASKS_DIR = REPO_ROOT / "tasks"
+
+
+# ------------------------------------------------------------------------ bases and data
+
+def _repo_path(p: str) -> Path:
+    """Relative paths in suite files are relative to the repository root."""
+    path = Path(p).expanduser()
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+def mini_world(modality: str, cache: Path) -> dict[str, str]:
+    """Build (or find cached) the mini world of a modality: base name -> folder, plus its data."""
+    if modality == "lm":
+        from prt_bench.mini.lm import build_lm_world
+
+        return {k: str(v) for k, v in build_lm_world(cache_root=cache / "mini" / "lm").items()}
+    from prt_bench.mini.vision import build_vision_world
+
+    return {k: str(v) for k, v in build_vision_world(cache_root=cache / "mini" / "vision").items()}
+
+
+def build_tiny(modality: str, options: dict[str, Any], cache: Path) -> Path:
+    """A randomly initialised tiny model, for smoke suites: cached under its options' hash."""
+    out = cache / "tiny" / modality / config_hash(options)
+    if (out / ".complete").is_file():
+        return out
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    if modality == "lm":
+        from prt_bench.lm.tiny import build_tiny_lm, byte_level_tokenizer
+
+        opts = dict(options)
+        family = opts.pop("family", "llama")
+        seed = opts.pop("seed", 0)
+        build_tiny_lm(tmp, family, byte_level_tokenizer(), seed=seed, **opts)
+    else:
+        from prt_bench.vision.bases import new_base, save_base
+
+        base = new_base(options["config"], seed=options.get("seed", 0))
+        save_base(base.model, tmp, base.model_cfg, base.preprocess_cfg, kind="vision-base", tiny=options)
+    (tmp / ".complete").write_text("")
+    _replace_dir(tmp, out)
+    return out
+
+
+def resolve_base(modality: str, spec: dict[str, Any], cache: Path, mini: dict[str, str] | None = None) -> str:
+    """A base spec from a suite -> what the recipes load (a local folder, hub id or MODEL:TAG)."""
+    if "hf" in spec:
+        return spec["hf"]
+    if "open_clip" in spec:
+        return spec["open_clip"]
+    if "path" in spec:
+        return str(_repo_path(spec["path"]))
+    if "tiny" in spec:
+        return str(build_tiny(modality, spec["tiny"], cache))
+    if "mini" in spec:
+        if mini is None or spec["mini"] not in mini:
+            raise KeyError(f"the mini {modality} world has no base {spec['mini']!r} (it has: {sorted(mini or {})})")
+        return mini[spec["mini"]]
+    raise ValueError(f"unknown base spec {spec!r}")
+
+
+def resolve_data(data: dict[str, Any], mini: dict[str, str] | None = None) -> str:
+    """A training-data spec -> a local prompt/response JSONL (or a hub dataset id)."""
+    (kind, value), = data.items()
+    if kind == "path":
+        return str(_repo_path(value))
+    if kind == "shared":
+        from prt_bench.data import require_data_file
+
+        return str(require_data_file(value))
+    if kind == "mini":
+        key = f"data:{value}"
+        if mini is None or key not in mini:
+            raise KeyError(f"the mini lm world provides no training data {value!r}")
+        return mini[key]
+    return value  # hf_dataset: the recipe reads it from the hub
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    """Move a finished folder into place; a stale one from an interrupted run is replaced."""
+    import shutil
+
+    if out.exists():
+        shutil.rmtree(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, out)
+
+
+# ------------------------------------------------------------------------ the adapters
+
+def lm_train(method: str, base: str, data: str, out: Path, *, seed: int, alpha: float, options: dict[str, Any]) -> dict:
+    from prt_bench.lm.train import train_lm
+
+    opts = {k: v for k, v in options.items() if k != "launcher"}
+    train_lm(method, base, data, out, alpha=alpha, seed=seed, progress=False, **opts)
+    from prt_bench.io import read_manifest
+
+    manifest = read_manifest(out) or {}
+    return {k: manifest[k] for k in ("initial_loss", "final_loss") if k in manifest}
+
+
+def lm_eval(method: str, paths: dict[str, str], task: dict[str, Any], options: dict[str, Any], *, lam: float,
+            seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Evaluate through lm-eval with the `hf`, `prt` or `eft` model; returns (results, samples info)."""
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    import prt_bench.lm.lm_eval_models  # noqa: F401  (registers `prt` and `eft`)
+
+    dtype = options.get("dtype", "float32")
+    if method in ("zeroshot", "ft_source", "ft_target"):
+        model, args = "hf", f"pretrained={paths['model']},dtype={dtype}"
+    elif method == "prt":
+        model, args = "prt", f"base={paths['target']},reward={paths['reward']},lam={lam},dtype={dtype}"
+    elif method == "eft":
+        model, args = "eft", f"base={paths['target']},ft={paths['ft']},pt={paths['source']},dtype={dtype}"
+    else:
+        raise ValueError(f"no language evaluation for method {method!r}")
+    gen_kwargs = f"max_gen_toks={task['max_gen_toks']}" if "max_gen_toks" in task else None
+    out = lm_eval.simple_evaluate(
+        model=model, model_args=args, tasks=[task["lm_eval_task"]],
+        task_manager=TaskManager(include_path=str(TASKS_DIR), include_defaults=False),
+        num_fewshot=task.get("num_fewshot"), batch_size=task.get("batch_size", options.get("batch_size", 1)),
+        limit=task.get("limit", options.get("limit")), gen_kwargs=gen_kwargs,
+        apply_chat_template=task.get("apply_chat_template", False),
+        random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
+        log_samples=False, bootstrap_iters=0 if task.get("stderr") is False else 100,
+    )
+    results = {k: v for k, v in out["results"].items()}
+    n = {name: s.get("effective", s.get("original")) for name, s in (out.get("n-samples") or {}).items()}
+    return results, n
+
+
+def vision_train(method: str, base: str, dataset: str, out: Path, *, seed: int, alpha: float,
+                 options: dict[str, Any]) -> dict:
+    from prt_bench.vision.train import train_vision
+
+    opts = {k: v for k, v in options.items() if k != "launcher"}
+    train_vision(method, base, dataset, out, alpha=alpha, seed=seed, progress=False, **opts)
+    from prt_bench.io import read_manifest
+
+    manifest = read_manifest(out) or {}
+    return {k: manifest[k] for k in ("initial_loss", "final_loss") if k in manifest}
+
+
+def vision_eval(method: str, paths: dict[str, str], dataset: str, options: dict[str, Any], *,
+                lam: float) -> dict[str, Any]:
+    from prt_bench.vision.eval import eval_vision
+
+    kind = {"zeroshot": "zeroshot", "ft_source": "ft", "ft_target": "ft", "prt": "prt", "eft": "eft",
+            "reward_only": "reward"}[method]
+    kwargs: dict[str, Any] = dict(options)
+    if kind == "prt" or kind == "reward":
+        kwargs.update(reward=paths["reward"], lam=lam)
+    if kind == "eft":
+        kwargs.update(ft=paths["ft"], pt=paths["source"])
+    target = paths["model"] if kind == "ft" else paths["target"]
+    return eval_vision(kind, target, dataset, progress=False, **kwargs)

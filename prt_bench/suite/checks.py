@@ -1,0 +1,99 @@
+"""Checks that need files, run after the bases exist and before any training: every
+source/target pair can be combined (same tokenizer for language, same label set for vision)
+and every task's data is there.  Each failure is a SuiteError naming the suite, the pair or
+task, and the problem."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prt_bench.suite.schema import Suite, SuiteError
+
+def check_before_training(suite: Suite, resolved: dict[tuple[str, str], str], worlds: dict[str, dict[str, str]]) -> None:
+    if "lm" in suite.sections:
+        _check_lm(suite, resolved, worlds.get("lm"))
+    if "vision" in suite.sections:
+        _check_vision(suite)
+
+
+def _check_lm(suite: Suite, resolved: dict, world: dict[str, str] | None) -> None:
+    from pathlib import Path
+
+    from prt_bench.lm.load import load_tokenizer
+    from prt_bench.lm.vocab import tokenizer_difference
+    from prt_bench.suite.adapters import TASKS_DIR, resolve_data
+
+    section = suite.sections["lm"]
+    where = f"{suite.path}: lm"
+    tokenizers: dict[str, Any] = {}
+
+    def tok(name: str):
+        if name not in tokenizers:
+            try:
+                tokenizers[name] = load_tokenizer(resolved[("lm", name)])
+            except Exception as e:  # noqa: BLE001
+                raise SuiteError(f"{where}: cannot load the tokenizer of {name} ({resolved[('lm', name)]}): {e}") from e
+        return tokenizers[name]
+
+    for t in section.transfers:
+        diff = tokenizer_difference(tok(t.source), tok(t.target))
+        if diff:
+            raise SuiteError(f"{where}.transfers: source {t.source} and target {t.target} have different "
+                             f"tokenizers ({diff}); PRT and EFT need one shared tokenizer")
+    known = _lm_task_names(TASKS_DIR)
+    for name, task in section.tasks.items():
+        if task["lm_eval_task"] not in known:
+            raise SuiteError(f"{where}.tasks.{name}: unknown lm-eval task {task['lm_eval_task']!r} "
+                             f"(tasks in {TASKS_DIR}: {', '.join(sorted(known))})")
+    for label, data in [("train.data", section.train.get("data"))] + [
+            (f"tasks.{n}.train_data", t.get("train_data")) for n, t in section.tasks.items()]:
+        if data is None or "hf_dataset" in data:
+            continue
+        try:
+            path = resolve_data(data, world)
+        except (KeyError, FileNotFoundError) as e:
+            raise SuiteError(f"{where}.{label}: missing data: {e}") from None
+        if not Path(path).is_file():
+            raise SuiteError(f"{where}.{label}: missing data: {path} does not exist")
+
+
+def _lm_task_names(tasks_dir) -> set[str]:
+    import yaml
+
+    names = set()
+    for p in tasks_dir.rglob("*.yaml"):
+        try:
+            doc = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError:
+            continue  # lm-eval's !function tags: the name is still readable below
+        if isinstance(doc, dict) and isinstance(doc.get("task"), str):
+            names.add(doc["task"])
+        else:
+            for line in p.read_text(encoding="utf-8").splitlines():
+                if line.startswith("task:"):
+                    names.add(line.split(":", 1)[1].strip().strip("'\""))
+    return names
+
+
+def _check_vision(suite: Suite) -> None:
+    section = suite.sections["vision"]
+    where = f"{suite.path}: vision"
+    for name, task in section.tasks.items():
+        train_name = task.get("train_dataset", task["dataset"])
+        labels = {}
+        for role, dataset in (("dataset", task["dataset"]), ("train_dataset", train_name)):
+            try:
+                labels[role] = _classnames(dataset)
+            except FileNotFoundError as e:
+                raise SuiteError(f"{where}.tasks.{name}.{role}: missing data for {dataset!r}: {e}") from None
+            except (KeyError, ValueError) as e:
+                raise SuiteError(f"{where}.tasks.{name}.{role}: unknown dataset {dataset!r}: {e}") from None
+        if labels["dataset"] != labels["train_dataset"]:
+            raise SuiteError(f"{where}.tasks.{name}: the reward is trained on {train_name!r} and evaluated on "
+                             f"{task['dataset']!r}, whose label sets differ; PRT needs one label set")
+
+
+def _classnames(dataset: str) -> list[str]:
+    from prt_bench.vision.datasets import get_dataset
+
+    return list(get_dataset(dataset, "test").classnames)

@@ -1,0 +1,150 @@
+"""Running one cell, wherever it runs: in the runner's process, a subprocess on one GPU, or a
+Ray task.  A *job* is a plain JSON-able dict (the cell and the local paths it needs), so the
+same ``run_job`` serves all three.
+
+Training writes into a temporary folder that is renamed into place only when complete, and
+the cell's record is written atomically after that: a run killed at any moment leaves either
+a finished cell or nothing, never half of one.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import resource
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from prt_bench.io import environment
+from prt_bench.suite import adapters
+from prt_bench.suite.plan import Cell
+from prt_bench.suite.store import make_record
+
+COMPLETE = ".complete"
+
+
+def cell_from_dict(d: dict[str, Any]) -> Cell:
+    return Cell(**d)
+
+
+def checkpoint_done(path: str | Path) -> bool:
+    return (Path(path) / COMPLETE).is_file()
+
+
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Do the work of one cell and return its record (the caller stores it)."""
+    cell = cell_from_dict(job["cell"])
+    _seed_everything(cell.seed)
+    threads = os.environ.get("PRT_BENCH_THREADS")
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+    meter = _PeakMemory()
+    start = time.perf_counter()
+    with meter:
+        if cell.kind == "train":
+            results, primary = _train(cell, job), "final_loss,none"
+        else:
+            results, primary = _evaluate(cell, job)
+    timing = {"wall_s": round(time.perf_counter() - start, 3), "peak_mem_mb": round(meter.peak_mb, 1)}
+    extra = {"output": job["paths"]["out"]} if cell.kind == "train" else {}
+    return make_record(cell, job["suite"], results, primary, environment(), timing, **extra)
+
+
+def _train(cell: Cell, job: dict[str, Any]) -> dict[str, Any]:
+    paths = job["paths"]
+    out = Path(paths["out"])
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    if tmp.exists():
+        import shutil
+
+        shutil.rmtree(tmp)
+    train = adapters.lm_train if cell.modality == "lm" else adapters.vision_train
+    info = train(cell.method, paths["base"], paths["data"], tmp, seed=cell.seed, alpha=cell.alpha,
+                 options=cell.config["train"])
+    (tmp / COMPLETE).write_text(cell.cell_id + "\n")
+    adapters._replace_dir(tmp, out)
+    return {cell.task: {f"{k},none": v for k, v in info.items()}}
+
+
+def _evaluate(cell: Cell, job: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    task = cell.config["task_config"]
+    options = cell.config["eval"]
+    lam = cell.config["lam"]
+    if cell.modality == "lm":
+        results, n = adapters.lm_eval(cell.method, job["paths"], task, options, lam=lam, seed=cell.seed)
+        name = task["lm_eval_task"]
+        metrics = dict(results.get(name, next(iter(results.values()), {})))
+        for derived, parts in (task.get("derived") or {}).items():
+            metrics[derived] = sum(metrics[p] for p in parts) / len(parts)
+        if name in n and n[name] is not None:
+            metrics["n_samples"] = n[name]
+        primary = task.get("primary_metric", "exact_match,strict-match")
+        return {cell.task: metrics}, primary
+    dataset = task["dataset"]
+    opts = {k: v for k, v in {**options, **task}.items() if k in ("batch_size", "limit", "num_workers")}
+    out = adapters.vision_eval(cell.method, job["paths"], dataset, opts, lam=lam)
+    metrics = {f"{k},none": out[k] for k in ("acc1", "acc5", "mean_per_class_recall") if k in out}
+    if "n" in out or "n_samples" in out:
+        metrics["n_samples"] = out.get("n_samples", out.get("n"))
+    return {cell.task: metrics}, task.get("primary_metric", "acc1,none")
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:
+        pass
+    import torch
+
+    torch.manual_seed(seed)
+
+
+class _PeakMemory:
+    """Peak memory of the work inside the block: GPU allocator peak on CUDA, else sampled RSS."""
+
+    def __init__(self, interval: float = 0.05):
+        self.interval = interval
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._cuda = False
+
+    def __enter__(self):
+        import torch
+
+        self._cuda = torch.cuda.is_available()
+        if self._cuda:
+            torch.cuda.reset_peak_memory_stats()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while True:
+            self.peak_mb = max(self.peak_mb, _rss_mb())
+            if self._stop.wait(self.interval):
+                return
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, _rss_mb())
+        if self._cuda:
+            import torch
+
+            self.peak_mb = torch.cuda.max_memory_allocated() / 2**20
+        return False
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,0 +1,142 @@
+"""A suite expanded into cells: the transfer matrix.
+
+A cell is one unit of work with a config that names everything it depends on; its id is the
+content hash of that config.  Training cells (an FT model or a PRT reward of one base) are
+shared by every evaluation cell that uses them: an evaluation cell's config holds the ids of
+its training cells, so a changed training config changes, and reruns, exactly the cells that
+depend on it.
+
+Per task, seed and transfer source -> target (method names as in the results store):
+
+- ``zeroshot``     every source and target alone
+- ``ft_source``    the source fine-tuned, evaluated by itself   (train: ft of source)
+- ``ft_target``    the target fine-tuned: the upper bound         (train: ft of target)
+- ``prt``          target base + reward trained on the source     (train: prt of source)
+- ``eft``          target + (ft of source - source)               (train: ft of source)
+- ``reward_only``  softmax of the reward alone (vision)           (train: prt of source)
+- ``same_base``    (option) prt/eft on the source itself, scenario "same_base"
+- the alpha sweep: prt (and reward_only) at each alpha of ``alpha_sweep`` for its transfers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from prt_bench.io import config_hash
+from prt_bench.suite.schema import Section, Suite, Transfer
+
+
+@dataclass
+class Cell:
+    cell_id: str
+    kind: str                      # "train" | "eval"
+    modality: str
+    task: str
+    scenario: str | None
+    method: str                    # train: "ft" | "prt"; eval: one of schema.METHODS
+    source: str | None
+    target: str
+    alpha: float
+    seed: int
+    config: dict[str, Any]
+    needs: dict[str, str] = field(default_factory=dict)   # role ("reward", "ft") -> training cell id
+
+    @property
+    def label(self) -> str:
+        if self.kind == "train":
+            extra = f" alpha={self.alpha:g}" if self.method == "prt" else ""
+            return f"train {self.modality} {self.method} {self.target} on {self.task}{extra} seed={self.seed}"
+        pair = f"{self.source} -> {self.target}" if self.source and self.source != self.target else self.target
+        extra = f" alpha={self.alpha:g}" if self.method in ("prt", "reward_only") else ""
+        return f"eval {self.modality} {self.task} {self.method} {pair}{extra} seed={self.seed}"
+
+
+def base_ref(section: Section, name: str) -> dict[str, Any]:
+    return {"name": name, **section.bases[name]}
+
+
+def train_data(section: Section, task: str) -> tuple[str, Any]:
+    """(name, spec) of what a task's training cells train on; tasks sharing it share the cells."""
+    spec = section.tasks[task]
+    if section.modality == "lm":
+        data = spec.get("train_data", section.train.get("data"))
+        return _data_name(data), data
+    dataset = spec.get("train_dataset", spec["dataset"])
+    return dataset, {"dataset": dataset}
+
+
+def _data_name(data: dict[str, Any]) -> str:
+    (kind, value), = data.items()
+    return str(value).rstrip("/").split("/")[-1].removesuffix(".jsonl") if kind != "mini" else str(value)
+
+
+def expand(suite: Suite) -> list[Cell]:
+    """Every cell of the suite, training cells first, each once (deduplicated by id)."""
+    cells: dict[str, Cell] = {}
+    for section in suite.sections.values():
+        for seed in suite.seeds:
+            for task in section.tasks:
+                _expand_task(section, task, seed, cells)
+    ordered = sorted(cells.values(), key=lambda c: c.kind != "train")  # stable: keeps the suite's order within
+    return ordered
+
+
+def _expand_task(section: Section, task: str, seed: int, cells: dict[str, Cell]) -> None:
+    methods = set(section.methods)
+    data_name, data = train_data(section, task)
+    hyper = {k: v for k, v in section.train.items() if k != "data"}
+
+    def train(method: str, base: str, alpha: float = 0.0) -> str:
+        config = {"kind": "train", "modality": section.modality, "method": method, "base": base_ref(section, base),
+                  "data": data, "train": hyper, "seed": seed}
+        if method == "prt":
+            config["alpha"] = alpha
+        cell = Cell(config_hash(config), "train", section.modality, data_name, None, method, None, base,
+                    alpha, seed, config)
+        cells.setdefault(cell.cell_id, cell)
+        return cell.cell_id
+
+    def evaluate(method: str, target: str, source: str | None, scenario: str | None, alpha: float = 0.0,
+                 needs: dict[str, str] | None = None) -> None:
+        config = {"kind": "eval", "modality": section.modality, "method": method, "task": task,
+                  "task_config": section.tasks[task], "target": base_ref(section, target),
+                  "source": base_ref(section, source) if source else None, "scenario": scenario,
+                  "eval": section.eval, "lam": float(section.train.get("lam", 1.0)), "seed": seed,
+                  "trained": dict(sorted((needs or {}).items()))}
+        if method in ("prt", "reward_only"):
+            config["alpha"] = alpha
+        cell = Cell(config_hash(config), "eval", section.modality, task, scenario, method, source, target,
+                    alpha, seed, config, dict(needs or {}))
+        cells.setdefault(cell.cell_id, cell)
+
+    if "zeroshot" in methods:
+        for base in _unique([b for t in section.transfers for b in (t.source, t.target)]):
+            evaluate("zeroshot", base, None, None)
+    for t in section.transfers:
+        if "ft_source" in methods:
+            evaluate("ft_source", t.source, t.source, None, needs={"ft": train("ft", t.source)})
+        if "ft_target" in methods:
+            evaluate("ft_target", t.target, None, None, needs={"ft": train("ft", t.target)})
+        _transfer_cells(section, t, methods, section.alpha, train, evaluate)
+        if section.same_base:
+            # PRT on the base it was trained on: the reward recovers FT there (Prop. 3.1).
+            _transfer_cells(section, Transfer(t.source, t.source, "same_base"), methods & {"prt"}, section.alpha,
+                            train, evaluate)
+    for t in section.sweep_transfers:
+        for alpha in section.sweep_alphas:
+            _transfer_cells(section, t, methods - {"eft"}, alpha, train, evaluate)
+
+
+def _transfer_cells(section: Section, t: Transfer, methods: set[str], alpha: float, train, evaluate) -> None:
+    if "prt" in methods:
+        evaluate("prt", t.target, t.source, t.scenario, alpha, needs={"reward": train("prt", t.source, alpha)})
+    if "eft" in methods:
+        evaluate("eft", t.target, t.source, t.scenario, needs={"ft": train("ft", t.source)})
+    if "reward_only" in methods:
+        # The reward alone does not depend on the target: one cell per source and alpha.
+        evaluate("reward_only", t.source, t.source, None, alpha, needs={"reward": train("prt", t.source, alpha)})
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))

@@ -1,0 +1,341 @@
+"""`prt-bench run`: a suite file in, the transfer matrix's results and report out.
+
+1. load and check the suite file (static: keys, names, tags) -- ``schema``;
+2. expand it into cells -- ``plan``; keep those ``--only`` selects (with what they need);
+3. skip what the results store already holds (the cell id is the content hash of its config);
+4. build the bases (mini world, tiny models), then check what needs files: tokenizers of each
+   source/target pair, label sets, data -- ``checks`` -- all before any training;
+5. run the training cells, then the evaluation cells, through one executor: in this process
+   (CPU), one subprocess per visible GPU (CUDA_VISIBLE_DEVICES), or Ray tasks;
+6. rebuild the table from the cell files and build the report.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from prt_bench.io import atomic_write_json
+from prt_bench.suite import adapters, checks
+from prt_bench.suite.execute import checkpoint_done, run_job
+from prt_bench.suite.plan import Cell, expand
+from prt_bench.suite.schema import Suite, load_suite
+from prt_bench.suite.store import read_cell, write_cell, write_table
+
+
+@dataclass
+class RunOptions:
+    results: Path = Path("results")     # cells go to <results>/<suite>/cells/
+    runs: Path = Path("runs")           # checkpoints go to <runs>/<suite>/<cell_id>/
+    cache: Path = Path(".cache")        # mini world and tiny bases
+    executor: str = "local"             # "local" | "ray"
+    ray_address: str | None = None
+    gpus: list[str] | None = None       # None: every visible GPU; []: CPU in this process
+    only: str | None = None
+    dry_run: bool = False
+    report: bool = True
+    progress: bool = True
+
+
+@dataclass
+class RunSummary:
+    suite: str
+    results_dir: Path
+    total: int
+    already_done: int
+    ran: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    table: Path | None = None
+    report: Path | None = None
+    wall_s: float = 0.0
+
+
+def select(cells: list[Cell], pattern: str | None) -> list[Cell]:
+    """Cells whose label or id matches `pattern` (glob, or substring), plus the training cells they need."""
+    if not pattern:
+        return cells
+    glob = pattern if any(ch in pattern for ch in "*?[") else f"*{pattern}*"
+    chosen = {c.cell_id for c in cells if fnmatch.fnmatch(c.label, glob) or c.cell_id.startswith(pattern)}
+    for c in cells:
+        if c.cell_id in chosen:
+            chosen.update(c.needs.values())
+    return [c for c in cells if c.cell_id in chosen]
+
+
+def run_suite(suite_ref: str | Path, options: RunOptions, console=None) -> RunSummary:
+    from rich.console import Console
+
+    console = console or Console(stderr=True)
+    start = time.perf_counter()
+    suite = load_suite(suite_ref)
+    if not _uses_hub(suite):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    cells = select(expand(suite), options.only)
+    results_dir = Path(options.results) / suite.name
+    runs_dir = Path(options.runs) / suite.name
+    done = {c.cell_id for c in cells if read_cell(results_dir, c.cell_id) is not None}
+    todo = _pending(cells, done, runs_dir)
+    summary = RunSummary(suite.name, results_dir, len(cells), len(cells) - len(todo))
+
+    if options.dry_run:
+        from rich.console import Console as StdoutConsole
+
+        out = StdoutConsole()
+        print_matrix(cells, done, todo, out)
+        out.print(f"{len(cells)} cells, {len(cells) - len(todo)} done, {len(todo)} to run "
+                      f"(results: {results_dir})")
+        return summary
+
+    if todo:
+        cache = Path(options.cache)
+        worlds = {m: adapters.mini_world(m, cache) for m in _modalities_using(todo, "mini")}
+        resolved = _resolve_bases(suite, todo, cache, worlds)
+        checks.check_before_training(suite, resolved, worlds)
+        jobs = {c.cell_id: _job(c, suite, resolved, worlds, results_dir, runs_dir) for c in todo}
+        train = [c for c in todo if c.kind == "train"]
+        evals = [c for c in todo if c.kind == "eval"]
+        execute = _executor(options, results_dir)
+        with _Progress(len(cells), summary.already_done, options.progress, console) as progress:
+            for phase in (train, evals):
+                runnable = [c for c in phase if not (set(c.needs.values()) & set(summary.failed))]
+                for c in phase:
+                    if c not in runnable:
+                        summary.failed[c.cell_id] = "a training cell it needs failed"
+                execute([jobs[c.cell_id] for c in runnable], progress, summary)
+    summary.table = write_table(results_dir)
+    if options.report:
+        summary.report = build_report(results_dir, console)
+    summary.wall_s = time.perf_counter() - start
+    return summary
+
+
+def _uses_hub(suite: Suite) -> bool:
+    for section in suite.sections.values():
+        specs = list(section.bases.values()) + [section.train.get("data") or {}]
+        specs += [t.get("train_data") or {} for t in section.tasks.values()]
+        if any("hf" in s or "open_clip" in s or "hf_dataset" in s for s in specs):
+            return True
+    return False
+
+
+def _pending(cells: list[Cell], done: set[str], runs_dir: Path) -> list[Cell]:
+    """Cells without a record, and training cells whose checkpoint is gone but still needed."""
+    todo_eval = [c for c in cells if c.kind == "eval" and c.cell_id not in done]
+    needed = {i for c in todo_eval for i in c.needs.values()}
+    todo_train = [c for c in cells if c.kind == "train" and (
+        c.cell_id not in done or (c.cell_id in needed and not checkpoint_done(runs_dir / c.cell_id)))]
+    return todo_train + todo_eval
+
+
+def _modalities_using(cells: list[Cell], kind: str) -> list[str]:
+    out = []
+    for c in cells:
+        refs = [c.config.get("base"), c.config.get("target"), c.config.get("source"), c.config.get("data")]
+        if any(isinstance(r, dict) and kind in r for r in refs) and c.modality not in out:
+            out.append(c.modality)
+    return out
+
+
+def _resolve_bases(suite: Suite, cells: list[Cell], cache: Path, worlds: dict[str, dict[str, str]]
+                   ) -> dict[tuple[str, str], str]:
+    """(modality, base name) -> what the recipes load, for every base the cells use (all
+    transfer bases, so the checks see every pair)."""
+    resolved = {}
+    for modality, section in suite.sections.items():
+        for name, spec in section.bases.items():
+            resolved[(modality, name)] = adapters.resolve_base(modality, spec, cache, worlds.get(modality))
+    return resolved
+
+
+def _job(cell: Cell, suite: Suite, resolved: dict, worlds: dict, results_dir: Path, runs_dir: Path) -> dict[str, Any]:
+    base = lambda name: resolved[(cell.modality, name)]  # noqa: E731
+    if cell.kind == "train":
+        data = cell.config["data"]
+        if cell.modality == "lm":
+            data_path = adapters.resolve_data(data, worlds.get("lm"))
+        else:
+            data_path = data["dataset"]
+        paths = {"base": base(cell.target), "data": data_path, "out": str(runs_dir / cell.cell_id)}
+    else:
+        paths = {"target": base(cell.target)}
+        if cell.source:
+            paths["source"] = base(cell.source)
+        for role, train_id in cell.needs.items():
+            paths[role] = str(runs_dir / train_id)
+        paths["model"] = paths.get("ft", paths["target"])
+    return {"cell": asdict(cell), "paths": paths, "suite": suite.name, "results": str(results_dir)}
+
+
+# ------------------------------------------------------------------------ executors
+
+def _executor(options: RunOptions, results_dir: Path) -> Callable:
+    if options.executor == "ray":
+        return lambda jobs, progress, summary: _run_ray(jobs, progress, summary, options, results_dir)
+    if options.executor != "local":
+        raise ValueError(f"unknown executor {options.executor!r} (local or ray)")
+    gpus = _visible_gpus() if options.gpus is None else options.gpus
+    if gpus:
+        return lambda jobs, progress, summary: _run_subprocesses(jobs, progress, summary, gpus, results_dir)
+    return lambda jobs, progress, summary: _run_here(jobs, progress, summary, results_dir)
+
+
+def _visible_gpus() -> list[str]:
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def _run_here(jobs, progress, summary, results_dir: Path) -> None:
+    for job in jobs:
+        cell_id, label = job["cell"]["cell_id"], _label(job)
+        progress.start(cell_id, label)
+        try:
+            write_cell(results_dir, run_job(job))
+            summary.ran.append(cell_id)
+        except Exception as e:  # noqa: BLE001 - one failed cell must not stop the matrix
+            summary.failed[cell_id] = f"{type(e).__name__}: {e}"
+            progress.fail(label, summary.failed[cell_id])
+        progress.finish(cell_id)
+
+
+def _run_subprocesses(jobs, progress, summary, gpus: list[str], results_dir: Path) -> None:
+    """One cell per GPU at a time, each in its own process that sees only its GPU."""
+    import queue
+
+    free: queue.Queue[str] = queue.Queue()
+    for g in gpus:
+        free.put(g)
+    job_dir = Path(tempfile.mkdtemp(prefix="prt-bench-jobs-"))
+
+    def one(job):
+        gpu = free.get()
+        try:
+            progress.start(job["cell"]["cell_id"], f"{_label(job)} [GPU {gpu}]")
+            path = job_dir / f"{job['cell']['cell_id']}.json"
+            atomic_write_json(path, job)
+            env = {**os.environ, "CUDA_VISIBLE_DEVICES": gpu}
+            proc = subprocess.run([sys.executable, "-m", "prt_bench.suite.worker", str(path)], env=env,
+                                  capture_output=True, text=True)
+            return job, proc
+        finally:
+            free.put(gpu)
+
+    with ThreadPoolExecutor(max_workers=len(gpus)) as pool:
+        for fut in as_completed([pool.submit(one, job) for job in jobs]):
+            job, proc = fut.result()
+            cell_id = job["cell"]["cell_id"]
+            if proc.returncode == 0 and read_cell(results_dir, cell_id) is not None:
+                summary.ran.append(cell_id)
+            else:
+                summary.failed[cell_id] = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["failed"]
+                summary.failed[cell_id] = summary.failed[cell_id][0]
+                progress.fail(_label(job), summary.failed[cell_id])
+            progress.finish(cell_id)
+
+
+def _run_ray(jobs, progress, summary, options: RunOptions, results_dir: Path) -> None:
+    """The same jobs as Ray tasks, one GPU each when the cluster has GPUs; the driver stores records."""
+    import ray
+
+    if not ray.is_initialized():
+        if options.ray_address:
+            ray.init(address=options.ray_address, log_to_driver=False)
+        else:
+            ray.init(include_dashboard=False, log_to_driver=False)
+    gpus = ray.cluster_resources().get("GPU", 0)
+    remote = ray.remote(num_gpus=1 if gpus else 0, max_retries=0)(run_job)
+    pending = {}
+    for job in jobs:
+        pending[remote.remote(job)] = job
+        progress.start(job["cell"]["cell_id"], _label(job) + " [ray]")
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        job = pending.pop(ready[0])
+        cell_id = job["cell"]["cell_id"]
+        try:
+            write_cell(results_dir, ray.get(ready[0]))
+            summary.ran.append(cell_id)
+        except Exception as e:  # noqa: BLE001
+            summary.failed[cell_id] = f"{type(e).__name__}: {e}".splitlines()[0]
+            progress.fail(_label(job), summary.failed[cell_id])
+        progress.finish(cell_id)
+
+
+def _label(job: dict[str, Any]) -> str:
+    return Cell(**job["cell"]).label
+
+
+# ------------------------------------------------------------------------ display and report
+
+class _Progress:
+    """Cells done/total and the cells running now (rich)."""
+
+    def __init__(self, total: int, done: int, enabled: bool, console):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = console
+        self.running: dict[str, str] = {}
+        self.progress = Progress(TextColumn("[bold]cells"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                 TextColumn("{task.description}"), console=console, disable=not enabled)
+        self.task = self.progress.add_task("", total=total, completed=done)
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def _show(self) -> None:
+        self.progress.update(self.task, description=" | ".join(self.running.values()))
+
+    def start(self, cell_id: str, label: str) -> None:
+        self.running[cell_id] = label
+        self._show()
+
+    def finish(self, cell_id: str) -> None:
+        self.running.pop(cell_id, None)
+        self.progress.advance(self.task)
+        self._show()
+
+    def fail(self, label: str, why: str) -> None:
+        self.console.print(f"[red]failed[/red] {label}: {why}")
+
+
+def print_matrix(cells: list[Cell], done: set[str], todo: list[Cell], console) -> None:
+    """One line per cell: id, status, what it is (plain text, so it can be grepped)."""
+    pending = {c.cell_id for c in todo}
+    for c in cells:
+        status = "to run" if c.cell_id in pending else "done"
+        if c.cell_id in pending and c.cell_id in done:
+            status = "to run (checkpoint gone)"
+        console.print(f"{c.cell_id}  {status:<8}  {c.label}", highlight=False, soft_wrap=True)
+
+
+def build_report(results_dir: Path, console) -> Path | None:
+    """The report package's PDF of this results folder, when that package is there."""
+    try:
+        from prt_bench.report import build_report as report_api
+    except ImportError:
+        console.print("report: prt_bench.report.build_report is not available; skipped")
+        return None
+    try:
+        out = report_api(results_dir)
+    except Exception as e:  # noqa: BLE001 - the results stand without the report
+        console.print(f"[red]report failed[/red]: {type(e).__name__}: {e}")
+        return None
+    return Path(out) if out else None
+
+
+def summary_json(summary: RunSummary) -> str:
+    d = asdict(summary)
+    return json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in d.items()}, indent=2)

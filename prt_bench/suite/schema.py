@@ -1,0 +1,288 @@
+"""Suite files: what a suite may say, and the checks that run before any model is touched.
+
+A suite (``suites/<name>.yaml``) has one section per modality (``lm``, ``vision``).  Each
+section names its base families, the transfers (source base -> target base, with the
+paper's scenario), its tasks, the training recipe's hyperparameters, the methods to run and
+the PRT alpha sweep.  Everything here is static: no model, tokenizer or dataset is loaded
+(``--dry-run`` of the paper suites works offline).  The checks that need files (tokenizers,
+label sets, data) live in ``prt_bench.suite.checks``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prt_bench.io import REPO_ROOT
+
+SUITES_DIR = REPO_ROOT / "suites"
+MODALITIES = ("lm", "vision")
+METHODS = ("zeroshot", "ft_source", "ft_target", "prt", "eft", "reward_only")
+SCENARIOS = ("upscaling", "update", "other_arch", "same_base")
+PAPER_ALPHAS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 0.1)
+
+TOP_KEYS = {"name", "description", "seeds", "lm", "vision"}
+SECTION_KEYS = {"families", "transfers", "same_base", "tasks", "train", "eval", "methods", "alpha", "alpha_sweep"}
+TRANSFER_KEYS = {"source", "target", "scenario"}
+SWEEP_KEYS = {"alphas", "transfers"}
+# A base is exactly one of these (plus `revision` for hub ids).
+BASE_KINDS = {"lm": ("hf", "path", "mini", "tiny"), "vision": ("open_clip", "path", "mini", "tiny")}
+BASE_EXTRA = {"hf": {"revision"}}
+TASK_KEYS = {
+    "lm": {"lm_eval_task", "primary_metric", "derived", "limit", "num_fewshot", "batch_size", "max_gen_toks",
+           "apply_chat_template", "train_data"},
+    "vision": {"dataset", "train_dataset", "primary_metric", "batch_size", "limit"},
+}
+TRAIN_DATA_KINDS = ("path", "mini", "shared", "hf_dataset")
+# Training and evaluation options the recipes take; the runner passes them through as keywords.
+TRAIN_KEYS = {
+    "lm": {"data", "lam", "lora", "lora_r", "lora_alpha", "lora_dropout", "lr", "epochs", "max_steps", "batch_size",
+           "grad_accum", "max_length", "warmup", "schedule", "weight_decay", "max_grad_norm", "chat_template",
+           "dtype", "launcher"},
+    "vision": {"lam", "steps", "lr", "batch_size", "warmup", "weight_decay", "schedule", "max_grad_norm",
+               "num_workers", "launcher"},
+}
+EVAL_KEYS = {
+    "lm": {"batch_size", "limit", "dtype", "max_gen_toks"},
+    "vision": {"batch_size", "limit", "num_workers"},
+}
+HF_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+
+
+class SuiteError(ValueError):
+    """A suite file that cannot run; the message names the file, the place and the problem."""
+
+
+@dataclass(frozen=True)
+class Transfer:
+    source: str
+    target: str
+    scenario: str
+
+
+@dataclass
+class Section:
+    """One modality of a suite, as written in the file (validated)."""
+
+    modality: str
+    bases: dict[str, dict[str, Any]]        # name -> spec, with "family" added
+    transfers: list[Transfer]
+    same_base: bool
+    tasks: dict[str, dict[str, Any]]
+    train: dict[str, Any]
+    eval: dict[str, Any]
+    methods: list[str]
+    alpha: float
+    sweep_alphas: list[float]
+    sweep_transfers: list[Transfer]
+
+    @property
+    def sources(self) -> list[str]:
+        return sorted({t.source for t in self.transfers})
+
+    @property
+    def targets(self) -> list[str]:
+        return sorted({t.target for t in self.transfers})
+
+
+@dataclass
+class Suite:
+    name: str
+    path: Path
+    description: str
+    seeds: list[int]
+    sections: dict[str, Section] = field(default_factory=dict)
+
+
+def suite_path(suite: str | Path) -> Path:
+    """`mini` -> suites/mini.yaml; anything with a slash or a .yaml suffix is a path."""
+    s = str(suite)
+    if "/" in s or s.endswith((".yaml", ".yml")):
+        p = Path(s)
+    else:
+        p = SUITES_DIR / f"{s}.yaml"
+        if not p.is_file():
+            known = sorted(q.stem for q in SUITES_DIR.glob("*.yaml"))
+            raise SuiteError(f"unknown suite {s!r}; suites in {SUITES_DIR}: {', '.join(known)}")
+    if not p.is_file():
+        raise SuiteError(f"suite file {p} does not exist")
+    return p
+
+
+def load_suite(suite: str | Path) -> Suite:
+    import yaml
+
+    path = suite_path(suite)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise SuiteError(f"{path}: not valid YAML: {e}") from None
+    return parse_suite(raw, path)
+
+
+def parse_suite(raw: Any, path: Path) -> Suite:
+    where = str(path)
+    _mapping(raw, where)
+    _keys(raw, TOP_KEYS, where)
+    if "name" not in raw:
+        raise SuiteError(f"{where}: missing key 'name'")
+    seeds = raw.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+        raise SuiteError(f"{where}: seeds must be a non-empty list of integers, got {seeds!r}")
+    suite = Suite(name=str(raw["name"]), path=path, description=str(raw.get("description", "")), seeds=seeds)
+    for modality in MODALITIES:
+        if modality in raw:
+            suite.sections[modality] = _section(raw[modality], modality, f"{where}: {modality}")
+    if not suite.sections:
+        raise SuiteError(f"{where}: a suite needs at least one of the sections {', '.join(MODALITIES)}")
+    return suite
+
+
+def _section(raw: Any, modality: str, where: str) -> Section:
+    _mapping(raw, where)
+    _keys(raw, SECTION_KEYS, where)
+    for key in ("families", "transfers", "tasks"):
+        if key not in raw:
+            raise SuiteError(f"{where}: missing key {key!r}")
+
+    bases: dict[str, dict[str, Any]] = {}
+    _mapping(raw["families"], f"{where}.families")
+    for family, members in raw["families"].items():
+        _mapping(members, f"{where}.families.{family}")
+        for name, spec in members.items():
+            if name in bases:
+                raise SuiteError(f"{where}.families.{family}: base {name!r} is declared twice")
+            bases[name] = {**_base(spec, modality, f"{where}.families.{family}.{name}"), "family": str(family)}
+
+    transfers = _transfers(raw["transfers"], bases, f"{where}.transfers")
+    methods = raw.get("methods", list(METHODS))
+    if not isinstance(methods, list) or not methods:
+        raise SuiteError(f"{where}.methods: must be a non-empty list, got {methods!r}")
+    for m in methods:
+        if m not in METHODS:
+            raise SuiteError(f"{where}.methods: unknown method {m!r} (known: {', '.join(METHODS)})")
+
+    tasks = raw["tasks"]
+    _mapping(tasks, f"{where}.tasks")
+    if not tasks:
+        raise SuiteError(f"{where}.tasks: needs at least one task")
+    for name, task in tasks.items():
+        _mapping(task, f"{where}.tasks.{name}")
+        _keys(task, TASK_KEYS[modality], f"{where}.tasks.{name}")
+        required = "lm_eval_task" if modality == "lm" else "dataset"
+        if required not in task:
+            raise SuiteError(f"{where}.tasks.{name}: missing key {required!r}")
+
+    train = raw.get("train", {}) or {}
+    _mapping(train, f"{where}.train")
+    _keys(train, TRAIN_KEYS[modality], f"{where}.train")
+    if modality == "lm":
+        if "data" not in train and not all("train_data" in t for t in tasks.values()):
+            raise SuiteError(f"{where}.train: missing key 'data' (the instruction data FT and PRT train on)")
+        for label, data in [("train.data", train.get("data"))] + [
+                (f"tasks.{n}.train_data", t.get("train_data")) for n, t in tasks.items()]:
+            if data is not None:
+                _train_data(data, f"{where}.{label}")
+    evaluation = raw.get("eval", {}) or {}
+    _mapping(evaluation, f"{where}.eval")
+    _keys(evaluation, EVAL_KEYS[modality], f"{where}.eval")
+
+    alpha = _alpha(raw.get("alpha", 0.0), f"{where}.alpha")
+    sweep = raw.get("alpha_sweep") or {}
+    _mapping(sweep, f"{where}.alpha_sweep")
+    _keys(sweep, SWEEP_KEYS, f"{where}.alpha_sweep")
+    sweep_alphas = [_alpha(a, f"{where}.alpha_sweep.alphas") for a in sweep.get("alphas", [])]
+    sweep_transfers = _transfers(sweep.get("transfers", []), bases, f"{where}.alpha_sweep.transfers")
+    declared = {(t.source, t.target) for t in transfers}
+    for t in sweep_transfers:
+        if (t.source, t.target) not in declared:
+            raise SuiteError(f"{where}.alpha_sweep.transfers: {t.source} -> {t.target} is not one of the transfers")
+    if sweep_alphas and not sweep_transfers:
+        raise SuiteError(f"{where}.alpha_sweep: alphas given but no transfers to sweep")
+    if "reward_only" in methods and modality == "lm":
+        raise SuiteError(f"{where}.methods: reward_only is defined for vision only (softmax of the reward alone)")
+    sweep_transfers = [next(x for x in transfers if (x.source, x.target) == (t.source, t.target))
+                       for t in sweep_transfers]
+    return Section(modality=modality, bases=bases, transfers=transfers, same_base=bool(raw.get("same_base", False)),
+                   tasks=dict(tasks), train=dict(train), eval=dict(evaluation), methods=list(methods), alpha=alpha,
+                   sweep_alphas=sweep_alphas, sweep_transfers=sweep_transfers)
+
+
+def _base(spec: Any, modality: str, where: str) -> dict[str, Any]:
+    _mapping(spec, where)
+    kinds = [k for k in BASE_KINDS[modality] if k in spec]
+    if len(kinds) != 1:
+        raise SuiteError(f"{where}: a {modality} base is exactly one of {', '.join(BASE_KINDS[modality])}; "
+                         f"got keys {sorted(spec)}")
+    kind = kinds[0]
+    _keys(spec, {kind} | BASE_EXTRA.get(kind, set()), where)
+    value = spec[kind]
+    if kind == "hf" and not (isinstance(value, str) and HF_ID.match(value)):
+        raise SuiteError(f"{where}: unknown model {value!r}: a hub id looks like 'org/name'")
+    if kind == "open_clip":
+        _open_clip_tag(value, where)
+    if kind == "tiny" and not isinstance(value, dict):
+        raise SuiteError(f"{where}: tiny takes a mapping of model options, got {value!r}")
+    if kind in ("path", "mini") and not isinstance(value, str):
+        raise SuiteError(f"{where}: {kind} takes a string, got {value!r}")
+    return dict(spec)
+
+
+def _open_clip_tag(value: Any, where: str) -> None:
+    """MODEL:TAG must be in open_clip's pretrained registry (no download needed to know)."""
+    if not isinstance(value, str) or value.count(":") != 1:
+        raise SuiteError(f"{where}: open_clip base is 'MODEL:TAG' (e.g. 'ViT-B-16:laion2b_s34b_b88k'), got {value!r}")
+    import open_clip
+
+    model, tag = value.split(":")
+    known = open_clip.list_pretrained()
+    if (model, tag) not in known:
+        tags = sorted(t for m, t in known if m == model)
+        hint = f"known tags for {model}: {', '.join(tags)}" if tags else f"{model!r} is not an open_clip model"
+        raise SuiteError(f"{where}: unknown model {value!r} ({hint})")
+
+
+def _train_data(data: Any, where: str) -> None:
+    _mapping(data, where)
+    kinds = [k for k in TRAIN_DATA_KINDS if k in data]
+    if len(kinds) != 1 or len(data) != 1:
+        raise SuiteError(f"{where}: training data is exactly one of {', '.join(TRAIN_DATA_KINDS)}; got {data!r}")
+
+
+def _transfers(raw: Any, bases: dict[str, Any], where: str) -> list[Transfer]:
+    if not isinstance(raw, list):
+        raise SuiteError(f"{where}: must be a list of {{source, target, scenario}}, got {raw!r}")
+    out = []
+    for i, t in enumerate(raw):
+        here = f"{where}[{i}]"
+        _mapping(t, here)
+        _keys(t, TRANSFER_KEYS, here)
+        for side in ("source", "target"):
+            if side not in t:
+                raise SuiteError(f"{here}: missing key {side!r}")
+            if t[side] not in bases:
+                raise SuiteError(f"{here}.{side}: unknown model {t[side]!r} (declared bases: {', '.join(sorted(bases))})")
+        scenario = t.get("scenario", "upscaling")
+        if scenario not in SCENARIOS:
+            raise SuiteError(f"{here}.scenario: unknown scenario {scenario!r} (known: {', '.join(SCENARIOS)})")
+        out.append(Transfer(t["source"], t["target"], scenario))
+    return out
+
+
+def _alpha(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise SuiteError(f"{where}: alpha must be a number >= 0, got {value!r}")
+    return float(value)
+
+
+def _mapping(value: Any, where: str) -> None:
+    if not isinstance(value, dict):
+        raise SuiteError(f"{where}: expected a mapping, got {type(value).__name__}: {value!r}")
+
+
+def _keys(value: dict, allowed: set[str], where: str) -> None:
+    unknown = sorted(set(value) - allowed)
+    if unknown:
+        raise SuiteError(f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")

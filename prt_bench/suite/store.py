@@ -1,0 +1,119 @@
+"""The results store: one JSON per cell, written atomically, and the table rebuilt from them.
+
+Layout (``docs/suites.md`` and the interfaces note describe the record)::
+
+    results/<suite>/cells/<cell_id>.json
+    results/<suite>/table.csv
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+from prt_bench.io import atomic_write_json, atomic_write_text, read_json
+
+SCHEMA = "prt-bench/cell/1"
+TABLE_COLUMNS = ["cell_id", "suite", "modality", "task", "scenario", "method", "source", "target", "alpha", "seed",
+                 "metric", "value", "stderr", "wall_s", "peak_mem_mb"]
+
+
+def cells_dir(results: Path) -> Path:
+    return Path(results) / "cells"
+
+
+def cell_path(results: Path, cell_id: str) -> Path:
+    return cells_dir(results) / f"{cell_id}.json"
+
+
+def read_cell(results: Path, cell_id: str) -> dict[str, Any] | None:
+    """The stored record of a finished cell, or None (absent, unreadable or not done)."""
+    p = cell_path(results, cell_id)
+    if not p.is_file():
+        return None
+    try:
+        record = read_json(p)
+    except (OSError, ValueError):
+        return None
+    if record.get("status") != "done" or record.get("cell_id") != cell_id:
+        return None
+    return record
+
+
+def make_record(cell, suite: str, results: dict[str, Any], primary_metric: str | None, environment: dict[str, Any],
+                timing: dict[str, float], **extra: Any) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "cell_id": cell.cell_id,
+        "suite": suite,
+        "kind": cell.kind,
+        "modality": cell.modality,
+        "task": cell.task,
+        "scenario": cell.scenario,
+        "method": cell.method,
+        "source": cell.source,
+        "target": cell.target,
+        "alpha": cell.alpha,
+        "seed": cell.seed,
+        "config": cell.config,
+        "config_hash": cell.cell_id,
+        "results": results,
+        "primary_metric": primary_metric,
+        "environment": environment,
+        "timing": timing,
+        "status": "done",
+        **extra,
+    }
+
+
+def write_cell(results: Path, record: dict[str, Any]) -> Path:
+    return atomic_write_json(cell_path(results, record["cell_id"]), record)
+
+
+def all_cells(results: Path) -> list[dict[str, Any]]:
+    out = []
+    for p in sorted(cells_dir(results).glob("*.json")):
+        record = read_json(p)
+        if record.get("status") == "done":
+            out.append(record)
+    return out
+
+
+def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (evaluation cell, metric); `<metric>_stderr,<filter>` goes in the stderr column."""
+    rows = []
+    for r in records:
+        if r.get("kind") != "eval":
+            continue
+        for task_metrics in r.get("results", {}).values():
+            for key, value in sorted(task_metrics.items()):
+                name, _, filt = key.partition(",")
+                if name.endswith("_stderr") or not _is_number(value):
+                    continue
+                stderr = task_metrics.get(f"{name}_stderr,{filt}" if filt else f"{name}_stderr")
+                rows.append({
+                    "cell_id": r["cell_id"], "suite": r["suite"], "modality": r["modality"], "task": r["task"],
+                    "scenario": r.get("scenario") or "", "method": r["method"], "source": r.get("source") or "",
+                    "target": r["target"], "alpha": r.get("alpha", 0.0), "seed": r.get("seed", 0), "metric": key,
+                    "value": value, "stderr": stderr if _is_number(stderr) else "",
+                    "wall_s": r.get("timing", {}).get("wall_s", ""), "peak_mem_mb": r.get("timing", {}).get("peak_mem_mb", ""),
+                })
+    rows.sort(key=lambda row: (row["modality"], row["task"], row["method"], row["source"], row["target"],
+                               row["alpha"], row["seed"], row["metric"]))
+    return rows
+
+
+def write_table(results: Path) -> Path:
+    """Rebuild `table.csv` from the cell files alone (so it is never out of step with them)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=TABLE_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(table_rows(all_cells(results)))
+    return atomic_write_text(Path(results) / "table.csv", buf.getvalue())
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
