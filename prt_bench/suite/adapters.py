@@ -123,15 +123,18 @@ def lm_eval(method: str, paths: dict[str, str], task: dict[str, Any], options: d
     import lm_eval
     from lm_eval.tasks import TaskManager
 
-    import prt_bench.lm.lm_eval_models  # noqa: F401  (registers `prt` and `eft`)
+    if method in ("prt", "eft"):
+        import prt_bench.lm.lm_eval_models  # noqa: F401  (registers `prt` and `eft`)
+    import torch
 
     dtype = options.get("dtype", "float32")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     if method in ("zeroshot", "ft_source", "ft_target"):
-        model, args = "hf", f"pretrained={paths['model']},dtype={dtype}"
+        model, args = "hf", f"pretrained={paths['model']},dtype={dtype},device={device}"
     elif method == "prt":
-        model, args = "prt", f"base={paths['target']},reward={paths['reward']},lam={lam},dtype={dtype}"
+        model, args = "prt", f"base={paths['target']},reward={paths['reward']},lam={lam},dtype={dtype},device={device}"
     elif method == "eft":
-        model, args = "eft", f"base={paths['target']},ft={paths['ft']},pt={paths['source']},dtype={dtype}"
+        model, args = "eft", f"base={paths['target']},ft={paths['ft']},pt={paths['source']},dtype={dtype},device={device}"
     else:
         raise ValueError(f"no language evaluation for method {method!r}")
     gen_kwargs = f"max_gen_toks={task['max_gen_toks']}" if "max_gen_toks" in task else None
@@ -149,19 +152,19 @@ def lm_eval(method: str, paths: dict[str, str], task: dict[str, Any], options: d
     return results, n
 
 
-def vision_train(method: str, base: str, dataset: str, out: Path, *, seed: int, alpha: float,
+def vision_train(method: str, base: str, data: dict[str, str], out: Path, *, seed: int, alpha: float,
                  options: dict[str, Any]) -> dict:
+    from prt_bench.io import read_manifest
     from prt_bench.vision.train import train_vision
 
     opts = {k: v for k, v in options.items() if k != "launcher"}
-    train_vision(method, base, dataset, out, alpha=alpha, seed=seed, progress=False, **opts)
-    from prt_bench.io import read_manifest
-
+    train_vision(method, base, data["dataset"], out, split=data.get("split", "train"), alpha=alpha, seed=seed,
+                 progress=False, **opts)
     manifest = read_manifest(out) or {}
     return {k: manifest[k] for k in ("initial_loss", "final_loss") if k in manifest}
 
 
-def vision_eval(method: str, paths: dict[str, str], dataset: str, options: dict[str, Any], *,
+def vision_eval(method: str, paths: dict[str, str], dataset: str, split: str, options: dict[str, Any], *,
                 lam: float) -> dict[str, Any]:
     from prt_bench.vision.eval import eval_vision
 
@@ -173,4 +176,4 @@ def vision_eval(method: str, paths: dict[str, str], dataset: str, options: dict[
     if kind == "eft":
         kwargs.update(ft=paths["ft"], pt=paths["source"])
     target = paths["model"] if kind == "ft" else paths["target"]
-    return eval_vision(kind, target, dataset, progress=False, **kwargs)
+    return eval_vision(kind, target, dataset, split=split, progress=False, **kwargs)

@@ -9,10 +9,13 @@ from typing import Any
 
 from prt_bench.suite.schema import Suite, SuiteError
 
-def check_before_training(suite: Suite, resolved: dict[tuple[str, str], str], worlds: dict[str, dict[str, str]]) -> None:
-    if "lm" in suite.sections:
+
+def check_before_training(suite: Suite, modalities: set[str], resolved: dict[tuple[str, str], str],
+                          worlds: dict[str, dict[str, str]]) -> None:
+    """Raise SuiteError for the first problem in the sections that have work to do."""
+    if "lm" in modalities:
         _check_lm(suite, resolved, worlds.get("lm"))
-    if "vision" in suite.sections:
+    if "vision" in modalities:
         _check_vision(suite)
 
 
@@ -76,24 +79,39 @@ def _lm_task_names(tasks_dir) -> set[str]:
 
 
 def _check_vision(suite: Suite) -> None:
+    """Label sets first (known from the registry without data), then the data itself."""
     section = suite.sections["vision"]
     where = f"{suite.path}: vision"
     for name, task in section.tasks.items():
         train_name = task.get("train_dataset", task["dataset"])
-        labels = {}
-        for role, dataset in (("dataset", task["dataset"]), ("train_dataset", train_name)):
-            try:
-                labels[role] = _classnames(dataset)
-            except FileNotFoundError as e:
-                raise SuiteError(f"{where}.tasks.{name}.{role}: missing data for {dataset!r}: {e}") from None
-            except (KeyError, ValueError) as e:
-                raise SuiteError(f"{where}.tasks.{name}.{role}: unknown dataset {dataset!r}: {e}") from None
-        if labels["dataset"] != labels["train_dataset"]:
+        if _classnames(train_name, where, name) != _classnames(task["dataset"], where, name):
             raise SuiteError(f"{where}.tasks.{name}: the reward is trained on {train_name!r} and evaluated on "
                              f"{task['dataset']!r}, whose label sets differ; PRT needs one label set")
+        for dataset, split in ((task["dataset"], task.get("split", "test")),
+                               (train_name, task.get("train_split", "train"))):
+            _require_dataset(dataset, split, where, name)
 
 
-def _classnames(dataset: str) -> list[str]:
+def _classnames(dataset: str, where: str, task: str) -> list[str]:
+    from prt_bench.vision.datasets import REGISTRY, get_dataset
+
+    if dataset in REGISTRY:
+        return list(REGISTRY[dataset].classnames)
+    try:
+        return list(get_dataset(dataset, "test").classnames)
+    except (KeyError, ValueError) as e:
+        raise SuiteError(f"{where}.tasks.{task}: unknown dataset {dataset!r}: {e}") from None
+    except (FileNotFoundError, OSError) as e:
+        raise SuiteError(f"{where}.tasks.{task}: missing data for {dataset!r}: {e}") from None
+
+
+def _require_dataset(dataset: str, split: str, where: str, task: str) -> None:
     from prt_bench.vision.datasets import get_dataset
+    from prt_bench.vision.datasets.registry import parse_split
 
-    return list(get_dataset(dataset, "test").classnames)
+    try:
+        get_dataset(dataset, f"{parse_split(split)[0]}[:1]")
+    except (FileNotFoundError, OSError) as e:
+        raise SuiteError(f"{where}.tasks.{task}: missing data for {dataset!r} ({split}): {e}") from None
+    except (KeyError, ValueError) as e:
+        raise SuiteError(f"{where}.tasks.{task}: unknown dataset or split {dataset!r} ({split}): {e}") from None

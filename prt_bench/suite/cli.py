@@ -34,7 +34,9 @@ def run(
 
     gpu_list = None if gpus is None else ([] if gpus.strip().lower() in ("none", "") else
                                           [g.strip() for g in gpus.split(",") if g.strip()])
-    console = Console(stderr=True)
+    import sys
+
+    console = Console(file=sys.stderr)  # this stream, not one a running cell redirects
     options = RunOptions(results=results, runs=runs, cache=cache, executor=executor, ray_address=ray_address,
                          gpus=gpu_list, only=only, dry_run=dry_run, report=report, progress=progress)
     try:

@@ -36,6 +36,7 @@ def checkpoint_done(path: str | Path) -> bool:
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """Do the work of one cell and return its record (the caller stores it)."""
     cell = cell_from_dict(job["cell"])
+    quiet_libraries()
     _seed_everything(cell.seed)
     threads = os.environ.get("PRT_BENCH_THREADS")
     if threads:
@@ -84,13 +85,40 @@ def _evaluate(cell: Cell, job: dict[str, Any]) -> tuple[dict[str, Any], str]:
             metrics["n_samples"] = n[name]
         primary = task.get("primary_metric", "exact_match,strict-match")
         return {cell.task: metrics}, primary
-    dataset = task["dataset"]
-    opts = {k: v for k, v in {**options, **task}.items() if k in ("batch_size", "limit", "num_workers")}
-    out = adapters.vision_eval(cell.method, job["paths"], dataset, opts, lam=lam)
-    metrics = {f"{k},none": out[k] for k in ("acc1", "acc5", "mean_per_class_recall") if k in out}
-    if "n" in out or "n_samples" in out:
-        metrics["n_samples"] = out.get("n_samples", out.get("n"))
+    opts = {k: v for k, v in {**options, **task}.items() if k == "batch_size"}
+    out = adapters.vision_eval(cell.method, job["paths"], task["dataset"], task.get("split", "test"), opts, lam=lam)
+    metrics = {f"{k},none": out[k] for k in ("acc1", "acc5", "mean_per_class_recall", "nll") if k in out}
+    if "n" in out:
+        metrics["n_samples"] = out["n"]
     return {cell.task: metrics}, task.get("primary_metric", "acc1,none")
+
+
+def quiet_libraries() -> None:
+    """The runner shows its own progress; the libraries' bars and info logs would bury it."""
+    import logging
+    import warnings
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    for name in ("lm_eval", "lm-eval", "transformers", "datasets", "root", "open_clip", "huggingface_hub"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    logging.getLogger().setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    try:
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except ImportError:
+        pass
+    try:
+        import datasets
+
+        datasets.utils.logging.set_verbosity_error()
+        datasets.utils.logging.disable_progress_bar()
+    except ImportError:
+        pass
 
 
 def _seed_everything(seed: int) -> None:

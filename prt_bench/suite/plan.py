@@ -63,7 +63,7 @@ def train_data(section: Section, task: str) -> tuple[str, Any]:
         data = spec.get("train_data", section.train.get("data"))
         return _data_name(data), data
     dataset = spec.get("train_dataset", spec["dataset"])
-    return dataset, {"dataset": dataset}
+    return dataset, {"dataset": dataset, "split": spec.get("train_split", "train")}
 
 
 def _data_name(data: dict[str, Any]) -> str:

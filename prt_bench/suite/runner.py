@@ -74,7 +74,7 @@ def select(cells: list[Cell], pattern: str | None) -> list[Cell]:
 def run_suite(suite_ref: str | Path, options: RunOptions, console=None) -> RunSummary:
     from rich.console import Console
 
-    console = console or Console(stderr=True)
+    console = console or Console(file=sys.stderr)
     start = time.perf_counter()
     suite = load_suite(suite_ref)
     if not _uses_hub(suite):
@@ -96,10 +96,14 @@ def run_suite(suite_ref: str | Path, options: RunOptions, console=None) -> RunSu
         return summary
 
     if todo:
+        from prt_bench.suite.execute import quiet_libraries
+
+        _remove_abandoned(runs_dir)
+        quiet_libraries()
         cache = Path(options.cache)
         worlds = {m: adapters.mini_world(m, cache) for m in _modalities_using(todo, "mini")}
         resolved = _resolve_bases(suite, todo, cache, worlds)
-        checks.check_before_training(suite, resolved, worlds)
+        checks.check_before_training(suite, {c.modality for c in todo}, resolved, worlds)
         jobs = {c.cell_id: _job(c, suite, resolved, worlds, results_dir, runs_dir) for c in todo}
         train = [c for c in todo if c.kind == "train"]
         evals = [c for c in todo if c.kind == "eval"]
@@ -116,6 +120,20 @@ def run_suite(suite_ref: str | Path, options: RunOptions, console=None) -> RunSu
         summary.report = build_report(results_dir, console)
     summary.wall_s = time.perf_counter() - start
     return summary
+
+
+def _remove_abandoned(runs_dir: Path) -> None:
+    """Temporary training folders of runs that were killed (their process is gone)."""
+    import shutil
+
+    for tmp in runs_dir.glob(".*.tmp"):
+        try:
+            pid = int(tmp.name.rsplit(".", 2)[-2])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except (ValueError, PermissionError):
+            continue
 
 
 def _uses_hub(suite: Suite) -> bool:
@@ -151,6 +169,8 @@ def _resolve_bases(suite: Suite, cells: list[Cell], cache: Path, worlds: dict[st
     transfer bases, so the checks see every pair)."""
     resolved = {}
     for modality, section in suite.sections.items():
+        if modality not in {c.modality for c in cells}:
+            continue
         for name, spec in section.bases.items():
             resolved[(modality, name)] = adapters.resolve_base(modality, spec, cache, worlds.get(modality))
     return resolved
@@ -163,7 +183,7 @@ def _job(cell: Cell, suite: Suite, resolved: dict, worlds: dict, results_dir: Pa
         if cell.modality == "lm":
             data_path = adapters.resolve_data(data, worlds.get("lm"))
         else:
-            data_path = data["dataset"]
+            data_path = data  # {"dataset": name, "split": ...}: the vision registry finds the files
         paths = {"base": base(cell.target), "data": data_path, "out": str(runs_dir / cell.cell_id)}
     else:
         paths = {"target": base(cell.target)}
@@ -172,7 +192,8 @@ def _job(cell: Cell, suite: Suite, resolved: dict, worlds: dict, results_dir: Pa
         for role, train_id in cell.needs.items():
             paths[role] = str(runs_dir / train_id)
         paths["model"] = paths.get("ft", paths["target"])
-    return {"cell": asdict(cell), "paths": paths, "suite": suite.name, "results": str(results_dir)}
+    return {"cell": asdict(cell), "paths": paths, "suite": suite.name, "results": str(results_dir),
+            "logs": str(runs_dir / "logs")}
 
 
 # ------------------------------------------------------------------------ executors
@@ -195,16 +216,33 @@ def _visible_gpus() -> list[str]:
 
 
 def _run_here(jobs, progress, summary, results_dir: Path) -> None:
+    """Cells one after the other in this process; what the libraries print goes to the cell's log."""
+    import contextlib
+    import traceback
+
     for job in jobs:
         cell_id, label = job["cell"]["cell_id"], _label(job)
         progress.start(cell_id, label)
-        try:
-            write_cell(results_dir, run_job(job))
+        log = _log_path(job)
+        with open(log, "w", encoding="utf-8") as f, contextlib.redirect_stderr(f), contextlib.redirect_stdout(f):
+            try:
+                record = run_job(job)
+            except Exception as e:  # noqa: BLE001 - one failed cell must not stop the matrix
+                traceback.print_exc(file=f)
+                record = None
+                summary.failed[cell_id] = f"{type(e).__name__}: {e} (log: {log})"
+        if record is not None:
+            write_cell(results_dir, record)
             summary.ran.append(cell_id)
-        except Exception as e:  # noqa: BLE001 - one failed cell must not stop the matrix
-            summary.failed[cell_id] = f"{type(e).__name__}: {e}"
+        else:
             progress.fail(label, summary.failed[cell_id])
         progress.finish(cell_id)
+
+
+def _log_path(job: dict[str, Any]) -> Path:
+    logs = Path(job["logs"])
+    logs.mkdir(parents=True, exist_ok=True)
+    return logs / f"{job['cell']['cell_id']}.log"
 
 
 def _run_subprocesses(jobs, progress, summary, gpus: list[str], results_dir: Path) -> None:
@@ -223,8 +261,9 @@ def _run_subprocesses(jobs, progress, summary, gpus: list[str], results_dir: Pat
             path = job_dir / f"{job['cell']['cell_id']}.json"
             atomic_write_json(path, job)
             env = {**os.environ, "CUDA_VISIBLE_DEVICES": gpu}
-            proc = subprocess.run([sys.executable, "-m", "prt_bench.suite.worker", str(path)], env=env,
-                                  capture_output=True, text=True)
+            with open(_log_path(job), "w", encoding="utf-8") as log:
+                proc = subprocess.run([sys.executable, "-m", "prt_bench.suite.worker", str(path)], env=env,
+                                      stdout=log, stderr=subprocess.STDOUT, text=True)
             return job, proc
         finally:
             free.put(gpu)
@@ -236,8 +275,9 @@ def _run_subprocesses(jobs, progress, summary, gpus: list[str], results_dir: Pat
             if proc.returncode == 0 and read_cell(results_dir, cell_id) is not None:
                 summary.ran.append(cell_id)
             else:
-                summary.failed[cell_id] = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["failed"]
-                summary.failed[cell_id] = summary.failed[cell_id][0]
+                log = _log_path(job)
+                last = (log.read_text(encoding="utf-8").strip().splitlines() or ["no output"])[-1]
+                summary.failed[cell_id] = f"{last} (exit {proc.returncode}, log: {log})"
                 progress.fail(_label(job), summary.failed[cell_id])
             progress.finish(cell_id)
 

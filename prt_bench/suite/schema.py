@@ -33,7 +33,7 @@ BASE_EXTRA = {"hf": {"revision"}}
 TASK_KEYS = {
     "lm": {"lm_eval_task", "primary_metric", "derived", "limit", "num_fewshot", "batch_size", "max_gen_toks",
            "apply_chat_template", "train_data"},
-    "vision": {"dataset", "train_dataset", "primary_metric", "batch_size", "limit"},
+    "vision": {"dataset", "split", "train_dataset", "train_split", "primary_metric", "batch_size"},
 }
 TRAIN_DATA_KINDS = ("path", "mini", "shared", "hf_dataset")
 # Training and evaluation options the recipes take; the runner passes them through as keywords.
@@ -41,12 +41,11 @@ TRAIN_KEYS = {
     "lm": {"data", "lam", "lora", "lora_r", "lora_alpha", "lora_dropout", "lr", "epochs", "max_steps", "batch_size",
            "grad_accum", "max_length", "warmup", "schedule", "weight_decay", "max_grad_norm", "chat_template",
            "dtype", "launcher"},
-    "vision": {"lam", "steps", "lr", "batch_size", "warmup", "weight_decay", "schedule", "max_grad_norm",
-               "num_workers", "launcher"},
+    "vision": {"lam", "steps", "lr", "batch_size", "warmup", "weight_decay", "grad_clip", "cache_base", "launcher"},
 }
 EVAL_KEYS = {
     "lm": {"batch_size", "limit", "dtype", "max_gen_toks"},
-    "vision": {"batch_size", "limit", "num_workers"},
+    "vision": {"batch_size"},
 }
 HF_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 

@@ -91,7 +91,8 @@ def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for task_metrics in r.get("results", {}).values():
             for key, value in sorted(task_metrics.items()):
                 name, _, filt = key.partition(",")
-                if name.endswith("_stderr") or not _is_number(value):
+                # lm-eval's metrics are "<metric>,<filter>"; bookkeeping like n_samples stays in the JSON
+                if not filt or name.endswith("_stderr") or not _is_number(value):
                     continue
                 stderr = task_metrics.get(f"{name}_stderr,{filt}" if filt else f"{name}_stderr")
                 rows.append({

@@ -1,0 +1,145 @@
+"""Suite files: bad ones fail before any training with a message naming the problem; the
+paper suites expand offline; cell ids follow the config."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from prt_bench.io import REPO_ROOT
+from prt_bench.suite.plan import expand
+from prt_bench.suite.runner import RunOptions, run_suite
+from prt_bench.suite.schema import SuiteError, load_suite
+
+SMOKE = yaml.safe_load((REPO_ROOT / "suites" / "smoke.yaml").read_text())
+
+
+def write_suite(tmp_path: Path, doc: dict, name: str = "bad.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def smoke(**changes) -> dict:
+    doc = copy.deepcopy(SMOKE)
+    for dotted, value in changes.items():
+        *parents, last = dotted.split(".")
+        node = doc
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        node[last] = value
+    return doc
+
+
+def run_expecting_error(tmp_path: Path, doc: dict) -> str:
+    options = RunOptions(results=tmp_path / "results", runs=tmp_path / "runs", cache=tmp_path / "cache",
+                         gpus=[], report=False, progress=False)
+    with pytest.raises(SuiteError) as err:
+        run_suite(write_suite(tmp_path, doc), options)
+    assert not (tmp_path / "runs" / "smoke").exists() or not any((tmp_path / "runs" / "smoke").iterdir()) \
+        or set(p.name for p in (tmp_path / "runs" / "smoke").iterdir()) <= {"logs"}
+    assert not list((tmp_path / "results").rglob("*.json")), "no cell may run before the suite is checked"
+    return str(err.value)
+
+
+def test_unknown_top_level_key_is_named(tmp_path):
+    msg = run_expecting_error(tmp_path, smoke(sedes=[0]))
+    assert "unknown key 'sedes'" in msg and "bad.yaml" in msg
+
+
+def test_unknown_key_in_a_transfer_is_named(tmp_path):
+    doc = smoke()
+    doc["lm"]["transfers"][0]["sorce"] = "x"
+    msg = run_expecting_error(tmp_path, doc)
+    assert "lm.transfers[0]" in msg and "unknown key 'sorce'" in msg
+
+
+def test_unknown_training_option_is_named(tmp_path):
+    msg = run_expecting_error(tmp_path, smoke(**{"vision.train.learning_rate": 0.1}))
+    assert "vision.train" in msg and "'learning_rate'" in msg
+
+
+def test_unknown_model_in_a_transfer_is_named(tmp_path):
+    msg = run_expecting_error(tmp_path, smoke(**{"lm.transfers.0.target": "tiny-llama-xl"}))
+    assert "unknown model 'tiny-llama-xl'" in msg and "lm.transfers[0].target" in msg
+
+
+def test_unknown_open_clip_tag_is_named(tmp_path):
+    doc = smoke()
+    doc["vision"]["families"]["tiny-clip"]["tiny-vit-m"] = {"open_clip": "ViT-B-16:laion2b_s32b_b82k"}
+    msg = run_expecting_error(tmp_path, doc)
+    assert "ViT-B-16:laion2b_s32b_b82k" in msg and "tiny-vit-m" in msg
+
+
+def test_unknown_method_is_named(tmp_path):
+    msg = run_expecting_error(tmp_path, smoke(**{"lm.methods": ["zeroshot", "proxy"]}))
+    assert "unknown method 'proxy'" in msg
+
+
+def test_source_and_target_with_different_tokenizers_fail_before_training(tmp_path):
+    from prt_bench.lm.tiny import build_tiny_lm, byte_level_tokenizer
+
+    other = byte_level_tokenizer()
+    other.add_tokens(["<|tool|>"], special_tokens=True)
+    build_tiny_lm(tmp_path / "a", "llama", byte_level_tokenizer(), seed=0)
+    build_tiny_lm(tmp_path / "b", "llama", other, seed=0)
+    doc = smoke()
+    doc["lm"]["families"]["tiny-llama"] = {"tiny-llama-s": {"path": str(tmp_path / "a")},
+                                           "tiny-llama-m": {"path": str(tmp_path / "b")}}
+    del doc["vision"]
+    msg = run_expecting_error(tmp_path, doc)
+    assert "tiny-llama-s" in msg and "tiny-llama-m" in msg and "different tokenizers" in msg
+
+
+def test_source_and_target_with_different_label_sets_fail_before_training(tmp_path):
+    doc = smoke(**{"vision.tasks.fashion_mnist.train_dataset": "cifar100"})
+    del doc["lm"]
+    msg = run_expecting_error(tmp_path, doc)
+    assert "label sets differ" in msg and "cifar100" in msg and "fashion_mnist" in msg
+
+
+def test_missing_language_training_data_is_named(tmp_path):
+    doc = smoke(**{"lm.train.data": {"path": "suites/data/no_such_file.jsonl"}})
+    del doc["vision"]
+    msg = run_expecting_error(tmp_path, doc)
+    assert "missing data" in msg and "no_such_file.jsonl" in msg
+
+
+def test_missing_vision_data_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRT_BENCH_DATA", str(tmp_path / "empty"))
+    (tmp_path / "empty").mkdir()
+    doc = smoke()
+    del doc["lm"]
+    msg = run_expecting_error(tmp_path, doc)
+    assert "missing data" in msg and "fashion_mnist" in msg
+
+
+@pytest.mark.parametrize("name", ["paper-lm", "paper-vision", "mini", "smoke"])
+def test_shipped_suites_expand_without_touching_a_model(name, tmp_path):
+    summary = run_suite(name, RunOptions(results=tmp_path, dry_run=True, progress=False))
+    assert summary.total == len(expand(load_suite(name))) > 0
+    assert not list(tmp_path.rglob("*.json"))
+
+
+def test_paper_suites_carry_the_papers_hyperparameters():
+    vision = load_suite("paper-vision").sections["vision"]
+    assert vision.train == {**vision.train, "lr": 1e-5, "batch_size": 128, "steps": 2000, "warmup": 500}
+    assert vision.sweep_alphas == [0.0, 1e-5, 1e-4, 1e-3, 1e-2, 0.1]
+    lm = load_suite("paper-lm").sections["lm"]
+    assert lm.train["lr"] == 2e-5 and lm.train["epochs"] == 2
+    assert lm.train["batch_size"] * lm.train["grad_accum"] == 128
+    assert {"Qwen/Qwen2.5-0.5B", "meta-llama/Llama-3.2-1B", "Qwen/Qwen2-0.5B", "tiiuae/Falcon3-1B-Base",
+            "meta-llama/Llama-2-7b-hf"} <= {lm.bases[s]["hf"] for s in lm.sources}
+
+
+def test_a_changed_training_option_changes_only_the_cells_that_depend_on_it(tmp_path):
+    before = {c.cell_id: c for c in expand(load_suite("smoke"))}
+    after = {c.cell_id: c for c in expand(load_suite(write_suite(tmp_path, smoke(**{"vision.train.lr": 3e-4}))))}
+    changed = [c for c in before.values() if c.cell_id not in after]
+    assert changed, "a new learning rate must give new cell ids"
+    # every vision cell that uses a trained model, and nothing else
+    assert {c.cell_id for c in changed} == {c.cell_id for c in before.values()
+                                            if c.modality == "vision" and (c.kind == "train" or c.needs)}
