@@ -1,19 +1,81 @@
-"""Commands of this area (placeholders until the area lands; light imports only)."""
+"""`prt-bench report`, `prt-bench submit`, `prt-bench leaderboard` (light imports only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
-def report() -> None:
-    """Not built yet."""
-    raise typer.Exit("not built yet")
+
+def report(
+    results: Annotated[Path, typer.Argument(help="A results folder, e.g. results/mini (cells/*.json, table.csv, profile/*.json).")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="PDF to write (default reports/<results folder name>.pdf); the Markdown tables go next to it as .md.")] = None,
+) -> None:
+    """Build the PDF report of a results folder, with the same tables as Markdown."""
+    from rich.console import Console
+
+    from prt_bench.report.build import build_report, report_summary
+
+    console = Console(stderr=True)
+    if not results.is_dir():
+        raise typer.BadParameter(f"{results} is not a folder", param_hint="RESULTS")
+    with console.status(f"building the report of {results}"):
+        try:
+            pdf = build_report(results, out)
+        except (FileNotFoundError, ValueError) as e:
+            console.print(f"[red]error:[/] {e}")
+            raise typer.Exit(2) from e
+    info = report_summary(pdf)
+    console.print(f"report: {pdf} ({info['pages']} pages); tables: {info['markdown']}")
 
 
-def submit() -> None:
-    """Not built yet."""
-    raise typer.Exit("not built yet")
+def submit(
+    results: Annotated[Path, typer.Argument(help="A results folder, e.g. results/mini.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Submission JSON to write.")],
+    name: Annotated[Optional[str], typer.Option(help="Leaderboard name (letters, digits, . _ -); default: the results folder's name.")] = None,
+) -> None:
+    """Pack a results folder into a checksummed leaderboard submission."""
+    from rich.console import Console
+
+    from prt_bench.io import atomic_write_json
+    from prt_bench.report.leaderboard import SubmissionError, pack_submission
+
+    console = Console(stderr=True)
+    try:
+        sub = pack_submission(results, name=name)
+    except SubmissionError as e:
+        console.print(f"[red]cannot submit:[/] {e}")
+        raise typer.Exit(2) from e
+    atomic_write_json(out, sub).chmod(0o644)
+    console.print(f"submission: {out} (suite {sub['suite']}, name {sub['name']}, {len(sub['cells'])} cells, "
+                  f"{sub['checksum']})")
 
 
-def leaderboard() -> None:
-    """Not built yet."""
-    raise typer.Exit("not built yet")
+def leaderboard(
+    submissions: Annotated[Path, typer.Argument(help="Folder of submission JSON files.")],
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="Where leaderboard.md, leaderboard.csv and submissions/ go.")] = Path("results"),
+    strict: Annotated[bool, typer.Option(help="Exit with status 1 when any submission is rejected.")] = False,
+) -> None:
+    """Validate every submission in a folder and write the leaderboard (Markdown and CSV)."""
+    from rich.console import Console
+    from rich.table import Table
 
+    from prt_bench.report.leaderboard import build_leaderboard
 
+    console = Console(stderr=True)
+    try:
+        outcome = build_leaderboard(submissions, out_dir)
+    except FileNotFoundError as e:
+        console.print(f"[red]error:[/] {e}")
+        raise typer.Exit(2) from e
+    for fname, sub in outcome.accepted:
+        console.print(f"[green]accepted[/] {fname}: {sub['name']} ({sub['suite']}, {len(sub['cells'])} cells)")
+    if outcome.rejected:
+        table = Table("file", "why it was rejected", title=f"{len(outcome.rejected)} rejected", show_lines=True)
+        for fname, reasons in outcome.rejected:
+            table.add_row(fname, "\n".join(reasons))
+        console.print(table)
+    console.print("wrote " + ", ".join(str(p) for p in outcome.written))
+    if strict and outcome.rejected:
+        raise typer.Exit(1)

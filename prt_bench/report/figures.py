@@ -1,0 +1,319 @@
+"""The report's figures: one function per kind of figure, each returning a matplotlib Figure
+on an A4-landscape page (or None when there is nothing to draw).
+
+Heatmaps are rasterised (they become images in the PDF); bars and lines stay vector.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from prt_bench.report.results import fmt_alpha  # noqa: E402
+from prt_bench.report.tables import Lookup  # noqa: E402
+
+PAGE = (11.69, 8.27)  # A4 landscape, inches
+COLORS = {"base alone": "#9e9e9e", "EFT": "#f28e2b", "PRT": "#4e79a7", "FT (target)": "#59a14f",
+          "reward only": "#e15759"}
+
+# seaborn's look without importing seaborn (its import pulls in scipy.stats: seconds on a busy CPU).
+plt.style.use("seaborn-v0_8-whitegrid")
+plt.rcParams.update({"font.size": 10, "axes.titlesize": 12, "axes.labelsize": 10, "pdf.fonttype": 42})
+
+
+def page(title: str, subtitle: str | None = None) -> plt.Figure:
+    fig = plt.figure(figsize=PAGE)
+    # Drawn first (lowest zorder), so the title is also the first line of the page's text.
+    fig.text(0.04, 0.955, title, fontsize=17, weight="bold", va="top", zorder=-10)
+    if subtitle:
+        fig.text(0.04, 0.905, subtitle, fontsize=10, color="#444444", va="top", zorder=-9)
+    return fig
+
+
+def text_page(title: str, lines: list[str], subtitle: str | None = None, size: float = 10.0,
+              width: int = 150, mono: bool = False) -> list[plt.Figure]:
+    """Lines of text, wrapped and spread over as many pages as they need."""
+    wrapped: list[str] = []
+    for line in lines:
+        wrapped.extend(textwrap.wrap(line, width=width, subsequent_indent="    ") or [""])
+    per_page = max(1, int(6.6 * 72 / (size * 1.45)))
+    figs = []
+    for start in range(0, max(len(wrapped), 1), per_page):
+        fig = page(title if start == 0 else f"{title} (continued)", subtitle if start == 0 else None)
+        fig.text(0.04, 0.86, "\n".join(wrapped[start:start + per_page]), fontsize=size, va="top",
+                 family="monospace" if mono else None, linespacing=1.45)
+        figs.append(fig)
+    return figs
+
+
+def no_data_page(title: str, why: str) -> plt.Figure:
+    fig = page(title)
+    fig.text(0.5, 0.5, f"No data: {why}", ha="center", va="center", fontsize=14, color="#666666")
+    return fig
+
+
+def draw_table(ax: plt.Axes, df: pd.DataFrame, fontsize: float = 9.5, colours: dict | None = None) -> None:
+    """A plain table filling `ax`; column widths follow their longest entry."""
+    ax.axis("off")
+    cells = [[str(v) for v in row] for row in df.itertuples(index=False)]
+    lens = [max([len(str(c))] + [len(r[i]) for r in cells]) for i, c in enumerate(df.columns)]
+    total = sum(lens)
+    widths = [max(l / total, 0.04) for l in lens]
+    s = sum(widths)
+    widths = [w / s for w in widths]
+    n = len(cells) + 1
+    row_h = min(0.07, 1.0 / n)
+    table = ax.table(cellText=cells or [["–"] * len(df.columns)], colLabels=list(df.columns),
+                     colWidths=widths, loc="upper center", cellLoc="center",
+                     bbox=[0, 1 - row_h * n, 1, row_h * n])
+    table.auto_set_font_size(False)
+    table.set_fontsize(fontsize)
+    for (r, c), cell in table.get_celld().items():
+        cell.set_edgecolor("#bbbbbb")
+        if r == 0:
+            cell.set_facecolor("#e8e8e8")
+            cell.set_text_props(weight="bold")
+        elif colours and (r - 1, c) in colours:
+            cell.set_facecolor(colours[(r - 1, c)])
+
+
+def table_pages(title: str, df: pd.DataFrame, subtitle: str | None = None, rows_per_page: int = 20,
+                fontsize: float = 9.5, colours: dict | None = None) -> list[plt.Figure]:
+    figs = []
+    for start in range(0, max(len(df), 1), rows_per_page):
+        part = df.iloc[start:start + rows_per_page]
+        fig = page(title if start == 0 else f"{title} (continued)", subtitle)
+        ax = fig.add_axes([0.04, 0.06, 0.92, 0.78])
+        sub = None
+        if colours:
+            sub = {(r - start, c): col for (r, c), col in colours.items() if start <= r < start + rows_per_page}
+        draw_table(ax, part, fontsize=fontsize, colours=sub)
+        figs.append(fig)
+    return figs
+
+
+def _matrix(lk: Lookup, task: str, fn) -> pd.DataFrame:
+    sources, targets = lk.sources(task), lk.targets(task)
+    targets = [t for t in targets if any(s_ == s and t_ == t for s in sources for s_, t_, _ in lk.pairs(task))]
+    data = np.full((len(sources), len(targets)), np.nan)
+    for i, s in enumerate(sources):
+        for j, t in enumerate(targets):
+            v = fn(s, t)
+            if v is not None:
+                data[i, j] = v
+    return pd.DataFrame(data, index=sources, columns=targets)
+
+
+def heatmap_figure(lk: Lookup, task: str, title: str) -> plt.Figure | None:
+    """Transfer heatmaps, source rows × target columns: PRT, EFT, and PRT's gain over the target alone."""
+
+    def prt(s, t):
+        v = lk.prt(task, s, t)
+        return v and v.mean
+
+    def eft(s, t):
+        v = lk.eft(task, s, t)
+        return v and v.mean
+
+    def gain(s, t):
+        p, b = lk.prt(task, s, t), lk.base_alone(task, t)
+        return p.mean - b.mean if p and b else None
+
+    panels = [(f"PRT (α = {fmt_alpha(lk.main_alpha(task, lk.sources(task)[0])) if lk.sources(task) else 0})", _matrix(lk, task, prt), "viridis"),
+              ("EFT", _matrix(lk, task, eft), "viridis"),
+              ("PRT − target alone", _matrix(lk, task, gain), "RdBu")]
+    panels = [p for p in panels if p[1].size and not np.isnan(p[1].to_numpy()).all()]
+    if not panels:
+        return None
+    acc = np.concatenate([m.to_numpy().ravel() for name, m, _ in panels if not name.startswith("PRT −")])
+    acc = acc[~np.isnan(acc)]
+    vmin, vmax = (float(acc.min()), float(acc.max())) if acc.size else (0.0, 1.0)
+    if vmax - vmin < 1e-6:
+        vmin, vmax = vmin - 0.05, vmax + 0.05
+    fig = page(title, f"metric: {lk.metric(task)}; rows: source (where the reward / FT model was trained), "
+                      "columns: target base at inference; grey: not run")
+    n = len(panels)
+    n_src = len(panels[0][1].index)
+    height = min(0.62, 0.16 + 0.09 * n_src)
+    left = min(0.16, 0.02 + 0.0075 * max(len(str(x)) for x in panels[0][1].index))  # room for source names
+    width = (0.97 - left) / n
+    for i, (name, m, cmap) in enumerate(panels):
+        ax = fig.add_axes([left + i * width, 0.84 - height, width - 0.07, height])
+        ax.grid(False)
+        ax.set_facecolor("#eeeeee")  # cells that were not run
+        data = m.to_numpy()
+        if cmap == "viridis":
+            lo, hi = vmin, vmax
+        else:  # gains: diverging, centred on 0
+            hi = max(float(np.nanmax(np.abs(data))), 1e-3)
+            lo = -hi
+        im = ax.imshow(data, cmap=cmap, vmin=lo, vmax=hi, aspect="auto", interpolation="nearest")
+        fig.colorbar(im, ax=ax, shrink=0.8)
+        for r in range(data.shape[0]):
+            for c in range(data.shape[1]):
+                v = data[r, c]
+                if np.isnan(v):
+                    ax.text(c, r, "not run", ha="center", va="center", fontsize=9, color="#666666")
+                else:
+                    dark = sum(im.cmap(im.norm(v))[:3]) < 1.5
+                    ax.text(c, r, f"{v:.3f}", ha="center", va="center", fontsize=10, color="white" if dark else "black")
+        ax.set_xticks(range(data.shape[1]), [str(c) for c in m.columns])
+        ax.set_yticks(range(data.shape[0]), [str(i) for i in m.index])
+        ax.set_title(name, fontsize=12, weight="bold")
+        ax.set_xlabel("target")
+        ax.set_ylabel("source" if i == 0 else "")
+        ax.tick_params(axis="x", rotation=30, labelsize=9)
+        ax.tick_params(axis="y", rotation=0, labelsize=9)
+        for lab in ax.get_xticklabels():
+            lab.set_horizontalalignment("right")
+    return fig
+
+
+def _bar_groups(ax, groups: list[str], series: dict[str, list], errs: dict[str, list]) -> None:
+    names = list(series)
+    width = 0.8 / max(len(names), 1)
+    x = np.arange(len(groups))
+    for k, name in enumerate(names):
+        vals = np.array([np.nan if v is None else v for v in series[name]], dtype=float)
+        err = np.array([np.nan if e is None else e for e in errs[name]], dtype=float)
+        pos = x - 0.4 + width * (k + 0.5)
+        ax.bar(pos, np.nan_to_num(vals), width * 0.92, color=COLORS.get(name), label=name)
+        has = ~np.isnan(err) & ~np.isnan(vals)
+        if has.any():
+            ax.errorbar(pos[has], vals[has], yerr=err[has], fmt="none", ecolor="#222222", capsize=3, elinewidth=1)
+        for p, v in zip(pos, vals):
+            if np.isnan(v):
+                ax.text(p, 0.005, "n/a", ha="center", va="bottom", fontsize=7, color="#777777", rotation=90)
+            else:
+                ax.text(p, v + 0.01, f"{v:.2f}", ha="center", va="bottom", fontsize=7.5)
+    ax.set_xticks(x)
+    ax.set_xticklabels(groups, fontsize=9)
+
+
+def scenario_figure(lk: Lookup, task: str, title: str) -> plt.Figure | None:
+    """Like the paper's Figs. 2–4: per scenario, the target alone, EFT, PRT and FT of the target."""
+    pairs = lk.pairs(task)
+    scenarios: list[str] = []
+    for _, _, sc in pairs:
+        if sc not in scenarios:
+            scenarios.append(sc)
+    if not scenarios:
+        return None
+    fig = page(title, f"metric: {lk.metric(task)}; error bars: std over seeds, else the evaluator's standard error; "
+                      "n/a: not run (EFT on its own base is FT)")
+    n = len(scenarios)
+    ymax = 0.0
+    axes = []
+    for i, sc in enumerate(scenarios):
+        ax = fig.add_axes([0.06 + i * 0.93 / n, 0.16, 0.93 / n - 0.03, 0.62])
+        axes.append(ax)
+        sel = [(s, t) for s, t, c in pairs if c == sc]
+        groups = [f"{s}\n→ {t}" for s, t in sel]
+        vals = {"base alone": [lk.base_alone(task, t) for _, t in sel],
+                "EFT": [lk.eft(task, s, t) if s != t else None for s, t in sel],
+                "PRT": [lk.prt(task, s, t) for s, t in sel],
+                "FT (target)": [lk.ft_of(task, t) for _, t in sel]}
+        series = {k: [v.mean if v else None for v in vs] for k, vs in vals.items()}
+        errs = {k: [(v.err if v and not math.isnan(v.err) else None) for v in vs] for k, vs in vals.items()}
+        _bar_groups(ax, groups, series, errs)
+        ymax = max([ymax] + [v + (e or 0) for k in series for v, e in zip(series[k], errs[k]) if v is not None])
+        ax.set_title((sc or "unlabelled").replace("_", " "), fontsize=12, weight="bold")
+        if i == 0:
+            ax.set_ylabel(lk.metric(task).split(",")[0])
+    for ax in axes:
+        ax.set_ylim(0, min(1.05, ymax * 1.15 + 0.02))
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, frameon=False, fontsize=11)
+    return fig
+
+
+def ablation_figure(lk: Lookup, task: str, title: str) -> plt.Figure | None:
+    """Like the paper's Figs. 6–7: reward-only and PRT accuracy against α, one panel per target."""
+    panels = []
+    for source in lk.sources(task):
+        alphas = sorted(set(lk.alphas(task, "prt", source)) | set(lk.alphas(task, "reward_only", source)))
+        if len(alphas) < 2:
+            continue
+        for s, t, _ in lk.pairs(task):
+            if s == source:
+                panels.append((source, t, alphas))
+    if not panels:
+        return None
+    fig = page(title, f"metric: {lk.metric(task)}; entropy regulariser α of eq. 12 (categorical axis); "
+                      "dotted: target alone and FT of the target")
+    ncols = min(4, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    w, h = 0.92 / ncols, 0.74 / nrows
+    for k, (source, target, alphas) in enumerate(panels):
+        r, c = divmod(k, ncols)
+        ax = fig.add_axes([0.06 + c * w, 0.86 - (r + 1) * h + 0.07, w - 0.05, h - 0.11])
+        x = np.arange(len(alphas))
+        for name, fn, style in (("PRT", lambda a: lk.prt(task, source, target, alpha=a), "-o"),
+                                ("reward only", lambda a: lk.reward_only(task, source, a), "--s")):
+            vs = [fn(a) for a in alphas]
+            y = np.array([v.mean if v else np.nan for v in vs])
+            e = np.array([v.err if v and not math.isnan(v.err) else 0 for v in vs])
+            if not np.isnan(y).all():
+                ax.errorbar(x, y, yerr=e, fmt=style, color=COLORS[name], label=name, capsize=3, markersize=5)
+        for name, v in (("base alone", lk.base_alone(task, target)), ("FT (target)", lk.ft_of(task, target))):
+            if v:
+                ax.axhline(v.mean, ls=":", color=COLORS[name], label=f"{name}")
+        ax.set_xticks(x)
+        ax.set_xticklabels([fmt_alpha(a) for a in alphas], fontsize=9)
+        ax.set_title(f"{source} → {target}", fontsize=11, weight="bold")
+        ax.set_xlabel("α")
+        if c == 0:
+            ax.set_ylabel(lk.metric(task).split(",")[0])
+        if k == 0:
+            fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=4, frameon=False, fontsize=11)
+    return fig
+
+
+def cost_figure(profile: dict, title: str) -> plt.Figure | None:
+    """Training step FT vs PRT, and inference of base/FT/PRT/EFT: time and peak memory."""
+    rows = [r for r in profile.get("rows", []) if r.get("time_s") is not None or r.get("peak_mem_mb") is not None]
+    if not rows:
+        return None
+    df = pd.DataFrame(rows)
+    if "batch" not in df:
+        df["batch"] = None
+    phases = [p for p in ("train", "decode", "inference") if p in set(df["phase"])]
+    phases += sorted(set(df["phase"]) - set(phases))
+    unit = {"train": "s / step", "decode": "s / token", "inference": "s / batch"}
+    order = {"base": 0, "ft": 1, "prt": 2, "eft": 3}
+    colour = {"base": COLORS["base alone"], "ft": COLORS["FT (target)"], "prt": COLORS["PRT"], "eft": COLORS["EFT"]}
+    fig = page(title, f"device: {profile.get('device', '?')}; medians as measured by `prt-bench profile`; "
+                      "labels: value and ratio to FT")
+    for i, phase in enumerate(phases):
+        sel = df[df["phase"] == phase].copy()
+        sel["o"] = sel["method"].map(lambda m: order.get(m, 9))
+        sel = sel.sort_values(["o", "batch"])
+        several = sel["batch"].nunique() > 1
+        labels = [(m.upper() if m != "base" else "base") + (f"\nbatch {b}" if several else "")
+                  for m, b in zip(sel["method"], sel["batch"])]
+        for j, (col, ylabel) in enumerate((("time_s", unit.get(phase, "s")), ("peak_mem_mb", "peak memory (MB)"))):
+            ax = fig.add_axes([0.07 + j * 0.48, 0.86 - (i + 1) * (0.76 / len(phases)) + 0.05,
+                               0.4, 0.76 / len(phases) - 0.12])
+            vals = pd.to_numeric(sel[col], errors="coerce").to_numpy(dtype=float)
+            ax.bar(np.arange(len(vals)), np.nan_to_num(vals), color=[colour.get(m, "#777777") for m in sel["method"]])
+            ft = sel[sel["method"] == "ft"][col]
+            ft_v = float(ft.iloc[0]) if len(ft) and pd.notna(ft.iloc[0]) and float(ft.iloc[0]) > 0 else None
+            for x, v in enumerate(vals):
+                if np.isnan(v):
+                    continue
+                lab = f"{v:.3g}" + (f"\n{v / ft_v:.2f}× FT" if ft_v else "")
+                ax.text(x, v, lab, ha="center", va="bottom", fontsize=8)
+            top = np.nanmax(vals) if not np.isnan(vals).all() else 1.0
+            ax.set_ylim(0, top * 1.35 if top > 0 else 1)
+            ax.set_xticks(np.arange(len(vals)))
+            ax.set_xticklabels(labels, fontsize=9)
+            ax.set_ylabel(ylabel)
+            ax.set_title(f"{phase}: {'time' if j == 0 else 'memory'}", fontsize=11, weight="bold")
+    return fig

@@ -1,0 +1,257 @@
+"""Read a results folder (cells/*.json, table.csv, profile/*.json) into tidy tables.
+
+One row per evaluation cell: its metric value and standard error.  Seeds are then
+aggregated (mean, sample std over seeds); the error bar the report draws is the std over
+seeds when there is more than one seed, else the evaluator's standard error (lm-eval's
+`<metric>_stderr,<filter>`), else a binomial standard error when the cell records how many
+examples it scored, else none.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from prt_bench.io import read_json
+
+CELL_SCHEMA = "prt-bench/cell/1"
+PROFILE_SCHEMA = "prt-bench/profile/1"
+
+# Method names of the results store, in the order the report shows them.
+METHODS = ("zeroshot", "ft_source", "ft_target", "prt", "eft", "reward_only")
+METHOD_LABELS = {
+    "zeroshot": "base alone",
+    "ft_source": "FT (source)",
+    "ft_target": "FT (target)",
+    "prt": "PRT",
+    "eft": "EFT",
+    "reward_only": "reward only",
+}
+KEY = ["modality", "task", "method", "source", "target", "alpha"]
+
+
+@dataclass
+class Results:
+    """Everything the report needs from one results folder."""
+
+    root: Path
+    suite: str
+    cells: list[dict[str, Any]]  # the raw cell records (eval and train)
+    rows: pd.DataFrame  # one row per evaluation cell
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)  # modality -> profile JSON
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def agg(self) -> pd.DataFrame:
+        return aggregate(self.rows)
+
+
+def stderr_key(metric: str) -> str:
+    """lm-eval names the error of `exact_match,strict-match` `exact_match_stderr,strict-match`."""
+    name, sep, filt = metric.partition(",")
+    return f"{name}_stderr{sep}{filt}"
+
+
+def _number(x: Any) -> float | None:
+    if isinstance(x, bool) or x is None:
+        return None
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None  # lm-eval writes "N/A" for errors it could not compute
+    return v if math.isfinite(v) else None
+
+
+def _sample_count(cell: dict[str, Any], metrics: dict[str, Any]) -> float | None:
+    for holder, key in ((metrics, "n"), (metrics, "n_samples"), (cell, "n_samples"), (cell.get("timing") or {}, "n")):
+        n = _number(holder.get(key))
+        if n and n > 0:
+            return n
+    return None
+
+
+def cell_row(cell: dict[str, Any]) -> dict[str, Any] | None:
+    """The report's row for one finished evaluation cell, or None when it has no metric."""
+    if cell.get("status", "done") != "done" or cell.get("kind", "eval") != "eval":
+        return None
+    results = cell.get("results") or {}
+    task = cell.get("task")
+    metrics = results.get(task)
+    if metrics is None and len(results) == 1:
+        metrics = next(iter(results.values()))
+    if not isinstance(metrics, dict):
+        return None
+    metric = cell.get("primary_metric")
+    value = _number(metrics.get(metric)) if metric else None
+    if value is None:
+        return None
+    se = _number(metrics.get(stderr_key(metric)))
+    if se is None:
+        n = _sample_count(cell, metrics)
+        if n and 0.0 <= value <= 1.0:
+            se = math.sqrt(value * (1.0 - value) / n)
+    timing = cell.get("timing") or {}
+    alpha = _number(cell.get("alpha"))
+    return {
+        "cell_id": cell.get("cell_id"),
+        "suite": cell.get("suite"),
+        "modality": cell.get("modality"),
+        "task": task,
+        "scenario": cell.get("scenario"),
+        "method": cell.get("method"),
+        "source": cell.get("source"),
+        "target": cell.get("target"),
+        "alpha": 0.0 if alpha is None else alpha,
+        "seed": cell.get("seed", 0),
+        "metric": metric,
+        "value": value,
+        "stderr": se,
+        "wall_s": _number(timing.get("wall_s")),
+        "peak_mem_mb": _number(timing.get("peak_mem_mb")),
+    }
+
+
+# table.csv has one row per (cell, metric) and no primary metric: these are preferred, in order.
+PREFERRED_METRICS = ("exact_match,strict-match", "acc1,none", "acc,none", "exact_match,flexible-extract",
+                     "prompt_level_strict_acc,none")
+
+
+def _rows_from_table(path: Path) -> pd.DataFrame:
+    df = pd.read_csv(path)
+    missing = {"task", "method", "target", "value"} - set(df.columns)
+    if missing:
+        raise ValueError(f"{path}: table.csv lacks columns {sorted(missing)}")
+    if "metric" in df.columns:
+        keep = []
+        for _, group in df.groupby("task", dropna=False):
+            metrics = list(dict.fromkeys(group["metric"]))
+            metric = next((m for m in PREFERRED_METRICS if m in metrics), sorted(map(str, metrics))[0])
+            keep.append(group[group["metric"] == metric])
+        df = pd.concat(keep) if keep else df
+    for col in ("modality", "scenario", "source", "metric", "stderr", "alpha", "seed", "suite", "cell_id"):
+        if col not in df.columns:
+            df[col] = None
+    df["alpha"] = pd.to_numeric(df["alpha"], errors="coerce").fillna(0.0)
+    df = df.astype(object).where(df.notna(), None)
+    df["value"] = df["value"].astype(float)
+    return df
+
+
+def load_results(results_dir: str | Path) -> Results:
+    """Read a results folder.  Cell files are the truth; table.csv is used only without them."""
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"results folder {root} does not exist")
+    warnings: list[str] = []
+    cells: list[dict[str, Any]] = []
+    for path in sorted((root / "cells").glob("*.json")):
+        try:
+            cell = read_json(path)
+        except (OSError, ValueError) as e:
+            warnings.append(f"skipped {path.name}: not readable JSON ({e})")
+            continue
+        if not isinstance(cell, dict) or cell.get("schema") != CELL_SCHEMA:
+            warnings.append(f"skipped {path.name}: schema is not {CELL_SCHEMA}")
+            continue
+        cells.append(cell)
+    rows = [r for r in map(cell_row, cells) if r is not None]
+    if rows:
+        df = pd.DataFrame(rows)
+    elif (root / "table.csv").is_file():
+        df = _rows_from_table(root / "table.csv")
+    else:
+        df = pd.DataFrame(columns=list(cell_row_columns()))
+    df = df.astype(object).where(df.notna(), None)
+    for col in ("value", "stderr", "alpha", "wall_s", "peak_mem_mb"):
+        df[col] = pd.to_numeric(df[col], errors="coerce")
+    df["alpha"] = df["alpha"].fillna(0.0)
+
+    profiles: dict[str, dict[str, Any]] = {}
+    for path in sorted((root / "profile").glob("*.json")):
+        try:
+            prof = read_json(path)
+        except (OSError, ValueError) as e:
+            warnings.append(f"skipped profile {path.name}: not readable JSON ({e})")
+            continue
+        if isinstance(prof, dict) and prof.get("schema") == PROFILE_SCHEMA and isinstance(prof.get("rows"), list):
+            profiles[str(prof.get("modality") or path.stem)] = prof
+        else:
+            warnings.append(f"skipped profile {path.name}: schema is not {PROFILE_SCHEMA}")
+
+    suites = sorted({c.get("suite") for c in cells if c.get("suite")} | set(df["suite"].dropna()))
+    suite = suites[0] if len(suites) == 1 else (", ".join(suites) if suites else root.name)
+    return Results(root=root, suite=suite, cells=cells, rows=df, profiles=profiles, warnings=warnings)
+
+
+def cell_row_columns() -> tuple[str, ...]:
+    return (
+        "cell_id", "suite", "modality", "task", "scenario", "method", "source", "target",
+        "alpha", "seed", "metric", "value", "stderr", "wall_s", "peak_mem_mb",
+    )
+
+
+def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± std over seeds per (modality, task, method, source, target, alpha).
+
+    Columns: mean, std (NaN for one seed), stderr (standard error of the seed mean from the
+    evaluator's errors), n_seeds, err (the error bar: std over seeds, else stderr), scenario,
+    metric.  Repeated cells of one seed are averaged first so they do not count as seeds.
+    """
+    cols = KEY + ["scenario", "metric", "mean", "std", "stderr", "n_seeds", "err"]
+    if rows.empty:
+        return pd.DataFrame(columns=cols)
+    df = rows.copy()
+    for col in ("modality", "source", "target", "scenario", "metric"):
+        df[col] = df[col].fillna("")
+    per_seed = (
+        df.groupby(KEY + ["seed"], dropna=False)
+        .agg(value=("value", "mean"), stderr=("stderr", "mean"), scenario=("scenario", _first), metric=("metric", _first))
+        .reset_index()
+    )
+
+    def combine(g: pd.DataFrame) -> pd.Series:
+        vals = g["value"].to_numpy(dtype=float)
+        ses = g["stderr"].to_numpy(dtype=float)
+        n = len(vals)
+        std = float(vals.std(ddof=1)) if n > 1 else math.nan
+        se = float(math.sqrt((ses**2).sum()) / n) if n and not pd.isna(ses).any() else math.nan
+        return pd.Series(
+            {
+                "scenario": _first(g["scenario"]),
+                "metric": _first(g["metric"]),
+                "mean": float(vals.mean()),
+                "std": std,
+                "stderr": se,
+                "n_seeds": n,
+                "err": std if n > 1 else se,
+            }
+        )
+
+    out = per_seed.groupby(KEY, dropna=False)[["value", "stderr", "scenario", "metric"]].apply(combine).reset_index()
+    return out[cols]
+
+
+def _first(values: pd.Series) -> str:
+    for v in values:
+        if v:
+            return v
+    return ""
+
+
+def fmt(mean: float | None, err: float | None = None, digits: int = 3) -> str:
+    """`0.423 ± 0.012`, `0.423` without an error, `–` without a value."""
+    if mean is None or pd.isna(mean):
+        return "–"
+    if err is None or pd.isna(err):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {err:.{digits}f}"
+
+
+def fmt_alpha(alpha: float) -> str:
+    if alpha == 0:
+        return "0"
+    return f"{alpha:g}"

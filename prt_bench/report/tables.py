@@ -1,0 +1,236 @@
+"""The report's tables, computed once and drawn twice (PDF pages and Markdown)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from prt_bench.report.results import METHOD_LABELS, fmt, fmt_alpha
+
+
+@dataclass(frozen=True)
+class Value:
+    mean: float
+    err: float  # the error bar (std over seeds, else stderr); NaN when unknown
+    stderr: float
+    n_seeds: int
+
+    def __str__(self) -> str:
+        return fmt(self.mean, self.err)
+
+
+class Lookup:
+    """Answers "what did method M score on task T, from source S on target B at α?"."""
+
+    def __init__(self, agg: pd.DataFrame):
+        self.agg = agg
+        # An index by (task, method): pandas filtering per lookup was the report's bottleneck.
+        self._by: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for r in agg.to_dict("records"):
+            self._by.setdefault((r["task"], r["method"]), []).append(r)
+
+    def tasks(self) -> list[tuple[str, str]]:
+        """(modality, task) pairs, language first."""
+        pairs = self.agg[["modality", "task"]].drop_duplicates().itertuples(index=False)
+        return sorted(((m or "", t) for m, t in pairs), key=lambda mt: (mt[0] != "lm", mt[0], mt[1]))
+
+    def _select(self, task: str, method: str, **eq: Any) -> list[dict[str, Any]]:
+        rows = self._by.get((task, method), [])
+        for col, val in eq.items():
+            if val is None:
+                continue
+            if col == "alpha":
+                rows = [r for r in rows if abs(r["alpha"] - val) < 1e-15]
+            else:
+                rows = [r for r in rows if r[col] == val]
+        return rows
+
+    @staticmethod
+    def _value(sel: list[dict[str, Any]]) -> Value | None:
+        if not sel:
+            return None
+        # Several rows (e.g. reward-only recorded once per target): their plain mean.
+        mean = lambda key: float(sum(float(r[key]) for r in sel) / len(sel))  # noqa: E731
+        return Value(mean("mean"), mean("err"), mean("stderr"), int(min(r["n_seeds"] for r in sel)))
+
+    def get(self, task: str, method: str, *, source: str | None = None, target: str | None = None,
+            alpha: float | None = None) -> Value | None:
+        return self._value(self._select(task, method, source=source, target=target, alpha=alpha))
+
+    def base_alone(self, task: str, base: str) -> Value | None:
+        return self.get(task, "zeroshot", target=base)
+
+    def ft_of(self, task: str, base: str, prefer: str = "ft_target") -> Value | None:
+        """FT of `base` evaluated on `base`: the `prefer` kind of FT cell (ft_target or
+        ft_source), else the other kind."""
+        as_target = lambda: self.get(task, "ft_target", target=base)  # noqa: E731
+
+        def as_source():
+            sel = self._select(task, "ft_source", source=base)
+            return self._value([r for r in sel if r["target"] in (base, "")])
+
+        first, second = (as_target, as_source) if prefer == "ft_target" else (as_source, as_target)
+        v = first()
+        return v if v is not None else second()
+
+    def alphas(self, task: str, method: str = "prt", source: str | None = None) -> list[float]:
+        return sorted(set(float(r["alpha"]) for r in self._select(task, method, source=source)))
+
+    def main_alpha(self, task: str, source: str) -> float:
+        """The α the main tables use: the one PRT was run at on the most targets (a sweep
+        usually covers fewer), the smallest among equals."""
+        counts: dict[float, int] = {}
+        for r in self._select(task, "prt", source=source):
+            counts[float(r["alpha"])] = counts.get(float(r["alpha"]), 0) + 1
+        if not counts:
+            return 0.0
+        return min(counts, key=lambda a: (-counts[a], a))
+
+    def prt(self, task: str, source: str, target: str, alpha: float | None = None) -> Value | None:
+        a = self.main_alpha(task, source) if alpha is None else alpha
+        return self.get(task, "prt", source=source, target=target, alpha=a)
+
+    def eft(self, task: str, source: str, target: str) -> Value | None:
+        sel = self._select(task, "eft", source=source, target=target)
+        if not sel:
+            return None
+        lo = min(r["alpha"] for r in sel)
+        return self._value([r for r in sel if r["alpha"] == lo])
+
+    def reward_only(self, task: str, source: str, alpha: float) -> Value | None:
+        return self.get(task, "reward_only", source=source, alpha=alpha)
+
+    def pairs(self, task: str) -> list[tuple[str, str, str]]:
+        """(source, target, scenario) of every PRT/EFT transfer, same-base first."""
+        found: dict[tuple[str, str], str] = {}
+        for r in self._by.get((task, "prt"), []) + self._by.get((task, "eft"), []):
+            if not r["source"]:
+                continue
+            key = (r["source"], r["target"])
+            scen = r["scenario"] or ("same_base" if r["source"] == r["target"] else "")
+            if not found.get(key):
+                found[key] = scen
+        order = {"same_base": 0, "upscaling": 1, "update": 2, "other_arch": 3}
+        return sorted(((s, t, sc) for (s, t), sc in found.items()), key=lambda x: (order.get(x[2], 9), x[2], x[0], x[1]))
+
+    def sources(self, task: str) -> list[str]:
+        return sorted({s for s, _, _ in self.pairs(task)})
+
+    def targets(self, task: str) -> list[str]:
+        """Every base that appears as a target on this task, in first-seen transfer order."""
+        seen: list[str] = []
+        for _, t, _ in self.pairs(task):
+            if t not in seen:
+                seen.append(t)
+        for t in sorted({r["target"] for (tk, _), rows in self._by.items() if tk == task for r in rows} - {""}):
+            if t not in seen:
+                seen.append(t)
+        return seen
+
+    def metric(self, task: str) -> str:
+        return next((r["metric"] for (tk, _), rows in self._by.items() if tk == task for r in rows if r["metric"]), "")
+
+
+# Main per-task table: one row per transfer, one column per method.
+MAIN_COLUMNS = ("scenario", "source → target", "source alone", "target alone", "FT (source)", "FT (target)", "EFT", "PRT")
+
+
+def main_table(lk: Lookup, task: str) -> pd.DataFrame:
+    rows = []
+    for source, target, scenario in lk.pairs(task):
+        rows.append(
+            {
+                "scenario": scenario.replace("_", " ") or "–",
+                "source → target": f"{source} → {target}",
+                "source alone": str(lk.base_alone(task, source) or "–"),
+                "target alone": str(lk.base_alone(task, target) or "–"),
+                "FT (source)": str(lk.ft_of(task, source, prefer="ft_source") or "–"),
+                "FT (target)": str(lk.ft_of(task, target) or "–"),
+                "EFT": str(lk.eft(task, source, target) or "–"),
+                "PRT": str(lk.prt(task, source, target) or "–"),
+            }
+        )
+    if not rows:
+        # A task with no transfer (e.g. only bases and FT): one row per base.
+        for base in lk.targets(task):
+            rows.append(
+                {
+                    "scenario": "–", "source → target": f"– → {base}", "source alone": "–",
+                    "target alone": str(lk.base_alone(task, base) or "–"), "FT (source)": "–",
+                    "FT (target)": str(lk.ft_of(task, base) or "–"), "EFT": "–", "PRT": "–",
+                }
+            )
+    return pd.DataFrame(rows, columns=list(MAIN_COLUMNS))
+
+
+def ablation_table(lk: Lookup, task: str) -> pd.DataFrame:
+    """Entropy ablation (eq. 12): reward-only and PRT accuracy per α, per source → target."""
+    rows = []
+    for source in lk.sources(task):
+        alphas = sorted(set(lk.alphas(task, "prt", source)) | set(lk.alphas(task, "reward_only", source)))
+        if len(alphas) < 2 and not lk.alphas(task, "reward_only", source):
+            continue
+        targets = [t for s, t, _ in lk.pairs(task) if s == source]
+        for a in alphas:
+            row = {"source": source, "α": fmt_alpha(a), "reward only": str(lk.reward_only(task, source, a) or "–")}
+            for t in targets:
+                row[f"PRT → {t}"] = str(lk.prt(task, source, t, alpha=a) or "–")
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def long_table(agg: pd.DataFrame) -> pd.DataFrame:
+    """Every aggregated result, one line each (the appendix)."""
+    if agg.empty:
+        return pd.DataFrame(columns=["task", "method", "source", "target", "α", "value", "seeds"])
+    df = agg.sort_values(["modality", "task", "method", "source", "target", "alpha"])
+    return pd.DataFrame(
+        {
+            "task": df["task"],
+            "method": [METHOD_LABELS.get(m, m) for m in df["method"]],
+            "source": [s or "–" for s in df["source"]],
+            "target": [t or "–" for t in df["target"]],
+            "α": [fmt_alpha(a) for a in df["alpha"]],
+            "value": [fmt(m, e) for m, e in zip(df["mean"], df["err"])],
+            "seeds": df["n_seeds"].astype(int),
+        }
+    ).reset_index(drop=True)
+
+
+def cost_table(profile: dict[str, Any]) -> pd.DataFrame:
+    unit = {"train": "s / step", "decode": "s / token", "inference": "s / batch"}
+    rows = []
+    for r in profile.get("rows", []):
+        t = r.get("time_s")
+        m = r.get("peak_mem_mb")
+        rows.append(
+            {
+                "phase": r.get("phase", "–"),
+                "method": str(r.get("method", "–")).upper() if r.get("method") != "base" else "base",
+                "batch": r.get("batch", "–"),
+                "time": "–" if t is None else f"{t:.4g} {unit.get(r.get('phase'), 's')}",
+                "peak memory (MB)": "–" if m is None else f"{m:.1f}",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def ratio_table(profile: dict[str, Any]) -> pd.DataFrame:
+    ratios = profile.get("ratios") or {}
+    return pd.DataFrame(
+        [{"ratio": k, "value": f"{v:.2f}×" if isinstance(v, (int, float)) and math.isfinite(v) else str(v)} for k, v in ratios.items()]
+    )
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    """A GitHub table without the `tabulate` dependency; `|` in cells escaped."""
+    if df.empty:
+        return "_no data_\n"
+    esc = lambda x: str(x).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    head = "| " + " | ".join(esc(c) for c in df.columns) + " |"
+    sep = "|" + "|".join("---" for _ in df.columns) + "|"
+    body = ["| " + " | ".join(esc(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, sep, *body]) + "\n"

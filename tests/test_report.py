@@ -1,0 +1,178 @@
+"""The PDF report and its Markdown tables, built from the synthetic results fixture."""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from pypdf import PdfReader
+from typer.testing import CliRunner
+
+from prt_bench.io import atomic_write_json, config_hash
+from prt_bench.report import build_report
+from prt_bench.report.claims import FAIL, NO_DATA, PASS, check_claims
+from prt_bench.report.results import aggregate, load_results
+from prt_bench.report.tables import Lookup
+
+FIXTURE = Path(__file__).parent / "fixtures" / "report" / "synthetic_mini"
+TASKS = ("mini_gsm (language)", "fashion_mnist (vision)")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    pdf = build_report(FIXTURE, tmp_path_factory.mktemp("report") / "mini.pdf")
+    reader = PdfReader(pdf)
+    texts = [p.extract_text() or "" for p in reader.pages]
+    return pdf, reader, texts
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def test_report_has_a_title_page_with_suite_commit_and_hardware(report):
+    _, _, texts = report
+    title = texts[0]
+    assert "prt-bench report — suite mini" in title
+    assert "Git commit of the results: " + "0" * 40 in title
+    assert "Hardware: fixture, x86_64, 2 CPU cores, device cpu" in title
+    assert "Report built:" in title
+
+
+def test_report_has_every_section(report):
+    _, _, texts = report
+    heads = [_first_line(t) for t in texts]
+    expected = ["Contents", "Claims checklist", "Cost: language", "Cost: vision", "Appendix: every result"]
+    for task in TASKS:
+        expected += [f"Results: {task}", f"Transfer heatmaps: {task}", f"Scenarios: {task}",
+                     f"Entropy ablation: {task}", f"Entropy ablation: {task} (table)"]
+    missing = [e for e in expected if e not in heads]
+    assert not missing, f"sections missing from the PDF: {missing}"
+
+
+def test_contents_page_numbers_point_at_their_sections(report):
+    _, reader, texts = report
+    entries = re.findall(r"^\s*(.+?)\s+····\s+page (\d+)$", texts[1], flags=re.M)
+    assert len(entries) == 11  # claims, 4 per task, cost, appendix
+    for title, page in entries:
+        assert _first_line(texts[int(page) - 1]).startswith(title.strip())
+    outline = [item.title for item in reader.outline if not isinstance(item, list)]
+    assert outline[:3] == ["Title", "Contents", "Claims checklist"]
+
+
+def test_heatmaps_are_embedded_as_images_and_charts_have_axes(report):
+    _, reader, texts = report
+    heat = [i for i, t in enumerate(texts) if _first_line(t).startswith("Transfer heatmaps:")]
+    assert len(heat) == 2
+    for i, target in zip(heat, ("qwen-s-v1", "rn-s-v1")):
+        assert len(reader.pages[i].images) >= 3  # PRT, EFT and PRT − target alone (+ colour bars)
+        assert "PRT − target alone" in texts[i] and target in texts[i]
+    scen = next(t for t in texts if _first_line(t) == "Scenarios: mini_gsm (language)")
+    for label in ("upscaling", "update", "other arch", "base alone", "EFT", "PRT", "FT (target)"):
+        assert label in scen
+    abl = next(t for t in texts if _first_line(t) == "Entropy ablation: mini_gsm (language)")
+    assert "reward only" in abl and "llama-s-v1 → qwen-s-v1" in abl
+
+
+def test_results_table_shows_std_over_seeds_else_a_binomial_error(report):
+    _, _, texts = report
+    page = next(t for t in texts if _first_line(t) == "Results: mini_gsm (language)")
+    assert "0.616 ± 0.002" in page  # PRT llama-s-v1 → llama-m-v1: two seeds, their std
+    vision = next(t for t in texts if _first_line(t) == "Results: fashion_mnist (vision)")
+    # One seed, no stderr, 1000 samples: sqrt(p (1 - p) / n) for p = 0.877 is 0.010.
+    assert "0.877 ± 0.010" in vision
+
+
+def test_cost_section_shows_train_and_inference_time_and_memory(report):
+    _, _, texts = report
+    cost = next(t for t in texts if _first_line(t) == "Cost: language")
+    for label in ("train: time", "train: memory", "decode: time", "decode: memory", "1.25× FT"):
+        assert label in cost
+    vision = next(t for t in texts if _first_line(t) == "Cost: vision")
+    assert "inference: time" in vision
+
+
+def test_markdown_tables_are_written_next_to_the_pdf(report):
+    pdf, _, _ = report
+    md = pdf.with_suffix(".md").read_text(encoding="utf-8")
+    assert "| scenario | source → target | source alone | target alone |" in md
+    assert "## Claims checklist" in md and "| PRT ≈ EFT | FAIL |" in md
+    assert "### Entropy ablation: mini_gsm" in md and "| llama-s-v1 | 0.1 |" in md
+    assert "### Cost: lm" in md and "0.125 s / step" in md
+    assert "## Appendix: every result" in md
+
+
+def test_claims_are_decided_from_the_numbers():
+    lk = Lookup(load_results(FIXTURE).agg)
+    claims = {c.title: c for c in check_claims(lk)}
+    assert [c.status for c in claims.values()] == [PASS, PASS, FAIL, FAIL, PASS]
+    eft = claims["PRT ≈ EFT"]
+    failed = [text for ok, text in eft.checks if not ok]
+    assert len(failed) == 1 and "vit-s-v1→vit-s-v2" in failed[0] and "Δ = -0.075" in failed[0]
+
+
+def test_claims_without_cells_are_no_data():
+    claims = check_claims(Lookup(aggregate(pd.DataFrame(columns=load_results(FIXTURE).rows.columns))))
+    assert {c.status for c in claims} == {NO_DATA}
+
+
+def test_error_bar_is_std_over_seeds_else_stderr():
+    rows = pd.DataFrame([
+        {"modality": "lm", "task": "t", "method": "prt", "source": "a", "target": "b", "alpha": 0.0, "seed": s,
+         "scenario": "update", "metric": "m", "value": v, "stderr": 0.02}
+        for s, v in ((0, 0.4), (1, 0.5))
+    ] + [{"modality": "lm", "task": "t", "method": "zeroshot", "source": None, "target": "b", "alpha": 0.0,
+          "seed": 0, "scenario": None, "metric": "m", "value": 0.1, "stderr": 0.03}])
+    agg = aggregate(rows).set_index("method")
+    assert agg.loc["prt", "mean"] == pytest.approx(0.45)
+    assert agg.loc["prt", "err"] == pytest.approx(math.sqrt(0.005))  # sample std of 0.4, 0.5
+    assert agg.loc["prt", "n_seeds"] == 2
+    assert agg.loc["zeroshot", "err"] == pytest.approx(0.03)
+
+
+def test_table_csv_is_read_when_there_are_no_cell_files(tmp_path):
+    shutil.copy(FIXTURE / "table.csv", tmp_path / "table.csv")
+    res = load_results(tmp_path)
+    assert len(res.rows) == 96  # one row per cell: the primary metric of its task, not acc5 or nll
+    assert set(res.rows["metric"]) == {"exact_match,strict-match", "acc1,none"}
+
+
+def test_main_tables_use_the_alpha_prt_was_run_at_on_most_targets():
+    rows = pd.DataFrame([
+        {"modality": "lm", "task": "t", "method": "prt", "source": "a", "target": t, "alpha": a, "seed": 0,
+         "scenario": None, "metric": "m", "value": 0.5, "stderr": None}
+        for t, a in (("b", 0.01), ("c", 0.01), ("b", 0.0), ("b", 0.1))
+    ])
+    assert Lookup(aggregate(rows)).main_alpha("t", "a") == 0.01
+
+
+def _small_results(root: Path) -> Path:
+    """Two base cells of one task: no transfers, no α sweep, no profiles."""
+    for method in ("zeroshot", "ft_target"):
+        config = {"suite": "smoke", "task": "toy", "method": method, "target": "base-a", "seed": 0}
+        h = config_hash(config)
+        atomic_write_json(root / "cells" / f"{h}.json", {
+            "schema": "prt-bench/cell/1", "cell_id": h, "suite": "smoke", "kind": "eval", "modality": "lm",
+            "task": "toy", "scenario": None, "method": method, "source": None, "target": "base-a", "alpha": 0.0,
+            "seed": 0, "config": config, "config_hash": h,
+            "results": {"toy": {"exact_match,none": 0.2 if method == "zeroshot" else 0.7}},
+            "primary_metric": "exact_match,none", "environment": {}, "timing": {}, "status": "done",
+        })
+    return root
+
+
+def test_sections_without_data_say_no_data(tmp_path):
+    results = _small_results(tmp_path / "results" / "smoke")
+    out = tmp_path / "reports" / "smoke.pdf"
+    run = CliRunner().invoke(__import__("prt_bench.cli", fromlist=["app"]).app, ["report", str(results), "--out", str(out)])
+    assert run.exit_code == 0, run.output
+    texts = [p.extract_text() or "" for p in PdfReader(out).pages]
+    heads = {_first_line(t): t for t in texts}
+    assert "No data" in heads["Transfer heatmaps: toy (language)"]
+    assert "No data" in heads["Entropy ablation: toy (language)"]
+    assert "No data" in heads["Cost"]
+    assert "| – → base-a | – | 0.200 |" in out.with_suffix(".md").read_text(encoding="utf-8")
