@@ -52,6 +52,13 @@ def profile_lm() -> None:
     raise typer.Exit("not built yet")
 
 
-def lm_eval() -> None:
-    """Not built yet."""
-    raise typer.Exit("not built yet")
+def lm_eval(ctx: typer.Context) -> None:
+    """Run lm-eval's own CLI (every flag of it) with the `prt` and `eft` models registered."""
+    import sys
+
+    import prt_bench  # noqa: F401  (registers `prt` and `eft`)
+    from lm_eval.__main__ import cli_evaluate
+
+    # lm-eval parses sys.argv itself; hand it exactly what followed `prt-bench lm-eval`.
+    sys.argv = ["lm-eval", *ctx.args]
+    cli_evaluate()

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-_SPECIAL_IDS = ("bos_token_id", "eos_token_id", "pad_token_id", "unk_token_id")
+# unk and pad are left out: tokenizer classes fill them in differently for one vocabulary
+# (Qwen2's class sets unk to its eos), and neither changes what an id means when scoring.
+_SPECIAL_IDS = ("bos_token_id", "eos_token_id")
 
 
 def _first_difference(vocab_a: dict[str, int], vocab_b: dict[str, int]) -> str:
@@ -23,6 +25,11 @@ def _first_difference(vocab_a: dict[str, int], vocab_b: dict[str, int]) -> str:
     return ""
 
 
+def _specials(tok: Any) -> list[str]:
+    named = {tok.bos_token, tok.eos_token} - {None}
+    return sorted((set(tok.all_special_tokens) - {tok.unk_token}) | named)
+
+
 def tokenizer_difference(tok_a: Any, tok_b: Any) -> str:
     """Why two tokenizers are not interchangeable for per-token combination ("" if they are)."""
     diff = _first_difference(tok_a.get_vocab(), tok_b.get_vocab())
@@ -32,7 +39,7 @@ def tokenizer_difference(tok_a: Any, tok_b: Any) -> str:
         a, b = getattr(tok_a, attr, None), getattr(tok_b, attr, None)
         if a != b:
             return f"{attr} differs ({a} vs {b})"
-    specials_a, specials_b = sorted(tok_a.all_special_tokens), sorted(tok_b.all_special_tokens)
+    specials_a, specials_b = _specials(tok_a), _specials(tok_b)
     if specials_a != specials_b:
         return f"special tokens differ ({specials_a} vs {specials_b})"
     return ""

@@ -1,0 +1,308 @@
+"""lm-eval models ``prt`` and ``eft``: several causal LMs combined token by token.
+
+- ``prt`` (paper eq. 10, Alg. 2): ``base=…,reward=…[,lam=1.0]``; with ``reward=a;b`` and
+  ``reward_weights=0.5;0.5`` the rewards are added first (reward arithmetic).
+- ``eft`` (Mitchell et al. 2024): ``base=…,ft=…,pt=…`` (base is the target model).
+
+Common model_args: ``batch_size``, ``max_length``, ``max_gen_toks``, ``device``, ``dtype``,
+``trust_remote_code``.  Every model path may be a hub id, a local checkpoint or a LoRA adapter
+folder.  Tokenizers are compared before any model is loaded; output layers of different
+widths are combined on their shared prefix.  All combination math is ``prt_bench.prt``.
+
+Generation runs every model with its own KV cache: one prefill, then one token per step.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Sequence
+
+import torch
+from lm_eval import utils as lm_utils
+from lm_eval.api.model import TemplateLM
+from lm_eval.api.registry import register_model
+from tqdm.auto import tqdm
+
+from prt_bench import prt
+from prt_bench.lm.load import load_causal_lm, load_tokenizer
+from prt_bench.lm.vocab import check_tokenizers, shared_width
+
+Combine = Callable[[Sequence[torch.Tensor]], torch.Tensor]
+
+
+# --------------------------------------------------------------------------------- decoding
+
+def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for i, s in enumerate(sequences):
+        if s:
+            ids[i, width - len(s):] = torch.tensor(list(s))
+            mask[i, width - len(s):] = 1
+    return ids, mask
+
+
+def positions(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that start at 0 at each row's first real token (left padding)."""
+    return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def next_token(logprobs: torch.Tensor, do_sample: bool, temperature: float, top_p: float, top_k: int,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """Greedy or sampled (temperature, nucleus top_p, top_k) choice from combined log-probs."""
+    if not do_sample:
+        return logprobs.argmax(-1)
+    scores = logprobs / max(temperature, 1e-6)
+    if top_k and top_k > 0:
+        kth = scores.topk(min(top_k, scores.shape[-1]), dim=-1).values[..., -1:]
+        scores = scores.masked_fill(scores < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_scores, order = scores.sort(-1, descending=True)
+        cumulative = sorted_scores.softmax(-1).cumsum(-1)
+        # keep the smallest set whose mass reaches top_p (the first token always stays)
+        drop = cumulative - sorted_scores.softmax(-1) >= top_p
+        sorted_scores = sorted_scores.masked_fill(drop, float("-inf"))
+        scores = torch.full_like(scores, float("-inf")).scatter(-1, order, sorted_scores)
+    return torch.multinomial(scores.softmax(-1), 1, generator=generator).squeeze(-1)
+
+
+@torch.no_grad()
+def generate(models: Sequence[Any], combine: Combine, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
+             pad_id: int, eos_id: int | None, do_sample: bool = False, temperature: float = 1.0,
+             top_p: float = 1.0, top_k: int = 0, stop: Callable[[int, list[int]], bool] | None = None,
+             generator: torch.Generator | None = None) -> list[list[int]]:
+    """Batched decoding of the combined distribution; returns the new tokens of each prompt.
+
+    Prompts are left-padded; every model keeps its own KV cache, so after the prefill each
+    step feeds one token per row.  ``stop(row, tokens)`` ends a row early (stop sequences).
+    """
+    from transformers import DynamicCache
+
+    device = next(models[0].parameters()).device
+    ids, mask = left_pad(prompts, pad_id)
+    ids, mask = ids.to(device), mask.to(device)
+    caches = [DynamicCache() for _ in models]
+    step_ids, step_pos = ids, positions(mask)
+    out: list[list[int]] = [[] for _ in prompts]
+    done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
+    for _ in range(max_new_tokens):
+        logits = [m(input_ids=step_ids, attention_mask=mask, position_ids=step_pos, past_key_values=c,
+                    use_cache=True).logits[:, -1] for m, c in zip(models, caches)]
+        token = next_token(combine(logits), do_sample, temperature, top_p, top_k, generator)
+        token = torch.where(done, torch.full_like(token, pad_id), token)
+        for row in (~done).nonzero().flatten().tolist():
+            out[row].append(int(token[row]))
+            if (eos_id is not None and out[row][-1] == eos_id) or (stop is not None and stop(row, out[row])):
+                done[row] = True
+        if bool(done.all()):
+            break
+        step_ids = token[:, None]
+        step_pos = step_pos[:, -1:] + 1
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
+    return out
+
+
+# --------------------------------------------------------------------------------- the lm-eval model
+
+def _split(value: Any) -> list[str]:
+    """model_args lists use ';' (',' separates the args themselves)."""
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return [v for v in str(value).split(";") if v]
+
+
+def _as_bool(value: Any) -> bool:
+    return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+
+
+class CombinedLM(TemplateLM):
+    """Causal LMs that share a tokenizer, scored and decoded through one combination rule."""
+
+    def __init__(self, models: dict[str, str], combine: Combine, *, batch_size: Any = 8,
+                 max_batch_size: Any = None, max_length: int | None = None, max_gen_toks: int = 256,
+                 device: str | None = None, dtype: str | None = "float32", trust_remote_code: Any = False,
+                 **unused: Any) -> None:
+        super().__init__()
+        trust = _as_bool(trust_remote_code)
+        names = list(models)
+        # Tokenizers first: a mismatch fails before any model weight is read.
+        tokenizers = [load_tokenizer(models[n], trust_remote_code=trust) for n in names]
+        check_tokenizers(tokenizers, [f"{n}={models[n]}" for n in names])
+        self.tokenizer = tokenizers[0]
+        if device and str(device).startswith("cuda") and not torch.cuda.is_available():
+            # lm-eval's CLI asks for cuda by default; its own hf model falls back the same way.
+            logging.getLogger("prt_bench").warning("device %s is not available; using cpu", device)
+            device = "cpu"
+        self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.models = [load_causal_lm(models[n], dtype=dtype, device=str(self._device), trust_remote_code=trust)
+                       for n in names]
+        self.width = shared_width(self.models, [f"{n}={models[n]}" for n in names], self.tokenizer)
+        self.combine = combine
+        self.model_paths = models
+        self.batch_size = 16 if str(batch_size).startswith("auto") else int(batch_size)
+        self.max_gen_toks = int(max_gen_toks)
+        self._max_length = int(max_length) if max_length else min(
+            getattr(m.config, "max_position_embeddings", 2048) or 2048 for m in self.models)
+        self._rank, self._world_size = 0, 1
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eot_token_id
+
+    # --- what lm-eval asks of a TemplateLM
+    @property
+    def eot_token_id(self) -> int:
+        return self.tokenizer.eos_token_id
+
+    @property
+    def prefix_token_id(self) -> int:
+        bos = self.tokenizer.bos_token_id
+        return bos if bos is not None else self.eot_token_id
+
+    @property
+    def max_length(self) -> int:
+        return self._max_length
+
+    @property
+    def tokenizer_name(self) -> str:
+        return self.tokenizer.name_or_path.replace("/", "__")
+
+    def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        return self.tokenizer.apply_chat_template(chat_history, tokenize=False,
+                                                  add_generation_prompt=add_generation_prompt)
+
+    def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs) -> list[int]:
+        bos = self.tokenizer.bos_token
+        if add_special_tokens is None:
+            add_special_tokens = not (bos and string.startswith(bos))
+        return self.tokenizer.encode(string, add_special_tokens=add_special_tokens)
+
+    # --- scoring
+    @torch.no_grad()
+    def combined_logprobs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Combined log-probs at every position of a right-padded batch."""
+        logits = [m(input_ids=input_ids, attention_mask=attention_mask).logits for m in self.models]
+        return self.combine(logits)
+
+    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
+        # Longest first (lm-eval's habit): the first batch shows at once whether memory suffices.
+        order = sorted(range(len(requests)), key=lambda i: -len(requests[i][1]) - len(requests[i][2]))
+        results: list[tuple[float, bool] | None] = [None] * len(requests)
+        bar = tqdm(total=len(requests), desc="loglikelihood", disable=disable_tqdm)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start:start + self.batch_size]
+            rows, spans = [], []
+            for i in chunk:
+                _, context, continuation = requests[i]
+                if not continuation:
+                    raise ValueError("loglikelihood needs a non-empty continuation")
+                whole = (list(context) + list(continuation))[-(self.max_length + 1):]
+                rows.append(whole[:-1])
+                spans.append(len(continuation))
+            width = max(len(r) for r in rows)
+            ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for j, r in enumerate(rows):
+                ids[j, :len(r)] = torch.tensor(r)
+                mask[j, :len(r)] = 1
+            logprobs = self.combined_logprobs(ids.to(self.device), mask.to(self.device)).cpu()
+            for j, i in enumerate(chunk):
+                n, cont = len(rows[j]), spans[j]
+                target = torch.tensor(list(requests[i][2])[-cont:])
+                lp = logprobs[j, n - cont:n]
+                score = float(lp.gather(-1, target[:, None]).sum())
+                greedy = bool((lp.argmax(-1) == target).all())
+                results[i] = (score, greedy)
+                if requests[i][0] is not None and getattr(self, "cache_hook", None) is not None:
+                    self.cache_hook.add_partial("loglikelihood", requests[i][0], (score, greedy))
+            bar.update(len(chunk))
+        bar.close()
+        return results  # type: ignore[return-value]
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
+        scores = []
+        for (string,) in tqdm([r.args for r in requests], desc="loglikelihood_rolling", disable=disable_tqdm):
+            windows = [(None,) + lm_utils.make_disjoint_window(w) for w in lm_utils.get_rolling_token_windows(
+                token_list=self.tok_encode(string), prefix_token=self.prefix_token_id,
+                max_seq_len=self.max_length, context_len=1)]
+            scores.append(sum(s for s, _ in self._loglikelihood_tokens(windows, disable_tqdm=True)))
+        return scores
+
+    # --- generation
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        results: list[str | None] = [None] * len(requests)
+        groups: dict[str, list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault(repr(sorted(r.args[1].items())), []).append(i)
+        bar = tqdm(total=len(requests), desc="generate_until", disable=disable_tqdm)
+        for indices in groups.values():
+            kwargs = dict(requests[indices[0]].args[1])
+            until = kwargs.pop("until", None) or []
+            until = [until] if isinstance(until, str) else list(until)
+            eos = self.tokenizer.decode([self.eot_token_id])
+            if eos not in until:
+                until.append(eos)
+            max_new = int(kwargs.pop("max_gen_toks", self.max_gen_toks))
+            temperature = float(kwargs.pop("temperature", 0.0) or 0.0)
+            do_sample = _as_bool(kwargs.pop("do_sample", temperature > 0)) and temperature > 0
+            top_p = float(kwargs.pop("top_p", 1.0) or 1.0)
+            top_k = int(kwargs.pop("top_k", 0) or 0)
+            # Longest prompt first within the group, as for scoring.
+            indices = sorted(indices, key=lambda i: -len(requests[i].args[0]))
+            for start in range(0, len(indices), self.batch_size):
+                chunk = indices[start:start + self.batch_size]
+                prompts = [self.tok_encode(requests[i].args[0])[-(self.max_length - max_new):] for i in chunk]
+
+                def stop(row: int, tokens: list[int]) -> bool:
+                    tail = self.tokenizer.decode(tokens[-64:])
+                    return any(s in tail for s in until)
+
+                new = generate(self.models, self.combine, prompts, max_new_tokens=max_new, pad_id=self.pad_id,
+                               eos_id=self.eot_token_id, do_sample=do_sample, temperature=temperature or 1.0,
+                               top_p=top_p, top_k=top_k, stop=stop)
+                for i, tokens in zip(chunk, new):
+                    text = self.tokenizer.decode(tokens, skip_special_tokens=False)
+                    for s in until:
+                        text = text.split(s)[0]
+                    results[i] = text
+                    if getattr(self, "cache_hook", None) is not None:
+                        self.cache_hook.add_partial("generate_until", requests[i].args, text)
+                bar.update(len(chunk))
+        bar.close()
+        return results  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------------- the two registered models
+
+def prt_combine(lam: float, weights: Sequence[float]) -> Combine:
+    """logits = [base, reward_1, ...] -> eq. 10 with r = Σ w_i r_i (reward arithmetic)."""
+    def combine(logits: Sequence[torch.Tensor]) -> torch.Tensor:
+        return prt.prt_logprobs(logits[0], prt.combined_reward(logits[1:], weights), lam)
+
+    return combine
+
+
+def eft_combine(logits: Sequence[torch.Tensor]) -> torch.Tensor:
+    """logits = [base (target), ft, pt] -> EFT."""
+    return prt.eft_logprobs(*logits)
+
+
+@register_model("prt")
+class PRTLM(CombinedLM):
+    """``base=…,reward=…[,lam=1.0][,reward_weights=w1;w2 with reward=a;b]``."""
+
+    def __init__(self, base: str, reward: str, lam: float = 1.0, reward_weights: Any = None, **common: Any):
+        rewards = _split(reward)
+        weights = [float(w) for w in _split(reward_weights)] if reward_weights is not None else (
+            [1.0] if len(rewards) == 1 else None)
+        if weights is None or len(weights) != len(rewards):
+            raise ValueError(f"prt: {len(rewards)} rewards need as many reward_weights (w1;w2;...), got {reward_weights!r}")
+        models = {"base": base, **{("reward" if len(rewards) == 1 else f"reward{i}"): r for i, r in enumerate(rewards)}}
+        self.lam, self.reward_weights = float(lam), weights
+        super().__init__(models, prt_combine(float(lam), weights), **common)
+
+
+@register_model("eft")
+class EFTLM(CombinedLM):
+    """``base=…,ft=…,pt=…``: the ft model's implicit reward log π_ft − log π_pt moved onto base."""
+
+    def __init__(self, base: str, ft: str, pt: str, **common: Any):
+        super().__init__({"base": base, "ft": ft, "pt": pt}, eft_combine, **common)

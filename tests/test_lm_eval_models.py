@@ -1,0 +1,204 @@
+"""The lm-eval models `prt` and `eft`: exact scores, KV-cached decoding, vocabularies, lm-eval end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+import prt_bench  # noqa: F401  (registers `prt` and `eft` with lm-eval)
+from prt_bench import prt
+from prt_bench.lm import lm_eval_models
+from prt_bench.lm.lm_eval_models import EFTLM, PRTLM, generate
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny models on a shared 2-core machine run ~10x faster without intra-op threads.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def prt_lm(tiny_llama, tiny_llama_b):
+    return PRTLM(base=str(tiny_llama), reward=str(tiny_llama_b), batch_size=4)
+
+
+def instance(kind: str, args: tuple, idx: int = 0):
+    from lm_eval.api.instance import Instance
+
+    return Instance(kind, {}, args, idx)
+
+
+def naive_prt_greedy(base, reward, prompt: list[int], steps: int) -> list[int]:
+    """Reference decoding: the full prefix through both models at every step, one prompt at a time."""
+    ids = list(prompt)
+    with torch.no_grad():
+        for _ in range(steps):
+            x = torch.tensor([ids])
+            logp = prt.prt_logprobs(base(input_ids=x).logits[:, -1], reward(input_ids=x).logits[:, -1])
+            ids.append(int(logp.argmax(-1)))
+    return ids[len(prompt):]
+
+
+def test_prt_greedy_with_kv_caches_equals_full_prefix_recompute(prt_lm):
+    tok = prt_lm.tokenizer
+    prompts = [tok.encode(s) for s in ("Q: 12+30=", "Hi", "A much longer prompt, to pad the others:")]
+    cached = generate(prt_lm.models, prt_lm.combine, prompts, max_new_tokens=10, pad_id=prt_lm.pad_id, eos_id=None)
+    base, reward = prt_lm.models
+    assert cached == [naive_prt_greedy(base, reward, p, 10) for p in prompts]
+
+
+def test_decoding_feeds_every_model_one_new_token_per_step(tiny_llama, tiny_llama_b, byte_tokenizer):
+    lm = EFTLM(base=str(tiny_llama), ft=str(tiny_llama_b), pt=str(tiny_llama))
+    seen: list[list[int]] = [[] for _ in lm.models]
+    for i, m in enumerate(lm.models):
+        m.register_forward_pre_hook(lambda mod, a, kw, i=i: seen[i].append(kw["input_ids"].shape[1]), with_kwargs=True)
+    prompts = [byte_tokenizer.encode("Q: 1+2="), byte_tokenizer.encode("longer prompt here")]
+    generate(lm.models, lm.combine, prompts, max_new_tokens=6, pad_id=lm.pad_id, eos_id=None)
+    for lengths in seen:
+        assert lengths == [len(prompts[1])] + [1] * 5
+
+
+def test_prt_loglikelihood_equals_prt_logprobs_by_hand(prt_lm):
+    tok = prt_lm.tokenizer
+    context, continuation = "Q: 2+2=", " 4"
+    (score, greedy), (score_b, _) = prt_lm.loglikelihood([instance("loglikelihood", (context, continuation)),
+                                                          instance("loglikelihood", ("Other context", " x"), 1)])
+    ctx, cont = tok.encode(context), tok.encode(continuation, add_special_tokens=False)
+    x = torch.tensor([ctx + cont])
+    base, reward = prt_lm.models
+    with torch.no_grad():
+        logp = prt.prt_logprobs(base(input_ids=x).logits, reward(input_ids=x).logits)[0]
+    by_hand = sum(float(logp[len(ctx) - 1 + j, t]) for j, t in enumerate(cont))
+    assert score == pytest.approx(by_hand, abs=1e-4)
+    assert greedy == all(int(logp[len(ctx) - 1 + j].argmax()) == t for j, t in enumerate(cont))
+
+
+def test_reward_arithmetic_of_a_reward_with_itself_at_half_weight_equals_that_reward(prt_lm, tiny_llama, tiny_llama_b):
+    doubled = PRTLM(base=str(tiny_llama), reward=f"{tiny_llama_b};{tiny_llama_b}", reward_weights="0.5;0.5")
+    weighted = PRTLM(base=str(tiny_llama), reward=str(tiny_llama_b), reward_weights=1.0)
+    requests = [instance("loglikelihood", ("Q: 3+4=", " 7"))]
+    expected = prt_lm.loglikelihood(requests)[0][0]
+    assert doubled.loglikelihood(requests)[0][0] == pytest.approx(expected, abs=1e-5)
+    assert weighted.loglikelihood(requests)[0][0] == pytest.approx(expected, abs=1e-6)
+
+
+def test_reward_weights_must_match_the_rewards(tiny_llama, tiny_llama_b):
+    with pytest.raises(ValueError, match="reward_weights"):
+        PRTLM(base=str(tiny_llama), reward=f"{tiny_llama_b};{tiny_llama_b}")
+
+
+def test_prt_runs_with_a_base_of_the_other_family_and_a_wider_head(tiny_qwen2, tiny_llama):
+    lm = PRTLM(base=str(tiny_qwen2), reward=str(tiny_llama))
+    assert lm.width == len(lm.tokenizer)  # Qwen2's 8 extra logits dropped
+    text = lm.generate_until([instance("generate_until", ("Q: 1+1=", {"max_gen_toks": 5, "until": []}))])[0]
+    score = lm.loglikelihood([instance("loglikelihood", ("Q: 1+1=", " 2"))])[0][0]
+    assert isinstance(text, str) and torch.isfinite(torch.tensor(score))
+
+
+def test_tokenizer_mismatch_fails_naming_both_models_before_loading_any(tiny_llama, tmp_path, monkeypatch):
+    from prt_bench.lm.tiny import build_tiny_lm, byte_level_tokenizer
+
+    other_tok = byte_level_tokenizer()
+    other_tok.add_special_tokens({"additional_special_tokens": ["<|tool|>"]})
+    other = build_tiny_lm(tmp_path / "other-tokenizer", "llama", other_tok)
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a model was loaded before the tokenizers were compared")
+
+    monkeypatch.setattr(lm_eval_models, "load_causal_lm", no_loading)
+    with pytest.raises(ValueError, match="tokenizers of base=.*tiny-llama.* and reward=.*other-tokenizer.* differ"):
+        PRTLM(base=str(tiny_llama), reward=str(other))
+
+
+def test_stop_sequences_cut_the_generation(prt_lm):
+    request = ("Q: 5+5=", {"max_gen_toks": 12, "until": []})
+    full = prt_lm.generate_until([instance("generate_until", request)])[0]
+    stop = full[3:5]
+    assert stop and stop in full
+    cut = prt_lm.generate_until([instance("generate_until", ("Q: 5+5=", {"max_gen_toks": 12, "until": [stop]}))])[0]
+    assert cut == full.split(stop)[0]
+
+
+def test_sampling_with_a_tiny_nucleus_is_greedy(prt_lm):
+    greedy = prt_lm.generate_until([instance("generate_until", ("Q: 9+1=", {"max_gen_toks": 8, "until": []}))])
+    sampled = prt_lm.generate_until([instance("generate_until", (
+        "Q: 9+1=", {"max_gen_toks": 8, "until": [], "do_sample": True, "temperature": 0.7, "top_p": 1e-6}))])
+    assert sampled == greedy
+
+
+# --------------------------------------------------------------------------------- lm-eval end to end
+
+@pytest.fixture(scope="module")
+def task_dir(tmp_path_factory):
+    """A generate_until task (exact match) and a multiple-choice (loglikelihood) task on local JSONL."""
+    root = tmp_path_factory.mktemp("tasks")
+    rows = [{"prompt": f"Q: {a}+{a}=", "response": f" {2 * a}", "choices": [f" {2 * a}", f" {2 * a + 1}"], "label": 0}
+            for a in range(3)]
+    data = root / "data.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    common = f"""
+        dataset_path: json
+        dataset_kwargs:
+          data_files:
+            test: {data}
+        test_split: test
+        doc_to_text: "{{{{prompt}}}}"
+    """
+    (root / "tiny_gen.yaml").write_text(textwrap.dedent(f"""
+        task: tiny_gen{common}
+        output_type: generate_until
+        doc_to_target: "{{{{response}}}}"
+        generation_kwargs:
+          until: ["\\n"]
+          max_gen_toks: 4
+          do_sample: false
+        metric_list:
+          - metric: exact_match
+    """))
+    (root / "tiny_choice.yaml").write_text(textwrap.dedent(f"""
+        task: tiny_choice{common}
+        output_type: multiple_choice
+        doc_to_choice: "{{{{choices}}}}"
+        doc_to_target: label
+        target_delimiter: ""
+        metric_list:
+          - metric: acc
+    """))
+    return root
+
+
+@pytest.mark.parametrize("model", ["prt", "eft"])
+def test_simple_evaluate_runs_generate_and_loglikelihood_tasks(model, task_dir, tiny_llama, tiny_llama_b):
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    model_args = (f"base={tiny_llama},reward={tiny_llama_b}" if model == "prt"
+                  else f"base={tiny_llama_b},ft={tiny_llama_b},pt={tiny_llama}")
+    out = lm_eval.simple_evaluate(model=model, model_args=model_args, tasks=["tiny_gen", "tiny_choice"],
+                                  task_manager=TaskManager(include_path=str(task_dir), include_defaults=False),
+                                  batch_size=2)
+    assert 0.0 <= out["results"]["tiny_gen"]["exact_match,none"] <= 1.0
+    assert 0.0 <= out["results"]["tiny_choice"]["acc,none"] <= 1.0
+
+
+def test_lm_eval_command_writes_lm_evals_output_json(task_dir, tiny_llama, tiny_llama_b, tmp_path):
+    cli = Path(sys.executable).with_name("prt-bench")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [str(cli), "lm-eval", "--model", "prt", "--model_args", f"base={tiny_llama},reward={tiny_llama_b}",
+         "--tasks", "tiny_choice", "--include_path", str(task_dir), "--output_path", str(tmp_path / "out")],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    written = list((tmp_path / "out").rglob("results_*.json"))
+    assert len(written) == 1
+    assert "acc,none" in json.loads(written[0].read_text())["results"]["tiny_choice"]
