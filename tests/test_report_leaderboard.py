@@ -60,7 +60,7 @@ def test_submission_binds_each_cell_to_its_config_hash(good):
     for cell in good["cells"]:
         assert cell["config_hash"] == cell["cell_id"] == config_hash(cell["config"])
         assert "alias" not in cell["metrics"]  # lm-eval's strings are not results
-        assert "n_samples" not in cell["metrics"]  # a count, kept beside the metrics
+        assert "n_samples" not in cell["metrics"] and "sample_len" not in cell["metrics"]  # bookkeeping
     vision = [c for c in good["cells"] if c["modality"] == "vision"]
     assert vision[0]["n_samples"] == 1000 and vision[0]["metrics"]["nll,none"] > 0
     assert good["checksum"].startswith("sha256:") and good["environment"]["device"] == "cpu"

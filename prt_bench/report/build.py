@@ -58,7 +58,8 @@ def _environment_lines(res: Results) -> list[str]:
     for mod, prof in sorted(res.profiles.items()):
         lines.append(f"Cost profile ({mod}): device {prof.get('device', '?')}")
     lines.append("Error bars: std over seeds when there are several seeds, else the evaluator's standard error "
-                 "(lm-eval's *_stderr), else none (shown as a bare value).")
+                 "(lm-eval's *_stderr), else the binomial standard error from the cell's n_samples, else none "
+                 "(a bare value).")
     lines.append(f"'≈' in the claims: within max({TOL_ABS}, 2 × the combined error bar).")
     lines.extend(f"Warning: {w}" for w in res.warnings)
     return lines
@@ -96,7 +97,7 @@ def _markdown(res: Results, lk: Lookup, claims, env_lines: list[str]) -> str:
             out.append("- no data")
     for modality, task in lk.tasks():
         out.append(f"\n## Results: {_title(task, modality)}\n")
-        out.append(f"Metric `{lk.metric(task)}`; value ± error bar (std over seeds, else stderr).\n")
+        out.append(f"Metric `{lk.metric(task)}`; value ± error bar (std over seeds, else the evaluator's stderr, else binomial from n_samples); PRT at the suite's main α.\n")
         out.append(to_markdown(main_table(lk, task)))
         out.append(f"\n### Entropy ablation: {task}\n")
         out.append(to_markdown(ablation_table(lk, task)))
@@ -168,8 +169,8 @@ def build_report(results_dir: str | os.PathLike, out_pdf: str | os.PathLike | No
             t = _title(task, modality)
             s.section(f"Results: {t}")
             s.add(F.table_pages(f"Results: {t}", main_table(lk, task),
-                                f"metric: {lk.metric(task)}; value ± error bar (std over seeds, else the evaluator's "
-                                "stderr); PRT at α = 0 (else the smallest α run); –: not run"))
+                                f"metric: {lk.metric(task)}; value ± error bar ({F.ERRBARS}); "
+                                "PRT at the suite's main α; –: not run"))
             s.section(f"Transfer heatmaps: {t}", 1)
             fig = F.heatmap_figure(lk, task, f"Transfer heatmaps: {t}")
             s.add(fig or F.no_data_page(f"Transfer heatmaps: {t}", "no PRT or EFT transfer cells"))

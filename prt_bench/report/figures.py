@@ -20,6 +20,7 @@ from prt_bench.report.results import fmt_alpha  # noqa: E402
 from prt_bench.report.tables import Lookup  # noqa: E402
 
 PAGE = (11.69, 8.27)  # A4 landscape, inches
+ERRBARS = "std over seeds, else the evaluator's stderr, else binomial from n_samples"
 COLORS = {"base alone": "#9e9e9e", "EFT": "#f28e2b", "PRT": "#4e79a7", "FT (target)": "#59a14f",
           "reward only": "#e15759"}
 
@@ -188,11 +189,11 @@ def _bar_groups(ax, groups: list[str], series: dict[str, list], errs: dict[str, 
         has = ~np.isnan(err) & ~np.isnan(vals)
         if has.any():
             ax.errorbar(pos[has], vals[has], yerr=err[has], fmt="none", ecolor="#222222", capsize=3, elinewidth=1)
-        for p, v in zip(pos, vals):
+        for p, v, e in zip(pos, vals, err):
             if np.isnan(v):
-                ax.text(p, 0.005, "n/a", ha="center", va="bottom", fontsize=7, color="#777777", rotation=90)
-            else:
-                ax.text(p, v + 0.01, f"{v:.2f}", ha="center", va="bottom", fontsize=7.5)
+                ax.text(p, 0.005, "n/a", ha="center", va="bottom", fontsize=8, color="#777777", rotation=90)
+            else:  # above the error bar, so the two never overlap
+                ax.text(p, v + (0 if np.isnan(e) else e) + 0.008, f"{v:.2f}", ha="center", va="bottom", fontsize=8.5)
     ax.set_xticks(x)
     ax.set_xticklabels(groups, fontsize=9)
 
@@ -206,13 +207,17 @@ def scenario_figure(lk: Lookup, task: str, title: str) -> plt.Figure | None:
             scenarios.append(sc)
     if not scenarios:
         return None
-    fig = page(title, f"metric: {lk.metric(task)}; error bars: std over seeds, else the evaluator's standard error; "
+    fig = page(title, f"metric: {lk.metric(task)}; error bars: {ERRBARS}; "
                       "n/a: not run (EFT on its own base is FT)")
-    n = len(scenarios)
     ymax = 0.0
     axes = []
+    # Panel widths follow how many transfers each scenario has, so every bar group gets the same room.
+    counts = [sum(1 for _, _, c in pairs if c == sc) for sc in scenarios]
+    unit = (0.93 - 0.03 * len(scenarios)) / sum(counts)
+    x0 = 0.06
     for i, sc in enumerate(scenarios):
-        ax = fig.add_axes([0.06 + i * 0.93 / n, 0.16, 0.93 / n - 0.03, 0.62])
+        ax = fig.add_axes([x0, 0.16, unit * counts[i], 0.62])
+        x0 += unit * counts[i] + 0.03
         axes.append(ax)
         sel = [(s, t) for s, t, c in pairs if c == sc]
         groups = [f"{s}\n→ {t}" for s, t in sel]
@@ -255,13 +260,13 @@ def ablation_figure(lk: Lookup, task: str, title: str) -> plt.Figure | None:
         r, c = divmod(k, ncols)
         ax = fig.add_axes([0.06 + c * w, 0.86 - (r + 1) * h + 0.07, w - 0.05, h - 0.11])
         x = np.arange(len(alphas))
-        for name, fn, style in (("PRT", lambda a: lk.prt(task, source, target, alpha=a), "-o"),
-                                ("reward only", lambda a: lk.reward_only(task, source, a), "--s")):
+        for name, fn, style, dx in (("PRT", lambda a: lk.prt(task, source, target, alpha=a), "-o", -0.04),
+                                    ("reward only", lambda a: lk.reward_only(task, source, a), "--s", 0.04)):
             vs = [fn(a) for a in alphas]
             y = np.array([v.mean if v else np.nan for v in vs])
             e = np.array([v.err if v and not math.isnan(v.err) else 0 for v in vs])
-            if not np.isnan(y).all():
-                ax.errorbar(x, y, yerr=e, fmt=style, color=COLORS[name], label=name, capsize=3, markersize=5)
+            if not np.isnan(y).all():  # dodged a little so equal values stay visible
+                ax.errorbar(x + dx, y, yerr=e, fmt=style, color=COLORS[name], label=name, capsize=3, markersize=5)
         for name, v in (("base alone", lk.base_alone(task, target)), ("FT (target)", lk.ft_of(task, target))):
             if v:
                 ax.axhline(v.mean, ls=":", color=COLORS[name], label=f"{name}")

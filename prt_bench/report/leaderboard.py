@@ -114,10 +114,11 @@ def pack_submission(results_dir: str | os.PathLike, name: str | None = None) -> 
         entry.update(
             cell_id=cell.get("cell_id"), config_hash=cell.get("config_hash"), config=cell.get("config"),
             primary_metric=cell.get("primary_metric"),
-            # lm-eval keeps strings such as "alias" next to the numbers; only numbers are results,
-            # and the sample count is bookkeeping, not a metric.
+            # Metrics are lm-eval's "<metric>,<filter>" keys (and the primary one, which a suite may
+            # derive under any name); the rest ("alias", "sample_len", "n_samples") is bookkeeping.
             metrics={k: v for k, v in metrics.items()
-                     if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "n_samples"},
+                     if ("," in k or k == cell.get("primary_metric"))
+                     and isinstance(v, (int, float)) and not isinstance(v, bool)},
         )
         if metrics.get("n_samples") is not None:
             entry["n_samples"] = metrics["n_samples"]
