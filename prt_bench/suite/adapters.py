@@ -26,20 +26,35 @@ def _repo_path(p: str) -> Path:
     return path if path.is_absolute() else REPO_ROOT / path
 
 
-def mini_world(modality: str, cache: Path) -> dict[str, str]:
-    """Build (or find cached) the mini world of a modality: base name -> folder, plus its data."""
-    if modality == "lm":
-        from prt_bench.mini.lm import build_lm_world
+def mini_family(modality: str, variant: str = "default") -> tuple[str, list[str]]:
+    """(world hash, base names) of a mini world, read from its family file without building it."""
+    if modality == "vision":
+        from prt_bench.mini import vision
 
-        return {k: str(v) for k, v in build_lm_world(cache_root=cache / "mini" / "lm").items()}
-    from prt_bench.mini.vision import build_vision_world
+        family = vision.load_family(variant)
+        return vision.world_hash(family), list(family["bases"])
+    from prt_bench.mini import lm
 
-    return {k: str(v) for k, v in build_vision_world(cache_root=cache / "mini" / "vision").items()}
+    family = lm.load_family(variant)
+    return lm.world_hash(family), list(family["bases"])
 
 
-def build_tiny(modality: str, options: dict[str, Any], cache: Path) -> Path:
+def mini_world(modality: str, cache: Path | None, variant: str = "default") -> dict[str, str]:
+    """Build (or find cached) a mini world: base name -> folder (and, for language, "data:<task>" -> file)."""
+    if modality == "vision":
+        from prt_bench.mini.vision import build_vision_world
+
+        root = cache / "mini" / "vision" if cache else None
+        return {k: str(v) for k, v in build_vision_world(cache_root=root, variant=variant, progress=False).items()}
+    from prt_bench.mini.lm import build_lm_world
+
+    root = cache / "mini" / "lm" if cache else None
+    return {k: str(v) for k, v in build_lm_world(cache_root=root, variant=variant, progress=False).items()}
+
+
+def build_tiny(modality: str, options: dict[str, Any], cache: Path | None) -> Path:
     """A randomly initialised tiny model, for smoke suites: cached under its options' hash."""
-    out = cache / "tiny" / modality / config_hash(options)
+    out = (cache or REPO_ROOT / ".cache") / "tiny" / modality / config_hash(options)
     if (out / ".complete").is_file():
         return out
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
@@ -60,7 +75,7 @@ def build_tiny(modality: str, options: dict[str, Any], cache: Path) -> Path:
     return out
 
 
-def resolve_base(modality: str, spec: dict[str, Any], cache: Path, mini: dict[str, str] | None = None) -> str:
+def resolve_base(modality: str, spec: dict[str, Any], cache: Path | None, mini: dict[str, str] | None = None) -> str:
     """A base spec from a suite -> what the recipes load (a local folder, hub id or MODEL:TAG)."""
     if "hf" in spec:
         return spec["hf"]
@@ -106,15 +121,10 @@ def _replace_dir(tmp: Path, out: Path) -> None:
 
 # ------------------------------------------------------------------------ the adapters
 
-def lm_train(method: str, base: str, data: str, out: Path, *, seed: int, alpha: float, options: dict[str, Any]) -> dict:
+def lm_train(method: str, base: str, data: str, out: Path, *, seed: int, alpha: float, options: dict[str, Any]) -> None:
     from prt_bench.lm.train import train_lm
 
-    opts = {k: v for k, v in options.items() if k != "launcher"}
-    train_lm(method, base, data, out, alpha=alpha, seed=seed, progress=False, **opts)
-    from prt_bench.io import read_manifest
-
-    manifest = read_manifest(out) or {}
-    return {k: manifest[k] for k in ("initial_loss", "final_loss") if k in manifest}
+    train_lm(method, base, data, out, alpha=alpha, seed=seed, progress=False, **options)
 
 
 def lm_eval(method: str, paths: dict[str, str], task: dict[str, Any], options: dict[str, Any], *, lam: float,
@@ -153,15 +163,11 @@ def lm_eval(method: str, paths: dict[str, str], task: dict[str, Any], options: d
 
 
 def vision_train(method: str, base: str, data: dict[str, str], out: Path, *, seed: int, alpha: float,
-                 options: dict[str, Any]) -> dict:
-    from prt_bench.io import read_manifest
+                 options: dict[str, Any]) -> None:
     from prt_bench.vision.train import train_vision
 
-    opts = {k: v for k, v in options.items() if k != "launcher"}
     train_vision(method, base, data["dataset"], out, split=data.get("split", "train"), alpha=alpha, seed=seed,
-                 progress=False, **opts)
-    manifest = read_manifest(out) or {}
-    return {k: manifest[k] for k in ("initial_loss", "final_loss") if k in manifest}
+                 progress=False, **options)
 
 
 def vision_eval(method: str, paths: dict[str, str], dataset: str, split: str, options: dict[str, Any], *,

@@ -12,9 +12,10 @@ def run(
     suite: str = typer.Option("mini", "--suite", help="A suite name (suites/<name>.yaml) or a path to a suite file."),
     results: Path = typer.Option(Path("results"), "--results", help="Results root: cells go to DIR/<suite>/cells/."),
     runs: Path = typer.Option(Path("runs"), "--runs", help="Where trained checkpoints go (DIR/<suite>/<cell_id>/)."),
-    cache: Path = typer.Option(Path(".cache"), "--cache", help="Cache of the mini world and tiny bases."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Cache of the mini world and tiny bases "
+                                         "(default: .cache/ in the repository)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the matrix and what is done; touch no model."),
-    only: Optional[str] = typer.Option(None, "--only", help="Run only cells whose label (glob or substring) or id matches."),
+    only: Optional[str] = typer.Option(None, "--only", help="Run only cells whose label or id matches (globs or substrings, comma-separated), with the training they need."),
     executor: str = typer.Option("local", "--executor", help="local (this machine) or ray."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address (default: start a local one)."),
     gpus: Optional[str] = typer.Option(None, "--gpus", help="GPU ids for the local executor, e.g. 0,1 "

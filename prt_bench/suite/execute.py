@@ -56,19 +56,25 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _train(cell: Cell, job: dict[str, Any]) -> dict[str, Any]:
-    paths = job["paths"]
-    out = Path(paths["out"])
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    if tmp.exists():
-        import shutil
+    """Train into a temporary folder, mark it complete, rename it into place.  A complete
+    checkpoint already in place (a run killed before its record, or one trained outside the
+    runner, e.g. with accelerate) is adopted as it is."""
+    from prt_bench.io import read_manifest
 
-        shutil.rmtree(tmp)
-    train = adapters.lm_train if cell.modality == "lm" else adapters.vision_train
-    info = train(cell.method, paths["base"], paths["data"], tmp, seed=cell.seed, alpha=cell.alpha,
-                 options=cell.config["train"])
-    (tmp / COMPLETE).write_text(cell.cell_id + "\n")
-    adapters._replace_dir(tmp, out)
-    return {cell.task: {f"{k},none": v for k, v in info.items()}}
+    out = Path(job["paths"]["out"])
+    if not checkpoint_done(out):
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        if tmp.exists():
+            import shutil
+
+            shutil.rmtree(tmp)
+        train = adapters.lm_train if cell.modality == "lm" else adapters.vision_train
+        train(cell.method, job["paths"]["base"], job["paths"]["data"], tmp, seed=cell.seed, alpha=cell.alpha,
+              options=cell.config["train"])
+        (tmp / COMPLETE).write_text(cell.cell_id + "\n")
+        adapters._replace_dir(tmp, out)
+    manifest = read_manifest(out) or {}
+    return {cell.task: {f"{k},none": manifest[k] for k in ("initial_loss", "final_loss") if k in manifest}}
 
 
 def _evaluate(cell: Cell, job: dict[str, Any]) -> tuple[dict[str, Any], str]:

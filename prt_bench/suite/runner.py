@@ -36,7 +36,7 @@ from prt_bench.suite.store import read_cell, write_cell, write_table
 class RunOptions:
     results: Path = Path("results")     # cells go to <results>/<suite>/cells/
     runs: Path = Path("runs")           # checkpoints go to <runs>/<suite>/<cell_id>/
-    cache: Path = Path(".cache")        # mini world and tiny bases
+    cache: Path | None = None           # mini world and tiny bases (default: the repository's .cache/)
     executor: str = "local"             # "local" | "ray"
     ray_address: str | None = None
     gpus: list[str] | None = None       # None: every visible GPU; []: CPU in this process
@@ -60,11 +60,14 @@ class RunSummary:
 
 
 def select(cells: list[Cell], pattern: str | None) -> list[Cell]:
-    """Cells whose label or id matches `pattern` (glob, or substring), plus the training cells they need."""
+    """Cells whose label or id matches `pattern` (globs or substrings, comma-separated), plus the
+    training cells they need."""
     if not pattern:
         return cells
-    glob = pattern if any(ch in pattern for ch in "*?[") else f"*{pattern}*"
-    chosen = {c.cell_id for c in cells if fnmatch.fnmatch(c.label, glob) or c.cell_id.startswith(pattern)}
+    patterns = [p.strip() for p in pattern.split(",") if p.strip()]
+    globs = [p if any(ch in p for ch in "*?[") else f"*{p}*" for p in patterns]
+    chosen = {c.cell_id for c in cells if any(fnmatch.fnmatch(c.label, g) for g in globs)
+              or any(c.cell_id.startswith(p) for p in patterns)}
     for c in cells:
         if c.cell_id in chosen:
             chosen.update(c.needs.values())
@@ -100,8 +103,8 @@ def run_suite(suite_ref: str | Path, options: RunOptions, console=None) -> RunSu
 
         _remove_abandoned(runs_dir)
         quiet_libraries()
-        cache = Path(options.cache)
-        worlds = {m: adapters.mini_world(m, cache) for m in _modalities_using(todo, "mini")}
+        cache = Path(options.cache) if options.cache else None
+        worlds = {m: adapters.mini_world(m, cache, _mini_variant(suite, m)) for m in _modalities_using(todo, "mini")}
         resolved = _resolve_bases(suite, todo, cache, worlds)
         checks.check_before_training(suite, {c.modality for c in todo}, resolved, worlds)
         jobs = {c.cell_id: _job(c, suite, resolved, worlds, results_dir, runs_dir) for c in todo}
@@ -152,6 +155,13 @@ def _pending(cells: list[Cell], done: set[str], runs_dir: Path) -> list[Cell]:
     todo_train = [c for c in cells if c.kind == "train" and (
         c.cell_id not in done or (c.cell_id in needed and not checkpoint_done(runs_dir / c.cell_id)))]
     return todo_train + todo_eval
+
+
+def _mini_variant(suite: Suite, modality: str) -> str:
+    variants = {spec.get("variant", "default") for spec in suite.sections[modality].bases.values() if "mini" in spec}
+    if len(variants) > 1:
+        raise ValueError(f"{suite.path}: {modality} bases from several mini world variants {sorted(variants)}")
+    return variants.pop() if variants else "default"
 
 
 def _modalities_using(cells: list[Cell], kind: str) -> list[str]:

@@ -29,7 +29,7 @@ TRANSFER_KEYS = {"source", "target", "scenario"}
 SWEEP_KEYS = {"alphas", "transfers"}
 # A base is exactly one of these (plus `revision` for hub ids).
 BASE_KINDS = {"lm": ("hf", "path", "mini", "tiny"), "vision": ("open_clip", "path", "mini", "tiny")}
-BASE_EXTRA = {"hf": {"revision"}}
+BASE_EXTRA = {"hf": {"revision"}, "mini": {"variant"}}
 TASK_KEYS = {
     "lm": {"lm_eval_task", "primary_metric", "derived", "limit", "num_fewshot", "batch_size", "max_gen_toks",
            "apply_chat_template", "train_data"},
@@ -40,8 +40,8 @@ TRAIN_DATA_KINDS = ("path", "mini", "shared", "hf_dataset")
 TRAIN_KEYS = {
     "lm": {"data", "lam", "lora", "lora_r", "lora_alpha", "lora_dropout", "lr", "epochs", "max_steps", "batch_size",
            "grad_accum", "max_length", "warmup", "schedule", "weight_decay", "max_grad_norm", "chat_template",
-           "dtype", "launcher"},
-    "vision": {"lam", "steps", "lr", "batch_size", "warmup", "weight_decay", "grad_clip", "cache_base", "launcher"},
+           "dtype"},
+    "vision": {"lam", "steps", "lr", "batch_size", "warmup", "weight_decay", "grad_clip", "cache_base"},
 }
 EVAL_KEYS = {
     "lm": {"batch_size", "limit", "dtype", "max_gen_toks"},
@@ -226,6 +226,20 @@ def _base(spec: Any, modality: str, where: str) -> dict[str, Any]:
         raise SuiteError(f"{where}: tiny takes a mapping of model options, got {value!r}")
     if kind in ("path", "mini") and not isinstance(value, str):
         raise SuiteError(f"{where}: {kind} takes a string, got {value!r}")
+    if kind == "mini":
+        # The mini world's family file names its bases; its hash goes into every cell's config,
+        # so a changed mini world reruns the cells built on it.
+        from prt_bench.suite.adapters import mini_family
+
+        try:
+            world, names = mini_family(modality, spec.get("variant", "default"))
+        except (ImportError, AttributeError) as e:
+            raise SuiteError(f"{where}: the mini {modality} world is not available ({e})") from None
+        except (ValueError, FileNotFoundError) as e:
+            raise SuiteError(f"{where}: {e}") from None
+        if value not in names:
+            raise SuiteError(f"{where}: unknown model {value!r}: the mini {modality} world has {', '.join(names)}")
+        return {**spec, "world": world}
     return dict(spec)
 
 

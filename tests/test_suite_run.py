@@ -1,0 +1,148 @@
+"""`prt-bench run` on the smoke suite (tiny models built on the fly): a full run, resuming,
+SIGKILL in the middle, determinism, and Ray giving what the local executor gives."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from prt_bench.io import REPO_ROOT, read_json
+from prt_bench.suite.plan import expand
+from prt_bench.suite.runner import RunOptions, run_suite, select
+from prt_bench.suite.schema import load_suite
+from prt_bench.suite.store import TABLE_COLUMNS
+
+# The cells of one transfer in both modalities, with the training they need (a small slice for
+# the runs that are compared against the full one).
+PRT_SLICE = "eval * prt *alpha=0 *"
+# FT and EFT in vision: two training and three evaluation cells.
+SIGKILL_SLICE = "* vision *ft*"
+
+
+def options(root: Path, **kw) -> RunOptions:
+    return RunOptions(results=root / "results", runs=root / "runs", cache=kw.pop("cache", root / "cache"),
+                      gpus=[], report=False, progress=False, **kw)
+
+
+def cells_of(root: Path) -> dict[str, dict]:
+    return {p.stem: read_json(p) for p in sorted((root / "results" / "smoke" / "cells").glob("*.json"))}
+
+
+def outcome(record: dict) -> dict:
+    """What must be identical between runs: everything but timings and environment."""
+    return {k: v for k, v in record.items() if k not in ("timing", "environment", "output")}
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("suite-cache")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, cache) -> tuple[Path, object]:
+    root = tmp_path_factory.mktemp("reference")
+    summary = run_suite("smoke", options(root, cache=cache))
+    return root, summary
+
+
+def test_full_run_stores_one_record_per_cell_and_the_table(reference):
+    root, summary = reference
+    expected = {c.cell_id for c in expand(load_suite("smoke"))}
+    assert summary.failed == {}
+    assert set(cells_of(root)) == expected == set(summary.ran)
+    records = cells_of(root).values()
+    assert {r["method"] for r in records if r["kind"] == "eval"} == {
+        "zeroshot", "ft_source", "ft_target", "prt", "eft", "reward_only"}
+    for r in records:
+        assert r["schema"] == "prt-bench/cell/1" and r["status"] == "done" and r["config_hash"] == r["cell_id"]
+        assert r["timing"]["wall_s"] > 0 and r["timing"]["peak_mem_mb"] > 0
+        assert r["environment"]["packages"]["torch"]
+        if r["kind"] == "eval":
+            assert isinstance(r["results"][r["task"]][r["primary_metric"]], float)
+    table = (root / "results" / "smoke" / "table.csv").read_text().splitlines()
+    assert table[0].split(",") == TABLE_COLUMNS
+    evaluated = {r["cell_id"] for r in records if r["kind"] == "eval"}
+    assert {line.split(",")[0] for line in table[1:]} == evaluated
+
+
+def test_rerun_does_nothing(reference):
+    root, _ = reference
+    before = {p: p.stat().st_mtime_ns for p in (root / "results").rglob("cells/*.json")}
+    again = run_suite("smoke", options(root, cache=root / "unused-cache"))
+    assert again.ran == [] and again.failed == {} and again.already_done == again.total
+    assert {p: p.stat().st_mtime_ns for p in (root / "results").rglob("cells/*.json")} == before
+    assert not (root / "unused-cache").exists(), "a rerun with nothing to do builds no base"
+
+
+def test_rerun_after_a_lost_checkpoint_retrains_only_what_pending_cells_need(reference, tmp_path):
+    root, _ = reference
+    shutil.copytree(root / "results", tmp_path / "results")
+    shutil.copytree(root / "runs", tmp_path / "runs")
+    records = cells_of(tmp_path)
+    target = next(r for r in records.values() if r["kind"] == "eval" and r["method"] == "prt"
+                  and r["modality"] == "vision" and r["alpha"] == 0.0)
+    reward = target["config"]["trained"]["reward"]
+    (tmp_path / "results" / "smoke" / "cells" / f"{target['cell_id']}.json").unlink()
+    shutil.rmtree(tmp_path / "runs" / "smoke" / reward)
+    summary = run_suite("smoke", options(tmp_path, cache=root.parent / "unused"))
+    assert sorted(summary.ran) == sorted([reward, target["cell_id"]])
+    assert outcome(cells_of(tmp_path)[target["cell_id"]]) == outcome(target)
+
+
+def test_sigkill_mid_run_then_rerun_matches_an_uninterrupted_run(reference, cache, tmp_path):
+    root, _ = reference
+    cmd = [sys.executable, "-m", "prt_bench.cli", "run", "--suite", "smoke", "--results", str(tmp_path / "results"),
+           "--runs", str(tmp_path / "runs"), "--cache", str(cache), "--gpus", "none", "--no-report",
+           "--no-progress", "--only", SIGKILL_SLICE]
+    cells_dir = tmp_path / "results" / "smoke" / "cells"
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(cells_dir.glob("*.json"))) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be killed"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    interrupted = set(cells_of(tmp_path))
+    vision = {c.cell_id for c in select(expand(load_suite("smoke")), SIGKILL_SLICE)}
+    assert 2 <= len(interrupted) < len(vision) == 5
+
+    summary = run_suite("smoke", options(tmp_path, cache=cache, only=SIGKILL_SLICE))
+    assert summary.failed == {} and set(summary.ran) == vision - interrupted
+    resumed, uninterrupted = cells_of(tmp_path), cells_of(root)
+    assert set(resumed) == vision
+    assert {k: outcome(v) for k, v in resumed.items()} == {k: outcome(uninterrupted[k]) for k in vision}
+    table = (tmp_path / "results" / "smoke" / "table.csv").read_text().splitlines()[1:]
+    assert len(table) == len(set(table)), "no row may be duplicated"
+    assert not list((tmp_path / "runs" / "smoke").glob(".*.tmp")), "abandoned temporary folders are removed"
+
+
+def test_same_seed_gives_identical_metrics(reference, cache, tmp_path):
+    root, _ = reference
+    run_suite("smoke", options(tmp_path, cache=cache, only=PRT_SLICE))
+    again = cells_of(tmp_path)
+    assert len(again) == 4  # two rewards, two evaluations
+    assert {k: outcome(v) for k, v in again.items()} == {k: outcome(cells_of(root)[k]) for k in again}
+
+
+def test_ray_executor_gives_the_results_of_the_local_executor(reference, cache, tmp_path):
+    import ray
+
+    root, _ = reference
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        summary = run_suite("smoke", options(tmp_path, cache=cache, only=PRT_SLICE, executor="ray"))
+    finally:
+        ray.shutdown()
+    assert summary.failed == {} and len(summary.ran) == 4
+    on_ray = cells_of(tmp_path)
+    assert {k: outcome(v) for k, v in on_ray.items()} == {k: outcome(cells_of(root)[k]) for k in on_ray}
