@@ -43,7 +43,7 @@ def test_a_good_submission_round_trips_into_the_leaderboard(tmp_path, good):
     assert [f for f, _ in out.accepted] == ["lab-a.json"] and not out.rejected
     with open(tmp_path / "results" / "leaderboard.csv", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == len(good["cells"]) == 96
+    assert len(rows) == len(good["cells"]) == 84
     by_id = {c["cell_id"]: c for c in good["cells"]}
     for row in rows:
         cell = by_id[row["cell_id"]]
@@ -151,7 +151,7 @@ def test_submit_command_writes_a_submission_that_validates(tmp_path):
     run = CliRunner().invoke(app, ["submit", str(FIXTURE), "--out", str(out), "--name", "cli-run"])
     assert run.exit_code == 0, run.output
     sub = json.loads(out.read_text(encoding="utf-8"))
-    assert sub["name"] == "cli-run" and len(sub["cells"]) == 96
+    assert sub["name"] == "cli-run" and len(sub["cells"]) == 84
 
 
 def test_submit_refuses_a_folder_without_cells(tmp_path):

@@ -146,7 +146,7 @@ def build_report(results_dir: str | os.PathLike, out_pdf: str | os.PathLike | No
         fig = F.page("Claims checklist", f"computed from this suite's numbers; '≈' means within max({TOL_ABS}, "
                                          "2 × combined error bar); details on the next page(s)")
         ax = fig.add_axes([0.04, 0.50, 0.92, 0.34])
-        F.draw_table(ax, summary, fontsize=11, colours=colours)
+        F.draw_table(ax, summary, fontsize=11, colours=colours, max_row=0.14)
         rules = [f"{c.title}: {c.rule}" for c in claims]
         fig.text(0.04, 0.44, "How each is decided:\n" + "\n".join(_wrap([f"•  {r}" for r in rules], 150)),
                  fontsize=10, va="top", linespacing=1.6)

@@ -60,7 +60,8 @@ def no_data_page(title: str, why: str) -> plt.Figure:
     return fig
 
 
-def draw_table(ax: plt.Axes, df: pd.DataFrame, fontsize: float = 9.5, colours: dict | None = None) -> None:
+def draw_table(ax: plt.Axes, df: pd.DataFrame, fontsize: float = 9.5, colours: dict | None = None,
+               max_row: float = 0.07) -> None:
     """A plain table filling `ax`; column widths follow their longest entry."""
     ax.axis("off")
     cells = [[str(v) for v in row] for row in df.itertuples(index=False)]
@@ -70,7 +71,7 @@ def draw_table(ax: plt.Axes, df: pd.DataFrame, fontsize: float = 9.5, colours: d
     s = sum(widths)
     widths = [w / s for w in widths]
     n = len(cells) + 1
-    row_h = min(0.07, 1.0 / n)
+    row_h = min(max_row, 1.0 / n)  # in axes fractions
     table = ax.table(cellText=cells or [["–"] * len(df.columns)], colLabels=list(df.columns),
                      colWidths=widths, loc="upper center", cellLoc="center",
                      bbox=[0, 1 - row_h * n, 1, row_h * n])
@@ -246,13 +247,14 @@ def ablation_figure(lk: Lookup, task: str, title: str) -> plt.Figure | None:
         alphas = sorted(set(lk.alphas(task, "prt", source)) | set(lk.alphas(task, "reward_only", source)))
         if len(alphas) < 2:
             continue
-        for s, t, _ in lk.pairs(task):
-            if s == source:
-                panels.append((source, t, alphas))
+        targets = lk.swept_targets(task, source)
+        panels += [(source, t, alphas) for t in targets]
+        if not targets:  # only the reward alone was swept
+            panels.append((source, None, alphas))
     if not panels:
         return None
     fig = page(title, f"metric: {lk.metric(task)}; entropy regulariser α of eq. 12 (categorical axis); "
-                      "dotted: target alone and FT of the target")
+                      "dotted: target alone; dash-dot: FT of the target")
     ncols = min(4, len(panels))
     nrows = math.ceil(len(panels) / ncols)
     w, h = 0.92 / ncols, 0.74 / nrows
@@ -260,7 +262,7 @@ def ablation_figure(lk: Lookup, task: str, title: str) -> plt.Figure | None:
         r, c = divmod(k, ncols)
         ax = fig.add_axes([0.06 + c * w, 0.86 - (r + 1) * h + 0.07, w - 0.05, h - 0.11])
         x = np.arange(len(alphas))
-        for name, fn, style, dx in (("PRT", lambda a: lk.prt(task, source, target, alpha=a), "-o", -0.04),
+        for name, fn, style, dx in (("PRT", lambda a: lk.prt(task, source, target, alpha=a) if target else None, "-o", -0.04),
                                     ("reward only", lambda a: lk.reward_only(task, source, a), "--s", 0.04)):
             vs = [fn(a) for a in alphas]
             y = np.array([v.mean if v else np.nan for v in vs])
@@ -268,11 +270,11 @@ def ablation_figure(lk: Lookup, task: str, title: str) -> plt.Figure | None:
             if not np.isnan(y).all():  # dodged a little so equal values stay visible
                 ax.errorbar(x + dx, y, yerr=e, fmt=style, color=COLORS[name], label=name, capsize=3, markersize=5)
         for name, v in (("base alone", lk.base_alone(task, target)), ("FT (target)", lk.ft_of(task, target))):
-            if v:
-                ax.axhline(v.mean, ls=":", color=COLORS[name], label=f"{name}")
+            if v and target is not None:
+                ax.axhline(v.mean, ls=":" if name == "base alone" else "-.", lw=1.6, color=COLORS[name], label=name)
         ax.set_xticks(x)
         ax.set_xticklabels([fmt_alpha(a) for a in alphas], fontsize=9)
-        ax.set_title(f"{source} → {target}", fontsize=11, weight="bold")
+        ax.set_title(f"{source} → {target}" if target else f"reward of {source}", fontsize=11, weight="bold")
         ax.set_xlabel("α")
         if c == 0:
             ax.set_ylabel(lk.metric(task).split(",")[0])

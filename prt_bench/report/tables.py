@@ -79,6 +79,11 @@ class Lookup:
     def alphas(self, task: str, method: str = "prt", source: str | None = None) -> list[float]:
         return sorted(set(float(r["alpha"]) for r in self._select(task, method, source=source)))
 
+    def swept_targets(self, task: str, source: str) -> list[str]:
+        """Targets PRT from `source` was run on at two or more α (the entropy ablation's panels)."""
+        return [t for s, t, _ in self.pairs(task)
+                if s == source and len({r["alpha"] for r in self._select(task, "prt", source=s, target=t)}) >= 2]
+
     def main_alpha(self, task: str, source: str) -> float:
         """The α the main tables use: the one PRT was run at on the most targets (a sweep
         usually covers fewer), the smallest among equals."""
@@ -173,7 +178,7 @@ def ablation_table(lk: Lookup, task: str) -> pd.DataFrame:
         alphas = sorted(set(lk.alphas(task, "prt", source)) | set(lk.alphas(task, "reward_only", source)))
         if len(alphas) < 2 and not lk.alphas(task, "reward_only", source):
             continue
-        targets = [t for s, t, _ in lk.pairs(task) if s == source]
+        targets = lk.swept_targets(task, source)
         for a in alphas:
             row = {"source": source, "α": fmt_alpha(a), "reward only": str(lk.reward_only(task, source, a) or "–")}
             for t in targets:
