@@ -172,8 +172,8 @@ def build_report(results_dir: str | os.PathLike, out_pdf: str | os.PathLike | No
                                 f"metric: {lk.metric(task)}; value ± error bar ({F.ERRBARS}); "
                                 "PRT at the suite's main α; –: not run"))
             s.section(f"Transfer heatmaps: {t}", 1)
-            fig = F.heatmap_figure(lk, task, f"Transfer heatmaps: {t}")
-            s.add(fig or F.no_data_page(f"Transfer heatmaps: {t}", "no PRT or EFT transfer cells"))
+            figs = F.heatmap_figures(lk, task, f"Transfer heatmaps: {t}")
+            s.add(figs or F.no_data_page(f"Transfer heatmaps: {t}", "no PRT or EFT transfer cells"))
             s.section(f"Scenarios: {t}", 1)
             fig = F.scenario_figure(lk, task, f"Scenarios: {t}")
             s.add(fig or F.no_data_page(f"Scenarios: {t}", "no transfer cells with a scenario"))

@@ -34,7 +34,8 @@ def page(title: str, subtitle: str | None = None) -> plt.Figure:
     # Drawn first (lowest zorder), so the title is also the first line of the page's text.
     fig.text(0.04, 0.955, title, fontsize=17, weight="bold", va="top", zorder=-10)
     if subtitle:
-        fig.text(0.04, 0.905, subtitle, fontsize=10, color="#444444", va="top", zorder=-9)
+        fig.text(0.04, 0.905, "\n".join(textwrap.wrap(subtitle, 170)), fontsize=10, color="#444444", va="top",
+                 zorder=-9)
     return fig
 
 
@@ -113,8 +114,39 @@ def _matrix(lk: Lookup, task: str, fn) -> pd.DataFrame:
     return pd.DataFrame(data, index=sources, columns=targets)
 
 
-def heatmap_figure(lk: Lookup, task: str, title: str) -> plt.Figure | None:
-    """Transfer heatmaps, source rows × target columns: PRT, EFT, and PRT's gain over the target alone."""
+def _draw_heatmap(fig: plt.Figure, rect: list[float], name: str, m: pd.DataFrame, cmap: str, lo: float, hi: float,
+                  ylabel: bool) -> None:
+    ax = fig.add_axes(rect)
+    ax.grid(False)
+    ax.set_facecolor("#eeeeee")  # cells that were not run
+    data = m.to_numpy()
+    im = ax.imshow(data, cmap=cmap, vmin=lo, vmax=hi, aspect="auto", interpolation="nearest")
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    cell_in = rect[2] * PAGE[0] / max(data.shape[1], 1)  # width of one cell, inches
+    size, digits = (10, 3) if cell_in >= 0.75 else (8.5, 3) if cell_in >= 0.55 else (8, 2)
+    for r in range(data.shape[0]):
+        for c in range(data.shape[1]):
+            v = data[r, c]
+            if np.isnan(v):
+                ax.text(c, r, "–", ha="center", va="center", fontsize=size, color="#777777")
+            else:
+                dark = sum(im.cmap(im.norm(v))[:3]) < 1.5
+                ax.text(c, r, f"{v:.{digits}f}", ha="center", va="center", fontsize=size,
+                        color="white" if dark else "black")
+    ax.set_xticks(range(data.shape[1]), [str(c) for c in m.columns])
+    ax.set_yticks(range(data.shape[0]), [str(i) for i in m.index])
+    ax.set_title(name, fontsize=12, weight="bold")
+    ax.set_xlabel("target")
+    ax.set_ylabel("source" if ylabel else "")
+    ax.tick_params(axis="x", rotation=30, labelsize=9)
+    ax.tick_params(axis="y", rotation=0, labelsize=9)
+    for lab in ax.get_xticklabels():
+        lab.set_horizontalalignment("right")
+
+
+def heatmap_figures(lk: Lookup, task: str, title: str) -> list[plt.Figure]:
+    """Transfer heatmaps, source rows × target columns: PRT, EFT, and PRT's gain over the
+    target alone.  Side by side on one page when they fit, else one page each."""
 
     def prt(s, t):
         v = lk.prt(task, s, t)
@@ -128,54 +160,39 @@ def heatmap_figure(lk: Lookup, task: str, title: str) -> plt.Figure | None:
         p, b = lk.prt(task, s, t), lk.base_alone(task, t)
         return p.mean - b.mean if p and b else None
 
-    panels = [(f"PRT (α = {fmt_alpha(lk.main_alpha(task, lk.sources(task)[0])) if lk.sources(task) else 0})", _matrix(lk, task, prt), "viridis"),
+    alphas = sorted({lk.main_alpha(task, s) for s in lk.sources(task)})
+    prt_name = "PRT (α = " + ", ".join(fmt_alpha(a) for a in alphas) + ")" if alphas else "PRT"
+    panels = [(prt_name, _matrix(lk, task, prt), "viridis"),
               ("EFT", _matrix(lk, task, eft), "viridis"),
               ("PRT − target alone", _matrix(lk, task, gain), "RdBu")]
     panels = [p for p in panels if p[1].size and not np.isnan(p[1].to_numpy()).all()]
     if not panels:
-        return None
-    acc = np.concatenate([m.to_numpy().ravel() for name, m, _ in panels if not name.startswith("PRT −")])
+        return []
+    acc = np.concatenate([m.to_numpy().ravel() for _, m, cmap in panels if cmap == "viridis"])
     acc = acc[~np.isnan(acc)]
     vmin, vmax = (float(acc.min()), float(acc.max())) if acc.size else (0.0, 1.0)
     if vmax - vmin < 1e-6:
         vmin, vmax = vmin - 0.05, vmax + 0.05
-    fig = page(title, f"metric: {lk.metric(task)}; rows: source (where the reward / FT model was trained), "
-                      "columns: target base at inference; grey: not run")
-    n = len(panels)
-    n_src = len(panels[0][1].index)
-    height = min(0.62, 0.16 + 0.09 * n_src)
-    left = min(0.16, 0.02 + 0.0075 * max(len(str(x)) for x in panels[0][1].index))  # room for source names
-    width = (0.97 - left) / n
-    for i, (name, m, cmap) in enumerate(panels):
-        ax = fig.add_axes([left + i * width, 0.84 - height, width - 0.07, height])
-        ax.grid(False)
-        ax.set_facecolor("#eeeeee")  # cells that were not run
-        data = m.to_numpy()
-        if cmap == "viridis":
-            lo, hi = vmin, vmax
-        else:  # gains: diverging, centred on 0
-            hi = max(float(np.nanmax(np.abs(data))), 1e-3)
-            lo = -hi
-        im = ax.imshow(data, cmap=cmap, vmin=lo, vmax=hi, aspect="auto", interpolation="nearest")
-        fig.colorbar(im, ax=ax, shrink=0.8)
-        for r in range(data.shape[0]):
-            for c in range(data.shape[1]):
-                v = data[r, c]
-                if np.isnan(v):
-                    ax.text(c, r, "not run", ha="center", va="center", fontsize=9, color="#666666")
-                else:
-                    dark = sum(im.cmap(im.norm(v))[:3]) < 1.5
-                    ax.text(c, r, f"{v:.3f}", ha="center", va="center", fontsize=10, color="white" if dark else "black")
-        ax.set_xticks(range(data.shape[1]), [str(c) for c in m.columns])
-        ax.set_yticks(range(data.shape[0]), [str(i) for i in m.index])
-        ax.set_title(name, fontsize=12, weight="bold")
-        ax.set_xlabel("target")
-        ax.set_ylabel("source" if i == 0 else "")
-        ax.tick_params(axis="x", rotation=30, labelsize=9)
-        ax.tick_params(axis="y", rotation=0, labelsize=9)
-        for lab in ax.get_xticklabels():
-            lab.set_horizontalalignment("right")
-    return fig
+    subtitle = (f"metric: {lk.metric(task)}; rows: source (where the reward / FT model was trained), "
+                "columns: target base at inference; –: not run")
+    n_src, n_tgt = panels[0][1].shape
+    left = min(0.2, 0.03 + 0.0075 * max(len(str(x)) for x in panels[0][1].index))  # room for source names
+    height = min(0.55, 0.12 + 0.07 * n_src)
+    limits = [(vmin, vmax) if cmap == "viridis" else
+              (-max(float(np.nanmax(np.abs(m.to_numpy()))), 1e-3), max(float(np.nanmax(np.abs(m.to_numpy()))), 1e-3))
+              for _, m, cmap in panels]
+    if n_tgt <= 4 and n_src <= 6:
+        fig = page(title, subtitle)
+        width = (0.97 - left) / len(panels)
+        for i, ((name, m, cmap), (lo, hi)) in enumerate(zip(panels, limits)):
+            _draw_heatmap(fig, [left + i * width, 0.84 - height, width - 0.08, height], name, m, cmap, lo, hi, i == 0)
+        return [fig]
+    figs = []
+    for i, ((name, m, cmap), (lo, hi)) in enumerate(zip(panels, limits)):
+        fig = page(title if i == 0 else f"{title} (continued)", subtitle)
+        _draw_heatmap(fig, [left, 0.84 - height, 0.9 - left, height], name, m, cmap, lo, hi, True)
+        figs.append(fig)
+    return figs
 
 
 def _bar_groups(ax, groups: list[str], series: dict[str, list], errs: dict[str, list]) -> None:
