@@ -1,0 +1,205 @@
+"""The mini vision world: small CLIP bases pretrained here, on a CPU, in open_clip's own classes.
+
+The family is data (``vision.yaml`` + open_clip config JSONs in ``vision_configs/``); this
+module turns it into checkpoints:
+
+1. the pretraining pool of a data version: a prefix of the first 50,000 official Fashion-MNIST
+   training images, each with one noisy web-like caption (``vision_captions``);
+2. each base: an open_clip ``CLIP`` built from its config and trained with open_clip's
+   ``ClipLoss`` (AdamW, warm-up + cosine, logit scale clamped as open_clip's trainer does);
+3. saved with ``prt_bench.vision.bases.save_base`` in open_clip's hub layout, so
+   ``open_clip.create_model("local-dir:" + path)`` and ``bases.load_base(path)`` load it like
+   any real checkpoint, under ``<cache>/<config-hash>/<base-name>/`` with a manifest.
+
+A base folder is complete when its manifest exists; a finished base is never rebuilt, so an
+interrupted build resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from prt_bench.io import REPO_ROOT, MANIFEST, config_hash, read_manifest
+
+FAMILY_FILE = Path(__file__).with_name("vision.yaml")
+CONFIG_DIR = Path(__file__).with_name("vision_configs")
+DEFAULT_CACHE = REPO_ROOT / ".cache" / "mini" / "vision"
+VARIANTS = ("default", "micro")
+# Bump when the build changes in a way the family file does not show (caches are keyed on it).
+BUILD_VERSION = 1
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def load_family(variant: str = "default", path: str | os.PathLike = FAMILY_FILE) -> dict[str, Any]:
+    """The family file with ``variant``'s overrides applied, and each base's open_clip config inlined."""
+    family = yaml.safe_load(Path(path).read_text())
+    variants = family.pop("variants", {}) or {}
+    if variant not in variants:
+        raise ValueError(f"unknown mini vision variant {variant!r}; known: {sorted(variants)}")
+    family = _merge(family, variants[variant] or {})
+    family["variant"] = variant
+    for name, spec in family["bases"].items():
+        if spec["data"] not in family["data_versions"]:
+            raise ValueError(f"base {name}: unknown data version {spec['data']!r}")
+        config_file = CONFIG_DIR / f"{spec['config']}.json"
+        if not config_file.is_file():
+            raise FileNotFoundError(f"base {name}: no open_clip config {config_file}")
+        spec["model_cfg"] = json.loads(config_file.read_text())
+    return family
+
+
+def world_hash(family: dict[str, Any]) -> str:
+    return config_hash({"family": family, "build_version": BUILD_VERSION})
+
+
+def pool(family: dict[str, Any], version: str, data_dir=None, data=None):
+    """``(images uint8 [N,1,28,28], captions, kinds, labels)`` of data version ``version``'s pretraining pool
+    (``data``: the pool split, when already loaded)."""
+    from prt_bench.mini.vision_captions import CaptionNoise, make_captions
+    from prt_bench.vision.datasets import get_dataset
+
+    spec = family["data_versions"][version]
+    data = data if data is not None else get_dataset(family["dataset"], family["pool_split"], data_dir)
+    n = int(spec["pool"])
+    if n > len(data):
+        raise ValueError(f"data version {version}: pool {n} > {len(data)} images in {family['pool_split']}")
+    labels = data.labels[:n]
+    captions, kinds = make_captions(labels.tolist(), CaptionNoise(**spec["captions"]), seed=int(spec["seed"]))
+    return data.images[:n], captions, kinds, labels
+
+
+def pretrain(model_cfg: dict, preprocess_cfg: dict, images, captions: list[str], *, steps: int, batch_size: int,
+             lr: float, weight_decay: float, warmup: float, max_logit_scale: float, seed: int,
+             desc: str = "pretrain", progress: bool = True):
+    """Train an open_clip CLIP from scratch on (image, caption) pairs with ``ClipLoss``; returns (model, log)."""
+    import open_clip
+    import torch
+    from open_clip.loss import ClipLoss
+
+    from prt_bench.vision import transforms
+
+    torch.manual_seed(seed)
+    model = open_clip.CLIP(**model_cfg, output_dict=True)
+    tokenizer = open_clip.SimpleTokenizer(context_length=model_cfg["text_cfg"]["context_length"])
+    unique = sorted(set(captions))  # web captions repeat: tokenize each text once
+    where = {c: i for i, c in enumerate(unique)}
+    tokens = tokenizer(unique)[torch.tensor([where[c] for c in captions])]
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    warm = max(1, round(warmup * steps))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, steps - warm))))
+    loss_fn = ClipLoss()
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(captions), generator=generator)
+    cursor, losses = 0, []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, desc=desc, unit="step", dynamic_ncols=True)
+    model.train()
+    for _ in range(steps):
+        if cursor + batch_size > len(order):
+            order, cursor = torch.randperm(len(captions), generator=generator), 0
+        index = order[cursor:cursor + batch_size]
+        cursor += batch_size
+        out = model(transforms.prepare(images[index], preprocess_cfg), tokens[index])
+        loss = loss_fn(out["image_features"], out["text_features"], out["logit_scale"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        with torch.no_grad():  # open_clip's trainer clamps the temperature the same way
+            model.logit_scale.clamp_(0, math.log(max_logit_scale))
+        losses.append(loss.item())
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    if bar is not None:
+        bar.close()
+    model.eval()
+    return model, {"initial_loss": losses[0], "final_loss": sum(losses[-10:]) / len(losses[-10:]),
+                   "logit_scale": model.logit_scale.exp().item()}
+
+
+def build_vision_world(cache_root: str | os.PathLike | None = None, variant: str = "default", data_dir=None,
+                       progress: bool = True, only: list[str] | None = None) -> dict[str, Path]:
+    """Build (or find cached) every base of the mini vision family; returns base name -> folder."""
+    import resource
+
+    import torch
+
+    from prt_bench.mini.vision_captions import CaptionNoise, measured_shares
+    from prt_bench.vision.bases import save_base
+
+    family = load_family(variant)
+    digest = world_hash(family)
+    root = Path(cache_root or DEFAULT_CACHE) / digest
+    names = list(family["bases"]) if only is None else list(only)
+    unknown = set(names) - set(family["bases"])
+    if unknown:
+        raise ValueError(f"unknown mini vision bases {sorted(unknown)}; known: {list(family['bases'])}")
+    paths = {name: root / name for name in names}
+    todo = [n for n in names if read_manifest(paths[n]) is None]
+    pools: dict[str, Any] = {}
+    pool_split = None
+    for name in todo:
+        spec = family["bases"][name]
+        version = spec["data"]
+        if version not in pools:
+            if pool_split is None:
+                from prt_bench.vision.datasets import get_dataset
+
+                pool_split = get_dataset(family["dataset"], family["pool_split"], data_dir)
+            pools[version] = pool(family, version, data=pool_split)
+        images, captions, kinds, _ = pools[version]
+        train = family["train"]
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        model, log = pretrain(spec["model_cfg"], family["preprocess"], images, captions, steps=int(spec["steps"]),
+                              batch_size=int(train["batch_size"]), lr=float(train["lr"]),
+                              weight_decay=float(train["weight_decay"]), warmup=float(train["warmup"]),
+                              max_logit_scale=float(train["max_logit_scale"]), seed=int(spec["seed"]),
+                              desc=f"mini vision {name}", progress=progress)
+        timing = {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - cpu0,
+                  "threads": torch.get_num_threads(),
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        tmp = root / f".{name}.{os.getpid()}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        noise = CaptionNoise(**family["data_versions"][version]["captions"])
+        save_base(model, tmp, spec["model_cfg"], family["preprocess"], kind="vision-base", mini="vision",
+                  name=name, variant=variant, world_hash=digest, role=spec.get("role"), config=spec["config"],
+                  data={"version": version, **family["data_versions"][version], "split": family["pool_split"],
+                        "noise_rate": noise.noise_rate, "measured_caption_shares": measured_shares(kinds)},
+                  train={**family["train"], "steps": spec["steps"], "seed": spec["seed"]},
+                  log=log, timing=timing)
+        shutil.rmtree(paths[name], ignore_errors=True)
+        os.replace(tmp, paths[name])
+    if todo or not (root / "family.json").is_file():
+        from prt_bench.io import atomic_write_json
+
+        atomic_write_json(root / "family.json", family)
+    return paths
+
+
+def downstream(variant: str = "default") -> dict[str, str]:
+    """The downstream task of the mini world: dataset name and its train / test splits."""
+    return dict(load_family(variant)["downstream"])
+
+
+__all__ = ["build_vision_world", "load_family", "pool", "pretrain", "downstream", "MANIFEST"]

@@ -1,0 +1,121 @@
+"""The mini vision world: noisy web-like captions, the data splits, and a micro build end to end."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+from prt_bench.mini import vision as mini_vision
+from prt_bench.mini.vision_captions import CLASSNAMES, KINDS, CaptionNoise, make_captions, measured_shares
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+NOISY = CaptionNoise(wrong=0.25, empty=0.15, classname=0.15, superclass=0.25)
+LABELS = [i % 10 for i in range(20000)]
+
+
+def test_captions_are_deterministic_under_a_seed():
+    assert make_captions(LABELS[:500], NOISY, seed=3) == make_captions(LABELS[:500], NOISY, seed=3)
+    assert make_captions(LABELS[:500], NOISY, seed=3)[0] != make_captions(LABELS[:500], NOISY, seed=4)[0]
+
+
+def test_measured_caption_shares_match_the_configured_rates():
+    _, kinds = make_captions(LABELS, NOISY, seed=0)
+    measured = measured_shares(kinds)
+    for kind, expected in NOISY.expected_shares().items():
+        assert measured[kind] == pytest.approx(expected, abs=0.015), kind
+    assert measured["wrong"] + measured["empty"] == pytest.approx(NOISY.noise_rate, abs=0.015)
+
+
+def _names(caption: str, classname: str) -> bool:
+    # whole term: "shirt" is not named by "t-shirt" or "sweatshirt"
+    return re.search(rf"(?<![\w-]){re.escape(classname)}(?![\w-])", caption) is not None
+
+
+def test_classname_captions_name_their_class_and_wrong_ones_do_not():
+    captions, kinds = make_captions(LABELS[:3000], NOISY, seed=0)
+    for caption, kind, label in zip(captions, kinds, LABELS):
+        if kind == "classname":
+            assert _names(caption, CLASSNAMES[label]), caption
+        if kind in ("wrong", "empty"):
+            assert not _names(caption, CLASSNAMES[label]), caption
+
+
+def test_caption_noise_rejects_rates_that_are_not_probabilities():
+    with pytest.raises(ValueError, match="wrong"):
+        CaptionNoise(wrong=0.7, empty=0.5, classname=0.1, superclass=0.1)
+
+
+def test_data_version_v2_is_cleaner_and_larger_than_v1():
+    family = mini_vision.load_family()
+    v1, v2 = family["data_versions"]["v1"], family["data_versions"]["v2"]
+    assert CaptionNoise(**v2["captions"]).noise_rate < CaptionNoise(**v1["captions"]).noise_rate
+    assert v2["pool"] > v1["pool"]
+
+
+def test_pretraining_pool_and_downstream_train_split_are_disjoint_parts_of_the_official_train_set():
+    from prt_bench.vision.datasets.registry import parse_split
+
+    family = mini_vision.load_family()
+    pool_name, pool_part = parse_split(family["pool_split"])
+    down_name, down_part = parse_split(family["downstream"]["train_split"])
+    assert pool_name == down_name == "train" and family["downstream"]["test_split"] == "test"
+    pool_ids, down_ids = set(range(60000)[pool_part]), set(range(60000)[down_part])
+    assert pool_ids.isdisjoint(down_ids) and len(down_ids) == 10000
+    assert all(v["pool"] <= len(pool_ids) for v in family["data_versions"].values())
+
+
+def test_unknown_variant_is_refused():
+    with pytest.raises(ValueError, match="variant"):
+        mini_vision.load_family("huge")
+
+
+@pytest.fixture(scope="module")
+def micro_world(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("mini_vision")
+    return cache, mini_vision.build_vision_world(cache_root=cache, variant="micro", progress=False)
+
+
+def test_micro_build_saves_every_base_in_open_clips_hub_layout(micro_world):
+    import open_clip
+
+    _, paths = micro_world
+    assert list(paths) == list(mini_vision.load_family("micro")["bases"])
+    towers = set()
+    for name, path in paths.items():
+        assert (path / "open_clip_config.json").is_file() and (path / "open_clip_model.safetensors").is_file()
+        model = open_clip.create_model(f"local-dir:{path}")
+        towers.add(type(model.visual).__name__)
+        assert model.visual.preprocess_cfg["size"] == 32
+    assert towers == {"VisionTransformer", "ModifiedResNet"}
+
+
+def test_micro_bases_record_data_version_and_measured_caption_noise(micro_world):
+    from prt_bench.io import read_manifest
+
+    _, paths = micro_world
+    manifest = read_manifest(paths["mini-vit-s-v1"])
+    assert manifest["data"]["version"] == "v1" and manifest["role"] == "source"
+    assert set(manifest["data"]["measured_caption_shares"]) == set(KINDS)
+    assert manifest["log"]["final_loss"] > 0 and manifest["timing"]["cpu_s"] > 0
+
+
+def test_a_second_build_reuses_the_cache(micro_world):
+    cache, paths = micro_world
+    stamps = {n: (p / "open_clip_model.safetensors").stat().st_mtime_ns for n, p in paths.items()}
+    again = mini_vision.build_vision_world(cache_root=cache, variant="micro", progress=False)
+    assert again == paths
+    assert {n: (p / "open_clip_model.safetensors").stat().st_mtime_ns for n, p in again.items()} == stamps
+
+
+def test_micro_base_runs_through_the_vision_loader_and_evaluator_unchanged(micro_world):
+    from prt_bench.vision.bases import load_base
+    from prt_bench.vision.eval import eval_vision
+
+    _, paths = micro_world
+    base = load_base(paths["mini-rn-s-v1"])
+    assert base.manifest["name"] == "mini-rn-s-v1"
+    result = eval_vision("zeroshot", paths["mini-rn-s-v1"], "fashion_mnist", split="test[:64]", progress=False)
+    assert 0.0 <= result["acc1"] <= 1.0
