@@ -143,3 +143,18 @@ def test_a_changed_training_option_changes_only_the_cells_that_depend_on_it(tmp_
     # every vision cell that uses a trained model, and nothing else
     assert {c.cell_id for c in changed} == {c.cell_id for c in before.values()
                                             if c.modality == "vision" and (c.kind == "train" or c.needs)}
+
+
+def test_chat_training_data_becomes_prompt_response_rows_in_the_tulu_format(tmp_path):
+    import json
+
+    from prt_bench.suite.adapters import chat_dataset_jsonl
+
+    src = tmp_path / "chat"
+    src.mkdir()
+    conversation = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
+                    {"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]
+    (src / "train.jsonl").write_text(json.dumps({"messages": conversation}) + "\n")
+    out = chat_dataset_jsonl(str(src), tmp_path / "cache")
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows == [{"prompt": "<|user|>\nHi\n<|assistant|>\nHello\n<|user|>\n2+2?\n<|assistant|>\n", "response": "4"}]

@@ -92,8 +92,8 @@ def resolve_base(modality: str, spec: dict[str, Any], cache: Path | None, mini: 
     raise ValueError(f"unknown base spec {spec!r}")
 
 
-def resolve_data(data: dict[str, Any], mini: dict[str, str] | None = None) -> str:
-    """A training-data spec -> a local prompt/response JSONL (or a hub dataset id)."""
+def resolve_data(data: dict[str, Any], mini: dict[str, str] | None = None, cache: Path | None = None) -> str:
+    """A training-data spec -> a local prompt/response JSONL."""
     (kind, value), = data.items()
     if kind == "path":
         return str(_repo_path(value))
@@ -106,7 +106,34 @@ def resolve_data(data: dict[str, Any], mini: dict[str, str] | None = None) -> st
         if mini is None or key not in mini:
             raise KeyError(f"the mini lm world provides no training data {value!r}")
         return mini[key]
-    return value  # hf_dataset: the recipe reads it from the hub
+    return str(chat_dataset_jsonl(value, cache))
+
+
+def chat_dataset_jsonl(dataset_id: str, cache: Path | None) -> Path:
+    """A hub chat dataset (rows of `messages`, as Tulu v2) as prompt/response JSONL, cached.
+
+    One row per conversation: the prompt is every turn before the last assistant turn in the
+    Tulu chat format (``<|user|>\\n...\\n<|assistant|>\\n``), the response that last turn.
+    """
+    import json
+
+    out = (cache or REPO_ROOT / ".cache") / "data" / (dataset_id.replace("/", "__") + ".jsonl")
+    if out.is_file():
+        return out
+    from datasets import load_dataset
+
+    from prt_bench.io import atomic_write_text
+
+    lines = []
+    for row in load_dataset(dataset_id, split="train"):
+        messages = row["messages"]
+        last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
+        if last is None:
+            continue
+        prompt = "".join(f"<|{m['role']}|>\n{m['content']}\n" for m in messages[:last]) + "<|assistant|>\n"
+        lines.append(json.dumps({"prompt": prompt, "response": messages[last]["content"]}))
+    atomic_write_text(out, "\n".join(lines) + "\n")
+    return out
 
 
 def _replace_dir(tmp: Path, out: Path) -> None:

@@ -107,7 +107,7 @@ def run_suite(suite_ref: str | Path, options: RunOptions, console=None) -> RunSu
         worlds = {m: adapters.mini_world(m, cache, _mini_variant(suite, m)) for m in _modalities_using(todo, "mini")}
         resolved = _resolve_bases(suite, todo, cache, worlds)
         checks.check_before_training(suite, {c.modality for c in todo}, resolved, worlds)
-        jobs = {c.cell_id: _job(c, suite, resolved, worlds, results_dir, runs_dir) for c in todo}
+        jobs = {c.cell_id: _job(c, suite, resolved, worlds, results_dir, runs_dir, cache) for c in todo}
         train = [c for c in todo if c.kind == "train"]
         evals = [c for c in todo if c.kind == "eval"]
         execute = _executor(options, results_dir)
@@ -186,12 +186,13 @@ def _resolve_bases(suite: Suite, cells: list[Cell], cache: Path, worlds: dict[st
     return resolved
 
 
-def _job(cell: Cell, suite: Suite, resolved: dict, worlds: dict, results_dir: Path, runs_dir: Path) -> dict[str, Any]:
+def _job(cell: Cell, suite: Suite, resolved: dict, worlds: dict, results_dir: Path, runs_dir: Path,
+         cache: Path | None) -> dict[str, Any]:
     base = lambda name: resolved[(cell.modality, name)]  # noqa: E731
     if cell.kind == "train":
         data = cell.config["data"]
         if cell.modality == "lm":
-            data_path = adapters.resolve_data(data, worlds.get("lm"))
+            data_path = adapters.resolve_data(data, worlds.get("lm"), cache)
         else:
             data_path = data  # {"dataset": name, "split": ...}: the vision registry finds the files
         paths = {"base": base(cell.target), "data": data_path, "out": str(runs_dir / cell.cell_id)}
