@@ -177,3 +177,19 @@ def test_sections_without_data_say_no_data(tmp_path):
     assert "No data" in heads["Entropy ablation: toy (language)"]
     assert "No data" in heads["Cost"]
     assert "| – → base-a | – | 0.200 |" in out.with_suffix(".md").read_text(encoding="utf-8")
+
+
+def test_heatmaps_of_many_targets_get_a_page_each():
+    import matplotlib.pyplot as plt
+
+    from prt_bench.report.figures import heatmap_figures
+
+    rows = pd.DataFrame([
+        {"modality": "lm", "task": "t", "method": m, "source": "src", "target": f"target-{i}", "alpha": 0.0,
+         "seed": 0, "scenario": "upscaling", "metric": "m", "value": 0.5, "stderr": None}
+        for i in range(8) for m in ("prt", "eft")
+    ])
+    figs = heatmap_figures(Lookup(aggregate(rows)), "t", "Transfer heatmaps: t")
+    assert len(figs) == 2  # PRT and EFT, each on its own page (no base-alone cells: no gain panel)
+    for fig in figs:
+        plt.close(fig)
