@@ -1,19 +1,95 @@
-"""Commands of this area (placeholders until the area lands; light imports only)."""
+"""Commands of the vision area: `train vision`, `eval vision`, `profile vision` (light imports only)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
 
 import typer
+from typing_extensions import Annotated
 
-def train_vision() -> None:
-    """Not built yet."""
-    raise typer.Exit("not built yet")
-
-
-def eval_vision() -> None:
-    """Not built yet."""
-    raise typer.Exit("not built yet")
+BASE_HELP = "MODEL:TAG (e.g. ViT-B-16:laion400m_e32), MODEL:FILE.safetensors, or a folder with open_clip_config.json."
 
 
-def profile_vision() -> None:
-    """Not built yet."""
-    raise typer.Exit("not built yet")
+def _fail(e: Exception) -> None:
+    typer.echo(f"error: {e}", err=True)
+    raise typer.Exit(2)
 
 
+def train_vision(
+    method: Annotated[str, typer.Option(help="ft: fine-tune the image tower; prt: train a portable reward.")],
+    base: Annotated[str, typer.Option(help=BASE_HELP)],
+    dataset: Annotated[str, typer.Option(help="Registry name (fashion_mnist, cars, ...) or an image folder.")],
+    out: Annotated[Path, typer.Option(help="Output folder (open_clip layout + prt_manifest.json).")],
+    alpha: Annotated[float, typer.Option(help="Entropy weight of eq. 12 (PRT).")] = 0.0,
+    lam: Annotated[float, typer.Option(help="λ of eq. 6: v = log π_base + r / λ (PRT).")] = 1.0,
+    steps: Annotated[int, typer.Option(help="Optimizer steps (the paper: 2000).")] = 2000,
+    lr: Annotated[float, typer.Option(help="Peak learning rate, AdamW (the paper: 1e-5).")] = 1e-5,
+    batch_size: Annotated[int, typer.Option(help="Images per step (the paper: 128).")] = 128,
+    warmup: Annotated[Optional[int], typer.Option(help="Warm-up steps (default: a quarter of --steps).")] = None,
+    weight_decay: Annotated[float, typer.Option()] = 0.1,
+    grad_clip: Annotated[float, typer.Option(help="Gradient-norm clip.")] = 1.0,
+    seed: Annotated[int, typer.Option()] = 0,
+    split: Annotated[str, typer.Option(help="Training split; slices allowed: train[:5000].")] = "train",
+    data_dir: Annotated[Optional[Path], typer.Option(help="Data dir (default: $PRT_BENCH_DATA or ../shared/data).")] = None,
+    cache_base: Annotated[bool, typer.Option("--cache-base/--no-cache-base",
+                                             help="Cache the frozen base's logits per image (PRT).")] = True,
+    device: Annotated[Optional[str], typer.Option(help="cpu / cuda (default: cuda when available).")] = None,
+) -> None:
+    """Fine-tune an open_clip image classifier (ft) or train a portable reward for it (prt)."""
+    from prt_bench.vision.train import train_vision as run
+
+    try:
+        path = run(method, base, dataset, out, alpha=alpha, lam=lam, steps=steps, lr=lr, batch_size=batch_size,
+                   seed=seed, warmup=warmup, weight_decay=weight_decay, grad_clip=grad_clip, split=split,
+                   data_dir=data_dir, cache_base=cache_base, device=device)
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        _fail(e)
+    typer.echo(str(path))
+
+
+def eval_vision(
+    method: Annotated[str, typer.Option(help="zeroshot | ft | prt | eft | reward (softmax(r) alone).")],
+    dataset: Annotated[str, typer.Option(help="Registry name or an image folder.")],
+    target: Annotated[Optional[str], typer.Option(help="The base to evaluate or to steer. " + BASE_HELP)] = None,
+    reward: Annotated[Optional[str], typer.Option(help="PRT reward folder (prt, reward).")] = None,
+    ft: Annotated[Optional[str], typer.Option(help="FT model folder (ft, eft).")] = None,
+    pt: Annotated[Optional[str], typer.Option(help="The base the FT model was tuned from (eft).")] = None,
+    lam: Annotated[float, typer.Option(help="λ of eq. 10.")] = 1.0,
+    split: Annotated[str, typer.Option(help="Evaluation split; slices allowed: test[:1000].")] = "test",
+    batch_size: Annotated[int, typer.Option()] = 128,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Data dir (default: $PRT_BENCH_DATA or ../shared/data).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu / cuda (default: cuda when available).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write the result JSON here.")] = None,
+) -> None:
+    """Evaluate zero-shot, FT, PRT, EFT or reward-only accuracy (acc1, acc5, mean per-class recall)."""
+    from prt_bench.vision.eval import eval_vision as run
+
+    try:
+        result = run(method, target, dataset, reward=reward, ft=ft, pt=pt, lam=lam, split=split, data_dir=data_dir,
+                     batch_size=batch_size, device=device, out=out)
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        _fail(e)
+    shown = {k: result[k] for k in ("acc1", "acc5", "mean_per_class_recall", "nll", "n")}
+    typer.echo(json.dumps({**shown, "method": method, "dataset": result["config"]["dataset"]}))
+
+
+def profile_vision(
+    model: Annotated[str, typer.Option(help="Reward / FT architecture: an open_clip name (random weights) or a base spec.")] = "prt-small-vit",
+    target: Annotated[Optional[str], typer.Option(help="PRT / EFT target (default: --model).")] = None,
+    train_batch: Annotated[int, typer.Option()] = 128,
+    infer_batch: Annotated[int, typer.Option()] = 128,
+    steps: Annotated[int, typer.Option(help="Measured steps per method (median reported).")] = 10,
+    warmup: Annotated[int, typer.Option(help="Unmeasured steps first.")] = 3,
+    device: Annotated[Optional[str], typer.Option(help="cpu / cuda (default: cuda when available).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write the profile JSON here.")] = None,
+) -> None:
+    """FT vs PRT train-step time and memory; FT, PRT and EFT inference at batch 128; side by side."""
+    from prt_bench.vision.profile import profile_vision as run
+
+    try:
+        run(model, target, train_batch=train_batch, infer_batch=infer_batch, steps=steps, warmup=warmup,
+            device=device, out=out)
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        _fail(e)

@@ -1,0 +1,239 @@
+"""What PRT costs against FT (training) and EFT (inference), measured side by side in one run.
+
+Training: one step of FT and of PRT with the base's logits cached (and, for reference,
+recomputed every step), same tower, batch and synthetic images.  Inference at batch 128:
+FT runs one image tower, PRT two (target + reward), EFT three (target + FT + its base).
+Steps of the methods are *interleaved*, so a busy machine slows them alike and the ratios
+stay fair; memory is measured per method in its own phase (models built inside it).
+Targets from the paper's setting: PRT/FT train step <= 1.05 with the cache, PRT/EFT
+inference <= 0.70.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import statistics
+import time
+from typing import Any
+
+import torch
+
+from prt_bench.io import atomic_write_json, environment
+from prt_bench.vision import bases, heads
+from prt_bench.vision.measure import PeakMemory, sync, tensor_mb
+from prt_bench.vision.train import BaseLogitsCache, train_step
+
+TARGETS = {"prt/ft train time": 1.05, "prt/eft inference time": 0.70}
+CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"]
+TEMPLATES = ["a photo of a {c}."]
+
+
+def _clock() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def _since(start: tuple[float, float]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process): the CPU time stays fair on a shared machine."""
+    return time.perf_counter() - start[0], time.process_time() - start[1]
+
+
+def _load(spec: str, device) -> bases.Base:
+    bases.register_configs()
+    import open_clip
+
+    if spec in open_clip.list_models():  # an architecture alone: random weights, the cost is the same
+        return bases.new_base(spec, device=device)
+    return bases.load_base(spec, device=device)
+
+
+def _classifier(base: bases.Base, device) -> heads.ZeroShotClassifier:
+    return heads.classifier_for(base, CLASSES, TEMPLATES, device=device)
+
+
+class _Trainer:
+    """FT or PRT training state on a fixed set of synthetic images (indices into it per step)."""
+
+    def __init__(self, method: str, spec: str, n_images: int, batch: int, device, cache: bool = True):
+        base = _load(spec, device)
+        size = base.image_size
+        g = torch.Generator().manual_seed(0)
+        self.images = torch.randn(n_images, 3, size, size, generator=g).to(device)
+        self.labels = torch.randint(0, len(CLASSES), (n_images,), generator=g).to(device)
+        self.batch, self.n, self.device, self.step_i = batch, n_images, device, 0
+        if method == "ft":
+            model, self.frozen = base.model, None
+        else:
+            model = copy.deepcopy(base.model)
+            self.frozen = _classifier(base, device).eval().requires_grad_(False)
+        model.requires_grad_(False)
+        self.clf = _classifier(bases.Base(model, base.tokenizer, base.model_cfg, base.preprocess_cfg, spec), device)
+        self.clf.tower.requires_grad_(True)
+        self.clf.train()
+        self.params = [p for p in self.clf.tower.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(self.params, lr=1e-5, weight_decay=0.1)
+        self.cache = BaseLogitsCache(n_images, len(CLASSES), device) if self.frozen is not None and cache else None
+
+    def step(self) -> float:
+        start_i = (self.step_i * self.batch) % self.n
+        self.step_i += 1
+        index = torch.arange(start_i, start_i + self.batch, device=self.device) % self.n
+        sync(self.device)
+        t = _clock()
+        x, y = self.images[index], self.labels[index]
+        base_out = None
+        if self.frozen is not None:
+            def compute(mask=None):
+                with torch.no_grad():
+                    return self.frozen(x if mask is None else x[mask])
+            base_out = self.cache.get(index, compute) if self.cache is not None else compute()
+        train_step(self.clf, self.opt, self.params, x, y, 1.0, base_out)
+        sync(self.device)
+        return _since(t)
+
+
+class _Inference:
+    """FT (1 tower), PRT (target + reward) or EFT (target + FT + base) at inference."""
+
+    ROLES = {"ft": ("model",), "prt": ("target", "model"), "eft": ("target", "model", "model")}
+
+    def __init__(self, method: str, model: str, target: str, batch: int, device):
+        from prt_bench.vision.eval import combine
+
+        self.method, self.device, self.combine = method, device, combine
+        self.classifiers = [_classifier(_load(target if role == "target" else model, device), device).eval()
+                            for role in self.ROLES[method]]
+        sizes = {c.tower.image_size if isinstance(c.tower.image_size, int) else c.tower.image_size[0]
+                 for c in self.classifiers}
+        g = torch.Generator().manual_seed(1)
+        self.inputs = {s: torch.randn(batch, 3, s, s, generator=g).to(device) for s in sizes}
+
+    def step(self) -> float:
+        sync(self.device)
+        t = _clock()
+        with torch.no_grad():
+            logits = [c(self.inputs[c.tower.image_size if isinstance(c.tower.image_size, int)
+                                    else c.tower.image_size[0]]) for c in self.classifiers]
+            names = {"ft": ["ft"], "prt": ["target", "reward"], "eft": ["target", "ft", "pt"]}[self.method]
+            self.combine(self.method, dict(zip(names, logits)))
+        sync(self.device)
+        return _since(t)
+
+
+def _memory(make, warmup: int, steps: int, device) -> tuple[float, float]:
+    """(MB the method holds: models, optimiser states, cache, inputs; that plus the peak its steps add)."""
+    worker = make()
+    for _ in range(warmup):  # optimiser states and the cache exist from here on
+        worker.step()
+    with PeakMemory(device) as m:
+        for _ in range(steps):
+            worker.step()
+    held = tensor_mb(worker)
+    del worker
+    return held, held + m.peak_mb
+
+
+def _interleaved(workers: dict[str, Any], steps: int, warmup: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Median wall and CPU seconds per step of each worker, their steps taken in turn."""
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in workers}
+    for i in range(warmup + steps):
+        for name, w in workers.items():
+            t = w.step()
+            if i >= warmup:
+                times[name].append(t)
+    wall = {k: statistics.median(t[0] for t in v) for k, v in times.items()}
+    cpu = {k: statistics.median(t[1] for t in v) for k, v in times.items()}
+    return wall, cpu
+
+
+def profile_vision(
+    model: str = "prt-small-vit",
+    target: str | None = None,
+    *,
+    train_batch: int = 128,
+    infer_batch: int = 128,
+    steps: int = 10,
+    warmup: int = 3,
+    device: str | None = None,
+    out: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Profile FT vs PRT training and FT/PRT/EFT inference; ``model`` is the reward/FT architecture
+    (an open_clip name, built with random weights, or any base spec), ``target`` the PRT/EFT target."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    target = target or model
+    n_images = 2 * train_batch  # warm-up fills the cache: two batches cycle
+    warmup = max(warmup, 2)
+    say = print if progress else (lambda *a, **k: None)
+
+    say("profile vision: memory, one method at a time")
+    mem = {("train", m): _memory(lambda: _Trainer(m, model, n_images, train_batch, device), warmup, 2, device)
+           for m in ("ft", "prt")}
+    for m in ("ft", "prt", "eft"):
+        mem[("inference", m)] = _memory(lambda: _Inference(m, model, target, infer_batch, device), 1, 2, device)
+
+    say(f"profile vision: time, {steps} interleaved steps after {warmup} warm-up")
+    trainers = {"ft": _Trainer("ft", model, n_images, train_batch, device),
+                "prt": _Trainer("prt", model, n_images, train_batch, device),
+                "prt_uncached": _Trainer("prt", model, n_images, train_batch, device, cache=False)}
+    train_t, train_cpu = _interleaved(trainers, steps, warmup)
+    del trainers
+    runners = {m: _Inference(m, model, target, infer_batch, device) for m in ("ft", "prt", "eft")}
+    infer_t, infer_cpu = _interleaved(runners, steps, warmup)
+
+    rows = [{"phase": "train", "method": m, "batch": train_batch, "time_s": train_t[m], "cpu_s": train_cpu[m],
+             "peak_mem_mb": mem[("train", m)][1], "held_mb": mem[("train", m)][0], "model": model,
+             "cached_base": m == "prt"} for m in ("ft", "prt")]
+    rows += [{"phase": "inference", "method": m, "batch": infer_batch, "time_s": infer_t[m], "cpu_s": infer_cpu[m],
+              "peak_mem_mb": mem[("inference", m)][1], "held_mb": mem[("inference", m)][0], "model": model,
+              "target": target if m != "ft" else None}
+             for m in ("ft", "prt", "eft")]
+    ratios = {
+        "prt/ft train time": train_t["prt"] / train_t["ft"],
+        "prt/ft train memory": mem[("train", "prt")][1] / max(mem[("train", "ft")][1], 1e-9),
+        "prt_uncached/ft train time": train_t["prt_uncached"] / train_t["ft"],
+        "prt/eft inference time": infer_t["prt"] / infer_t["eft"],
+        "prt/eft inference memory": mem[("inference", "prt")][1] / max(mem[("inference", "eft")][1], 1e-9),
+        "prt/ft inference time": infer_t["prt"] / infer_t["ft"],
+    }
+    # CPU seconds: the same ratios, unaffected by other processes competing for the cores.
+    ratios_cpu = {
+        "prt/ft train time": train_cpu["prt"] / train_cpu["ft"],
+        "prt_uncached/ft train time": train_cpu["prt_uncached"] / train_cpu["ft"],
+        "prt/eft inference time": infer_cpu["prt"] / infer_cpu["eft"],
+    }
+    result = {
+        "schema": "prt-bench/profile/1", "modality": "vision", "device": str(device), "rows": rows,
+        "extra_rows": [{"phase": "train", "method": "prt", "batch": train_batch, "time_s": train_t["prt_uncached"],
+                        "cpu_s": train_cpu["prt_uncached"], "model": model, "cached_base": False}],
+        "ratios": ratios, "ratios_cpu_time": ratios_cpu if str(device) == "cpu" else None, "targets": TARGETS,
+        "config": {"model": model, "target": target, "train_batch": train_batch, "infer_batch": infer_batch,
+                   "steps": steps, "warmup": warmup, "threads": torch.get_num_threads()},
+        "environment": environment(str(device)),
+    }
+    if progress:
+        print_table(result)
+    if out is not None:
+        atomic_write_json(out, result)
+    return result
+
+
+def print_table(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"prt-bench profile vision ({result['device']})")
+    for col in ("phase", "method", "batch", "time (ms)", "cpu (ms)", "peak mem (MB)"):
+        table.add_column(col)
+    for r in result["rows"] + result["extra_rows"]:
+        name = r["method"] + (" (no cache)" if r["phase"] == "train" and r["method"] == "prt" and not r.get("cached_base") else "")
+        mem = f"{r['peak_mem_mb']:.1f}" if "peak_mem_mb" in r else "-"
+        table.add_row(r["phase"], name, str(r["batch"]), f"{1000 * r['time_s']:.2f}", f"{1000 * r['cpu_s']:.2f}", mem)
+    console = Console()
+    console.print(table)
+    for name, value in result["ratios"].items():
+        goal = result["targets"].get(name)
+        mark = "" if goal is None else (f"  (target <= {goal}: {'met' if value <= goal else 'NOT met'})")
+        console.print(f"{name}: {value:.3f}{mark}")
+    for name, value in (result.get("ratios_cpu_time") or {}).items():
+        console.print(f"{name} (CPU seconds): {value:.3f}")
