@@ -47,9 +47,39 @@ def train_lm(
     typer.echo(str(path))
 
 
-def profile_lm() -> None:
-    """Not built yet."""
-    raise typer.Exit("not built yet")
+def profile_lm(
+    out: Annotated[Optional[Path], typer.Option(help="Write the profile JSON here.")] = None,
+    base: Annotated[Optional[str], typer.Option(help="Base model folder/id (default: built ~10M Llamas).")] = None,
+    reward: Annotated[Optional[str], typer.Option(help="Reward model (default: same architecture as base).")] = None,
+    ft: Annotated[Optional[str], typer.Option(help="EFT's fine-tuned model (default: as base).")] = None,
+    pt: Annotated[Optional[str], typer.Option(help="EFT's pretrained model (default: as base).")] = None,
+    batch_sizes: Annotated[str, typer.Option(help="Decode batch sizes, comma-separated.")] = "1,16",
+    prompt_len: Annotated[int, typer.Option()] = 32,
+    new_tokens: Annotated[int, typer.Option(help="Tokens decoded per timed run.")] = 32,
+    train_batch: Annotated[int, typer.Option()] = 8,
+    train_seq_len: Annotated[int, typer.Option()] = 128,
+    repeats: Annotated[int, typer.Option(help="Timed repeats (the median is reported).")] = 5,
+    hidden: Annotated[int, typer.Option(help="Hidden size of the built models.")] = 256,
+    layers: Annotated[int, typer.Option(help="Layers of the built models.")] = 10,
+    device: Annotated[Optional[str], typer.Option()] = None,
+    dtype: Annotated[Optional[str], typer.Option()] = None,
+    threads: Annotated[Optional[int], typer.Option(help="torch threads per measurement (default: torch's).")] = None,
+) -> None:
+    """Decode time/memory of base, reward, PRT, EFT and train-step time/memory of FT vs PRT, side by side."""
+    import os
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from prt_bench.io import atomic_write_json
+    from prt_bench.lm.profile import DEFAULT_SIZE, print_profile, profile_lm as run
+
+    record = run(base, reward, ft, pt, batch_sizes=tuple(int(b) for b in batch_sizes.split(",")),
+                 prompt_len=prompt_len, new_tokens=new_tokens, train_batch=train_batch, train_seq_len=train_seq_len,
+                 repeats=repeats, device=device, dtype=dtype, threads=threads,
+                 size={**DEFAULT_SIZE, "hidden": hidden, "layers": layers})
+    print_profile(record)
+    if out:
+        atomic_write_json(out, record)
+        typer.echo(f"wrote {out}")
 
 
 def lm_eval(ctx: typer.Context) -> None:

@@ -1,0 +1,22 @@
+"""`profile_lm`: one record with decode and train rows for every method, in the agreed schema."""
+
+from __future__ import annotations
+
+import torch
+
+from prt_bench.lm.profile import SCHEMA, profile_lm
+
+
+def test_profile_measures_every_method_side_by_side_with_ratios(tiny_llama):
+    threads = torch.get_num_threads()
+    try:
+        record = profile_lm(str(tiny_llama), batch_sizes=(1, 2), prompt_len=4, new_tokens=3, train_batch=2,
+                            train_seq_len=8, repeats=1, threads=1, isolate=False, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert record["schema"] == SCHEMA and record["modality"] == "lm" and record["device"] == "cpu"
+    got = {(r["phase"], r["method"], r["batch"]) for r in record["rows"]}
+    assert got == {("decode", m, b) for m in ("base", "reward", "prt", "eft") for b in (1, 2)} | {
+        ("train", "ft", 2), ("train", "prt", 2)}
+    assert all(r["time_s"] > 0 and r["peak_mem_mb"] >= 0 for r in record["rows"])
+    assert {"prt/(base+reward) decode time b1", "eft/prt decode time b2", "prt/ft train time"} <= record["ratios"].keys()
