@@ -163,6 +163,8 @@ def prepare_models(method: str, base: str | Path, *, lora: bool = False, lora_r:
 
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if Path(base).is_dir():  # an adapter records its base's path: make it valid from anywhere
+        base = str(Path(base).resolve())
     tokenizer = load_tokenizer(base, trust_remote_code=trust_remote_code)
     model = load_causal_lm(base, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
     frozen = None
