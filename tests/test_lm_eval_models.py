@@ -97,6 +97,11 @@ def test_reward_weights_must_match_the_rewards(tiny_llama, tiny_llama_b):
         PRTLM(base=str(tiny_llama), reward=f"{tiny_llama_b};{tiny_llama_b}")
 
 
+def test_misspelt_model_args_are_refused(tiny_llama, tiny_llama_b):
+    with pytest.raises(TypeError, match="lamb"):
+        PRTLM(base=str(tiny_llama), reward=str(tiny_llama_b), lamb=2.0)
+
+
 def test_prt_runs_with_a_base_of_the_other_family_and_a_wider_head(tiny_qwen2, tiny_llama):
     lm = PRTLM(base=str(tiny_qwen2), reward=str(tiny_llama))
     assert lm.width == len(lm.tokenizer)  # Qwen2's 8 extra logits dropped

@@ -122,8 +122,10 @@ class CombinedLM(TemplateLM):
     def __init__(self, models: dict[str, str], combine: Combine, *, batch_size: Any = 8,
                  max_batch_size: Any = None, max_length: int | None = None, max_gen_toks: int = 256,
                  device: str | None = None, dtype: str | None = "float32", trust_remote_code: Any = False,
-                 **unused: Any) -> None:
+                 **unknown: Any) -> None:
         super().__init__()
+        if unknown:  # a misspelt model_arg must not pass silently
+            raise TypeError(f"unknown model_args {sorted(unknown)}; see docs/lm.md for the accepted ones")
         trust = _as_bool(trust_remote_code)
         names = list(models)
         # Tokenizers first: a mismatch fails before any model weight is read.
