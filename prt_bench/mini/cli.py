@@ -1,10 +1,36 @@
 """Commands of this area (placeholders until the area lands; light imports only)."""
 
+from pathlib import Path
+from typing import Optional
+
 import typer
 
-def build_lm() -> None:
-    """Not built yet."""
-    raise typer.Exit("not built yet")
+def build_lm(
+    variant: str = typer.Option("default", help="default: the benchmark's bases; micro: toy bases in seconds (tests)."),
+    out: Optional[Path] = typer.Option(None, help="Cache root (default: .cache/mini/lm); the build goes to OUT/<config-hash>/."),
+    jobs: Optional[int] = typer.Option(None, help="Bases pretrained at once (default: one per CPU core)."),
+    config: Optional[Path] = typer.Option(None, help="Another base-family YAML (default: prt_bench/mini/lm_bases.yaml)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the whole build record as JSON."),
+) -> None:
+    """Pretrain the mini language bases (cached by config hash) and write the mini_gsm / mini_ifeval data."""
+    import json
+    import time
+
+    from prt_bench.mini.lm.build import build_lm as run
+
+    t0 = time.time()
+    try:
+        record = run(variant, out, jobs=jobs, config_path=config)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
+    if json_out:
+        typer.echo(json.dumps(record, indent=2))
+        return
+    for name, path in record["bases"].items():
+        typer.echo(f"{name}\t{path}")
+    typer.echo(f"data\t{record['data_dir']}")
+    built = ", ".join(record["built_now"]) or "none (all cached)"
+    typer.echo(f"# built: {built}; {time.time() - t0:.1f}s", err=True)
 
 
 def build_vision(

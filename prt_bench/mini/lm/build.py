@@ -1,0 +1,195 @@
+"""`prt-bench mini build lm`: the shared tokenizer, the task data and the pretrained bases,
+cached under `.cache/mini/lm/<config-hash>/` (a second build with the same config reuses them).
+
+Layout of one build:
+    <root>/tokenizer/                     the one tokenizer every base shares
+    <root>/data/mini_gsm/{train,test}.jsonl
+    <root>/data/mini_ifeval/{train,test}.jsonl
+    <root>/<base-name>/                   HF checkpoint (safetensors) + tokenizer + prt_manifest.json
+    <root>/bases.json                     base name -> path, roles, scenarios, data paths
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from prt_bench.io import REPO_ROOT, atomic_write_json, atomic_write_text, config_hash, read_manifest, write_manifest
+
+FAMILY_YAML = Path(__file__).resolve().parents[1] / "lm_bases.yaml"
+CACHE = REPO_ROOT / ".cache" / "mini" / "lm"
+# Bump when a generator or the pretraining loop changes what a config produces.
+FORMAT_VERSION = 1
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(variant: str = "default", path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The family YAML with `variant`'s overrides applied (what the cache key hashes)."""
+    import yaml
+
+    with open(path or FAMILY_YAML, encoding="utf-8") as f:
+        raw = yaml.safe_load(f)
+    variants = raw.pop("variants", {}) or {}
+    if variant not in variants:
+        raise ValueError(f"unknown mini LM variant {variant!r}; known: {', '.join(variants) or 'none'}")
+    over = dict(variants[variant] or {})
+    steps = over.pop("steps", None)
+    cfg = _merge(raw, over)
+    if steps is not None:
+        cfg["bases"] = [{**b, "steps": steps} for b in cfg["bases"]]
+    cfg["variant"] = variant
+    cfg["format_version"] = FORMAT_VERSION
+    return cfg
+
+
+def build_root(cfg: dict, out: str | os.PathLike | None = None) -> Path:
+    return Path(out or CACHE) / config_hash({k: v for k, v in cfg.items() if k != "variant"})
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> Path:
+    return atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+
+def build_data(cfg: dict, root: Path) -> dict[str, dict[str, Path]]:
+    """Write the mini_gsm and mini_ifeval splits (cheap; rewritten only when missing)."""
+    from prt_bench.mini.lm import gsm, ifeval
+
+    g, f = cfg["tasks"]["mini_gsm"], cfg["tasks"]["mini_ifeval"]
+    paths = {t: {s: root / "data" / t / f"{s}.jsonl" for s in ("train", "test")} for t in ("mini_gsm", "mini_ifeval")}
+    if not all(p.is_file() for d in paths.values() for p in d.values()):
+        gsm_cfg = gsm.GsmConfig(train_max=g["train_max"], test_max=g["test_max"], max_steps=g["max_steps"])
+        splits = {"mini_gsm": gsm.generate(g["n_train"], g["n_test"], seed=g["seed"], config=gsm_cfg),
+                  "mini_ifeval": ifeval.generate(f["n_train"], f["n_test"], seed=f["seed"])}
+        for task, d in paths.items():
+            for split, p in d.items():
+                _write_jsonl(p, splits[task][split])
+    return paths
+
+
+def corpus_docs(cfg: dict, version: str) -> list[str]:
+    from prt_bench.mini.lm import corpus
+
+    return corpus.generate(corpus.CorpusConfig(**cfg["corpora"][version]))
+
+
+def build_tokenizer(cfg: dict, root: Path, data: dict):
+    """The shared tokenizer, trained once per build on both corpora and the task train splits."""
+    from transformers import AutoTokenizer
+
+    from prt_bench.mini.lm.tokenizer import train_bpe
+
+    path = root / "tokenizer"
+    if (path / "tokenizer.json").is_file():
+        return AutoTokenizer.from_pretrained(path)
+    texts = [d for v in sorted(cfg["corpora"]) for d in corpus_docs(cfg, v)]
+    for task in ("mini_gsm", "mini_ifeval"):
+        with open(data[task]["train"], encoding="utf-8") as f:
+            texts += [r["prompt"] + " " + r["response"] for r in map(json.loads, f)]
+    tok = train_bpe(texts, cfg["tokenizer"]["vocab_size"])
+    tmp = root / "tokenizer.tmp"
+    tok.save_pretrained(tmp)
+    os.replace(tmp, path)
+    return AutoTokenizer.from_pretrained(path)
+
+
+def base_config(cfg: dict, base: dict) -> dict:
+    """Everything one base depends on (its cache key inside the build)."""
+    return {"base": base, "arch": cfg["sizes"][base["size"]], "corpus": cfg["corpora"][base["corpus"]],
+            "pretrain": cfg["pretrain"], "tokenizer": cfg["tokenizer"], "format_version": FORMAT_VERSION}
+
+
+def _pretrain_one(job: dict) -> dict:
+    """Worker: pretrain one base (runs in its own process when building in parallel)."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from prt_bench.mini.lm.pretrain import pack, pretrain
+
+    torch.set_num_threads(job["threads"])
+    cfg, base, out = job["cfg"], job["base"], Path(job["out"])
+    tok = AutoTokenizer.from_pretrained(job["tokenizer"])
+    tokens = pack(corpus_docs(cfg, base["corpus"]), tok)
+    p = cfg["pretrain"]
+    tmp = out.with_name(out.name + ".tmp")
+    stats = pretrain(tmp, family=base["family"], arch=cfg["sizes"][base["size"]], tokens=tokens, tokenizer=tok,
+                     steps=base["steps"], batch_size=p["batch_size"], block_size=p["block_size"], lr=p["lr"],
+                     warmup=min(p["warmup"], max(1, base["steps"] // 10)), seed=base["seed"],
+                     desc=base["name"], progress=job["progress"])
+    write_manifest(tmp, kind="mini-lm-base", name=base["name"], family=base["family"], size=base["size"],
+                   corpus=base["corpus"], role=base.get("role"), config=job["config"], config_hash=job["hash"],
+                   corpus_tokens=len(tokens), pretrain_stats=stats)
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return {"name": base["name"], **stats}
+
+
+def build_lm(variant: str = "default", out: str | os.PathLike | None = None, *, jobs: int | None = None,
+             progress: bool = True, config_path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Build (or reuse) the tokenizer, task data and every base; returns the bases.json record."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    cfg = load_config(variant, config_path)
+    root = build_root(cfg, out)
+    root.mkdir(parents=True, exist_ok=True)
+    data = build_data(cfg, root)
+    build_tokenizer(cfg, root, data)
+    todo = []
+    for base in cfg["bases"]:
+        bc = base_config(cfg, base)
+        h = config_hash(bc)
+        man = read_manifest(root / base["name"])
+        if man and man.get("config_hash") == h:
+            continue
+        todo.append({"cfg": cfg, "base": base, "out": str(root / base["name"]), "tokenizer": str(root / "tokenizer"),
+                     "config": bc, "hash": h, "progress": progress})
+    built = []
+    if todo:
+        jobs = max(1, min(jobs or (os.cpu_count() or 1), len(todo)))
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        for j in todo:
+            j["threads"] = threads
+        if jobs == 1:
+            built = [_pretrain_one(j) for j in todo]
+        else:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            # Largest first, so the pool does not end waiting on one long job.
+            todo.sort(key=lambda j: -j["base"]["steps"] * cfg["sizes"][j["base"]["size"]]["hidden"])
+            with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+                built = list(pool.map(_pretrain_one, todo))
+    record = {
+        "schema": "prt-bench/mini-lm/1",
+        "variant": variant,
+        "root": str(root),
+        "config_hash": root.name,
+        "tokenizer": str(root / "tokenizer"),
+        "bases": {b["name"]: str(root / b["name"]) for b in cfg["bases"]},
+        "roles": {b["name"]: b.get("role") for b in cfg["bases"]},
+        "source": next(b["name"] for b in cfg["bases"] if b.get("role") == "source"),
+        "scenarios": cfg.get("scenarios", {}),
+        "data": {t: {s: str(p) for s, p in d.items()} for t, d in data.items()},
+        "data_dir": str(root / "data"),
+        "built_now": [b["name"] for b in built],
+    }
+    atomic_write_json(root / "bases.json", record)
+    return record
+
+
+def data_dir(variant: str = "default", out: str | os.PathLike | None = None) -> Path:
+    """The task-data folder of a build, written (without any model) if it is not there yet."""
+    cfg = load_config(variant)
+    root = build_root(cfg, out)
+    build_data(cfg, root)
+    return root / "data"

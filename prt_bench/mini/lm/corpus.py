@@ -1,0 +1,74 @@
+"""The pretraining corpus of the mini bases: arithmetic facts and number-bearing prose.
+
+This is the bases' "knowledge".  A corpus version fixes the number range its arithmetic
+covers, whether it uses the phrasings that mini_gsm's test split holds out, and its size;
+v2 (newer, larger) covers more than v1, so a base pretrained on it knows more of what the
+test needs.  Nothing here uses mini_gsm's `Question:` / `#### N` format: that is what SFT
+and PRT teach.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass
+
+from prt_bench.mini.lm import gsm, ifeval
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    max_number: int = 30          # facts and stories use numbers in [0, max_number]
+    held_out_phrasings: bool = False  # whether stories also use the phrasings mini_gsm's test holds out
+    n_fact_docs: int = 2000       # documents of 8 arithmetic facts
+    n_story_docs: int = 2000      # short stories with inline calculations
+    n_prose_docs: int = 300       # topic notes (the mini_ifeval register)
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def fact(rng: random.Random, hi: int) -> str:
+    op = rng.random()
+    if op < 0.45:
+        a = rng.randint(0, hi)
+        b = rng.randint(0, hi - a)
+        return f"{a} + {b} = {a + b}"
+    if op < 0.9:
+        a = rng.randint(0, hi)
+        b = rng.randint(0, a)
+        return f"{a} - {b} = {a - b}"
+    k = rng.choice([2, 3])
+    a = rng.randint(0, hi // k)
+    return f"{a} * {k} = {a * k}"
+
+
+def story(rng: random.Random, hi: int, held_out: bool) -> str:
+    """A story, then the same story counted through step by step: the reasoning mini_gsm asks
+    for, in prose (one paragraph, no `####`)."""
+    name = rng.choice(gsm.TRAIN_NAMES + gsm.TEST_NAMES)
+    item = rng.choice(gsm.ITEMS)
+    pron = gsm.PRONOUN[name]
+    value = rng.randint(1, hi)
+    told = [f"{name} has {value} {item}."]
+    counted = list(told)
+    for _ in range(rng.randint(1, 4)):
+        step = gsm._step(rng, value, hi, held_out and rng.random() < 0.5)
+        if step is None:
+            break
+        sentence, calc, value = step
+        told.append(sentence)
+        counted.append(f"{sentence[:-1]}, so {{p}} has {calc}.")
+    text = " ".join(told) + " Let us count. " + " ".join(counted) + f" In the end {name} has {value} {item}."
+    return gsm.fill(text, pron, item)
+
+
+def generate(config: CorpusConfig) -> list[str]:
+    """The corpus as a list of documents, shuffled; same config, same documents."""
+    rng = random.Random(config.seed)
+    docs = ["\n".join(fact(rng, config.max_number) for _ in range(8)) for _ in range(config.n_fact_docs)]
+    docs += [story(rng, config.max_number, config.held_out_phrasings) for _ in range(config.n_story_docs)]
+    topics = ifeval.TRAIN_TOPICS + ifeval.TEST_TOPICS
+    docs += [ifeval.prose(rng, rng.choice(topics), rng.randint(2, 4)) for _ in range(config.n_prose_docs)]
+    rng.shuffle(docs)
+    return docs

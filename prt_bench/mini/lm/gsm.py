@@ -1,0 +1,124 @@
+"""mini_gsm: GSM8K-like arithmetic word problems of 1-4 steps, answered in reasoning lines
+that end in `#### N`, as GSM8K's answers do.
+
+Each step is one sentence of the story and one answer line that restates it and does its
+calculation (`She buys 5 more apples, so she has 7 + 5 = 12.`).  The test split
+holds out names, one phrasing per operation, and a number range (every test problem uses a
+number above the train range), so a model passes it only by knowing the arithmetic and the
+phrasings from pretraining, not by remembering training problems.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+TRAIN_NAMES = ["Mia", "Tom", "Ava", "Leo", "Zoe", "Max", "Ivy", "Sam", "Eli", "Amy", "Ben", "Lea",
+               "Noah", "Emma", "Liam", "Lily", "Jack", "Ella", "Owen", "Ruby"]
+TEST_NAMES = ["Nora", "Finn", "Ada", "Hugo", "Iris", "Omar"]
+# (noun, pronoun) pairs are by name; items are shared by both splits.
+PRONOUN = {n: p for n, p in zip(TRAIN_NAMES + TEST_NAMES, "she he she he she he she he he she he she "
+                                 "he she he she he she he she she he she he she he".split())}
+ITEMS = ["apples", "marbles", "stickers", "books", "coins", "pens", "cards", "shells", "stamps", "cookies"]
+
+# Phrasings per operation; the last of each list is held out of the train split.
+ADD = ["{P} buys {b} more {item}.", "{P} finds {b} more {item}.", "{P} gets {b} more {item} from a friend.",
+       "{P} wins {b} more {item}."]
+SUB = ["{P} gives {b} {item} away.", "{P} loses {b} {item}.", "{P} sells {b} {item}.",
+       "{P} uses up {b} {item}."]
+MUL = ["The number of {item} {p} has doubles.", "The number of {item} {p} has triples."]
+MUL_HELD = ["{P} makes {P2} pile of {item} {k} times as big."]
+OPS = {"add": ADD, "sub": SUB}
+
+
+@dataclass(frozen=True)
+class GsmConfig:
+    """Number ranges of the two splits (train values never exceed train_max)."""
+    train_max: int = 20
+    test_max: int = 30
+    max_steps: int = 4
+
+
+def _step(rng: random.Random, value: int, hi: int, held_out: bool) -> tuple[str, str, int] | None:
+    """One story sentence and its answer line from the running `value`, or None if no op fits."""
+    choices = []
+    if value < hi:
+        choices.append("add")
+    if value > 1:
+        choices.append("sub")
+    if 2 * value <= hi and value > 0:
+        choices.append("mul")
+    if not choices:
+        return None
+    op = rng.choice(choices)
+    if op == "mul":
+        k = 3 if 3 * value <= hi and rng.random() < 0.5 else 2
+        phr = MUL_HELD[0] if held_out else MUL[k - 2]
+        return phr.replace("{k}", str(k)), f"{value} * {k} = {value * k}", value * k
+    phrases = OPS[op]
+    phr = phrases[-1] if held_out else rng.choice(phrases[:-1])
+    if op == "add":
+        b = rng.randint(1, hi - value)
+        return phr.replace("{b}", str(b)), f"{value} + {b} = {value + b}", value + b
+    b = rng.randint(1, value - 1)
+    return phr.replace("{b}", str(b)), f"{value} - {b} = {value - b}", value - b
+
+
+def make_problem(rng: random.Random, names: list[str], lo: int, hi: int, steps: int,
+                 held_out_rate: float = 0.0) -> dict:
+    """A problem whose every number lies in [0, hi] and whose start lies in [lo, hi]."""
+    name = rng.choice(names)
+    item = rng.choice(ITEMS)
+    value = rng.randint(lo, hi)
+    pron = PRONOUN[name]
+    sentences = [f"{name} has {value} {item}."]
+    lines = [sentences[0]]
+    for _ in range(steps):
+        step = _step(rng, value, hi, rng.random() < held_out_rate)
+        if step is None:
+            break
+        sentence, calc, value = step
+        sentences.append(sentence)
+        # GSM8K's style: each line restates a step of the story and does its calculation.
+        lines.append(f"{sentence[:-1]}, so {{p}} has {calc}.")
+    if len(lines) == 1:
+        return make_problem(rng, names, lo, hi, steps, held_out_rate)
+    question = fill(" ".join(sentences), pron, item) + f" How many {item} does {name} have now?"
+    answer = fill("\n".join(lines), pron, item) + f"\n#### {value}"
+    return {"question": question, "answer": answer, "steps": len(lines) - 1, "target": value}
+
+
+def fill(text: str, pron: str, item: str) -> str:
+    """Put the pronouns and the item into a phrasing."""
+    sub = {"{P}": pron.capitalize(), "{p}": pron, "{P2}": "his" if pron == "he" else "her", "{item}": item}
+    for k, v in sub.items():
+        text = text.replace(k, v)
+    return text
+
+
+def _row(p: dict) -> dict:
+    # prompt/response: the plain SFT format the recipes read; the prompt is the task's doc_to_text.
+    return {**p, "prompt": f"Question: {p['question']}\nAnswer:", "response": " " + p["answer"]}
+
+
+def generate(n_train: int, n_test: int, seed: int = 0, config: GsmConfig = GsmConfig()) -> dict[str, list[dict]]:
+    """The train and test splits; same arguments, same bytes.
+
+    Test problems use held-out names, held-out phrasings (half their steps) and at least one
+    number above `train_max`; no test question appears in the train split.
+    """
+    rng = random.Random(seed)
+    train, seen = [], set()
+    while len(train) < n_train:
+        p = make_problem(rng, TRAIN_NAMES, 1, config.train_max, rng.randint(1, config.max_steps))
+        if p["question"] not in seen:
+            seen.add(p["question"])
+            train.append(_row(p))
+    test, seen_test = [], set()
+    while len(test) < n_test:
+        p = make_problem(rng, TEST_NAMES, config.train_max + 1, config.test_max,
+                         1 + len(test) % config.max_steps, held_out_rate=0.5)
+        if p["question"] not in seen and p["question"] not in seen_test:
+            seen_test.add(p["question"])
+            test.append(_row(p))
+    return {"train": train, "test": test}

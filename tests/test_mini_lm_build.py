@@ -1,0 +1,106 @@
+"""`prt-bench mini build lm --variant micro` end to end: bases, cache reuse, reload, shared tokenizer."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def micro(tmp_path_factory):
+    from prt_bench.mini.lm.build import build_lm
+
+    root = tmp_path_factory.mktemp("mini-lm")
+    return root, build_lm("micro", root, jobs=1, progress=False)
+
+
+def test_micro_build_has_two_families_two_sizes_two_corpora(micro):
+    _, record = micro
+    from prt_bench.io import read_manifest
+
+    mans = [read_manifest(p) for p in record["bases"].values()]
+    assert len(mans) >= 5
+    assert {m["family"] for m in mans} >= {"llama", "qwen2"}
+    assert {m["size"] for m in mans} == {"s", "m"} and {m["corpus"] for m in mans} == {"v1", "v2"}
+    assert record["roles"][record["source"]] == "source"
+
+
+def test_every_scenario_names_built_bases(micro):
+    _, record = micro
+    assert {"upscaling", "update", "other_arch"} <= set(record["scenarios"])
+    for sc in record["scenarios"].values():
+        assert {sc["source"], *sc["targets"]} <= set(record["bases"])
+
+
+def test_second_build_reuses_the_cache(micro):
+    from prt_bench.mini.lm.build import build_lm
+
+    root, first = micro
+    again = build_lm("micro", root, jobs=1, progress=False)
+    assert again["built_now"] == [] and again["bases"] == first["bases"]
+
+
+def test_bases_reload_as_causal_lms_of_their_family(micro):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _, record = micro
+    for name, path in record["bases"].items():
+        model = AutoModelForCausalLM.from_pretrained(path)
+        assert model.config.model_type == name.split("-")[0]
+        tok = AutoTokenizer.from_pretrained(path)
+        ids = tok("Question: Mia has 3 apples.", return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            assert model(ids).logits.shape[-1] == len(tok)
+
+
+def test_all_bases_share_one_tokenizer(micro):
+    from transformers import AutoTokenizer
+
+    from prt_bench.io import file_hash
+
+    _, record = micro
+    paths = list(record["bases"].values())
+    assert len({file_hash(f"{p}/tokenizer.json") for p in paths}) == 1
+    toks = [AutoTokenizer.from_pretrained(p) for p in paths]
+    assert all(t.get_vocab() == toks[0].get_vocab() and t.eos_token == "<|endoftext|>" for t in toks)
+
+
+def test_checkpoints_are_safetensors_with_manifests(micro):
+    from pathlib import Path
+
+    _, record = micro
+    for path in record["bases"].values():
+        files = {p.name for p in Path(path).iterdir()}
+        assert "model.safetensors" in files and "prt_manifest.json" in files
+        assert not any(f.endswith((".bin", ".pt", ".pkl")) for f in files)
+
+
+def test_task_data_is_written_next_to_the_bases(micro):
+    _, record = micro
+    rows = [json.loads(line) for line in open(record["data"]["mini_gsm"]["test"])]
+    assert rows and all(r["answer"].endswith(f"#### {r['target']}") for r in rows)
+    assert open(record["data"]["mini_ifeval"]["train"]).readline()
+
+
+def test_mini_gsm_task_loads_through_lm_eval(micro, monkeypatch):
+    from lm_eval.tasks import TaskManager
+
+    from prt_bench.io import REPO_ROOT
+
+    _, record = micro
+    monkeypatch.setenv("PRT_BENCH_MINI_LM_DATA", record["data_dir"])
+    tm = TaskManager(include_path=str(REPO_ROOT / "tasks"), include_defaults=False)
+    tasks = tm.load_task_or_group(["mini_gsm", "mini_ifeval"])
+    gsm = tasks["mini_gsm"]
+    docs = list(gsm.test_docs())
+    assert len(docs) == 12
+    assert gsm.doc_to_text(docs[0]) == docs[0]["prompt"]
+
+
+def test_unknown_variant_is_refused():
+    from prt_bench.mini.lm.build import load_config
+
+    with pytest.raises(ValueError, match="unknown mini LM variant"):
+        load_config("huge")

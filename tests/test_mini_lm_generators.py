@@ -1,0 +1,134 @@
+"""The mini LM world's generators: deterministic, disjoint splits, IFEval-style checker."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from prt_bench.mini.lm import corpus, gsm, ifeval
+
+
+def test_gsm_same_seed_gives_same_problems():
+    assert gsm.generate(50, 20, seed=3) == gsm.generate(50, 20, seed=3)
+
+
+def test_gsm_other_seed_gives_other_problems():
+    assert gsm.generate(50, 20, seed=3)["train"] != gsm.generate(50, 20, seed=4)["train"]
+
+
+def test_gsm_answers_end_in_the_target_after_hashes():
+    for row in gsm.generate(100, 40)["test"]:
+        assert row["answer"].endswith(f"#### {row['target']}")
+        assert row["response"] == " " + row["answer"]
+        assert row["prompt"] == f"Question: {row['question']}\nAnswer:"
+
+
+def test_gsm_reasoning_lines_compute_the_answer():
+    for row in gsm.generate(200, 50)["train"]:
+        calcs = re.findall(r"(\d+) ([-+*]) (\d+) = (\d+)", row["answer"])
+        assert len(calcs) == row["steps"] and 1 <= row["steps"] <= 4
+        for a, op, b, c in calcs:
+            assert eval(f"{a} {op} {b}") == int(c)
+        assert int(calcs[-1][3]) == row["target"]
+
+
+def test_gsm_test_split_is_disjoint_from_train():
+    d = gsm.generate(500, 100)
+    assert not {r["question"] for r in d["train"]} & {r["question"] for r in d["test"]}
+
+
+def test_gsm_test_split_holds_out_names_and_numbers():
+    cfg = gsm.GsmConfig()
+    d = gsm.generate(300, 60, config=cfg)
+    train_names = {r["question"].split()[0] for r in d["train"]}
+    test_names = {r["question"].split()[0] for r in d["test"]}
+    assert train_names <= set(gsm.TRAIN_NAMES) and test_names <= set(gsm.TEST_NAMES)
+    assert max(int(n) for r in d["train"] for n in re.findall(r"\d+", r["answer"])) <= cfg.train_max
+    assert all(int(re.findall(r"\d+", r["question"])[0]) > cfg.train_max for r in d["test"])
+
+
+def test_gsm_test_split_uses_held_out_phrasings():
+    d = gsm.generate(300, 60)
+    held = [p.split("{b}")[-1] for p in (gsm.ADD[-1], gsm.SUB[-1])]
+    assert not any(h in r["question"] for r in d["train"] for h in held if "{item}" not in h)
+    assert any("wins" in r["question"] or "uses up" in r["question"] for r in d["test"])
+    assert not any("wins" in r["question"] or "uses up" in r["question"] for r in d["train"])
+
+
+def test_corpus_is_deterministic_and_has_no_task_format():
+    cfg = corpus.CorpusConfig(n_fact_docs=20, n_story_docs=20, n_prose_docs=5)
+    docs = corpus.generate(cfg)
+    assert docs == corpus.generate(cfg)
+    assert not any("####" in d or "Question:" in d for d in docs)
+
+
+def test_corpus_v2_covers_numbers_v1_does_not():
+    small = corpus.generate(corpus.CorpusConfig(max_number=20, n_fact_docs=50, n_story_docs=0, n_prose_docs=0))
+    big = corpus.generate(corpus.CorpusConfig(max_number=40, n_fact_docs=50, n_story_docs=0, n_prose_docs=0))
+    top = lambda docs: max(int(n) for d in docs for n in re.findall(r"\d+", d))  # noqa: E731
+    assert top(small) <= 20 < top(big) <= 40
+
+
+def test_ifeval_is_deterministic_and_test_topics_are_held_out():
+    d = ifeval.generate(60, 20, seed=1)
+    assert d == ifeval.generate(60, 20, seed=1)
+    assert all(any(t in r["prompt"] for t in ifeval.TEST_TOPICS) for r in d["test"])
+    assert not any(any(t in r["prompt"] for t in ifeval.TEST_TOPICS) for r in d["train"])
+
+
+def test_ifeval_ideal_responses_follow_every_instruction():
+    for row in ifeval.generate(400, 0)["train"]:
+        assert ifeval.check(row, row["response"])["prompt_level_strict_acc"], row
+
+
+def _doc(*pairs):
+    return {"instruction_id_list": [p[0] for p in pairs], "kwargs": [p[1] for p in pairs]}
+
+
+@pytest.mark.parametrize("iid,kw,good,bad", [
+    ("change_case:english_lowercase", {}, "all quiet here.", "All quiet here."),
+    ("change_case:english_capital", {}, "ALL QUIET 3.", "ALL quiet."),
+    ("punctuation:no_comma", {}, "no commas here", "one, comma"),
+    ("startend:quotation", {}, '"quoted"', 'not "quoted"'),
+    ("startend:end_checker", {"end_phrase": "The end"}, "A story. The end", "The end. More words"),
+    ("detectable_format:json_format", {}, '```json\n{"a": 1}\n```', "{a: 1}"),
+    ("length_constraints:number_words", {"relation": "less than", "num_words": 4}, "one two three", "one two three four"),
+    ("length_constraints:number_words", {"relation": "at least", "num_words": 3}, "one two three", "one two"),
+    ("keywords:existence", {"keywords": ["sun", "blue"]}, "The Sun is blue.", "The sun is red."),
+])
+def test_checker_accepts_following_and_rejects_breaking_responses(iid, kw, good, bad):
+    assert ifeval.check_instruction(iid, kw, good)
+    assert not ifeval.check_instruction(iid, kw, bad)
+
+
+def test_checker_rejects_empty_responses():
+    assert not ifeval.check_instruction("punctuation:no_comma", {}, "   ")
+
+
+def test_checker_scores_prompt_and_instruction_levels():
+    doc = _doc(("punctuation:no_comma", {}), ("change_case:english_lowercase", {}))
+    r = ifeval.check(doc, "Hello there")
+    assert r["inst_level_strict_acc"] == [True, False]
+    assert r["prompt_level_strict_acc"] is False
+
+
+def test_loose_score_forgives_a_preamble_line_and_asterisks():
+    doc = _doc(("startend:quotation", {}))
+    response = 'Sure, here it is:\n"**a quoted note**"'
+    assert not ifeval.check(doc, response)["prompt_level_strict_acc"]
+    assert ifeval.check(doc, response)["prompt_level_loose_acc"]
+
+
+def test_ifeval_task_aggregates_instruction_level_accuracy():
+    import importlib.util
+    from prt_bench.io import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("mini_ifeval_utils", REPO_ROOT / "tasks/mini_ifeval/utils.py")
+    utils = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(utils)
+    doc = json.loads(json.dumps(_doc(("punctuation:no_comma", {}), ("change_case:english_capital", {}))))
+    scores = utils.process_results(doc, ["NO COMMAS"])
+    assert scores["prompt_level_strict_acc"] and scores["inst_level_loose_acc"] == [True, True]
+    assert utils.agg_inst_level_acc([[True, False], [True]]) == pytest.approx(2 / 3)
