@@ -17,6 +17,7 @@ Nothing here unpickles: local weights must be safetensors.
 from __future__ import annotations
 
 import copy
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,6 +156,10 @@ def new_base(config_name: str, seed: int = 0, device: str = "cpu") -> Base:
 
     register_configs()
     torch.manual_seed(seed)
-    model = open_clip.create_model(config_name, device=device)
+    logging.disable(logging.WARNING)  # open_clip warns that no pretrained weights were loaded: intended here
+    try:
+        model = open_clip.create_model(config_name, device=device)
+    finally:
+        logging.disable(logging.NOTSET)
     return Base(model, open_clip.get_tokenizer(config_name), open_clip.get_model_config(config_name),
                 dict(model.visual.preprocess_cfg), config_name)

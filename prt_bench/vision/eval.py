@@ -83,9 +83,12 @@ def load_classifiers(method: str, specs: dict[str, Any], classnames, templates, 
         if specs.get(role) is None:
             raise ValueError(f"method {method} needs --{role}")
         base = bases.load_base(specs[role], device=device)
+        own_templates = templates
         if role != "target":  # a zero-shot base has no label set of its own
             check_label_set(role, base, classnames, dataset)
-        clf = heads.classifier_for(base, classnames, templates, device=device).eval().requires_grad_(False)
+            # a trained model keeps the head it was trained under: its recorded prompts
+            own_templates = (base.manifest or {}).get("templates") or templates
+        clf = heads.classifier_for(base, classnames, own_templates, device=device).eval().requires_grad_(False)
         models[role] = (clf, base.preprocess_cfg)
     return models
 

@@ -136,9 +136,10 @@ def _memory(make, warmup: int, steps: int, device) -> tuple[float, float]:
 def _interleaved(workers: dict[str, Any], steps: int, warmup: int) -> tuple[dict[str, float], dict[str, float]]:
     """Median wall and CPU seconds per step of each worker, their steps taken in turn."""
     times: dict[str, list[tuple[float, float]]] = {k: [] for k in workers}
+    names = list(workers)
     for i in range(warmup + steps):
-        for name, w in workers.items():
-            t = w.step()
+        for name in names[i % len(names):] + names[:i % len(names)]:  # rotate: no method always goes first
+            t = workers[name].step()
             if i >= warmup:
                 times[name].append(t)
     wall = {k: statistics.median(t[0] for t in v) for k, v in times.items()}
