@@ -159,3 +159,22 @@ def test_commands_train_and_evaluate_end_to_end(world, tmp_path):
     r = runner.invoke(app, ["train", "vision", "--method", "dpo", "--base", str(world["rn"]), "--dataset",
                             "fashion_mnist", "--out", str(tmp_path / "x")])
     assert r.exit_code != 0 and "method must be one of" in r.output
+
+
+def test_images_read_from_disk_train_exactly_as_the_same_images_in_memory(world, tmp_path):
+    from PIL import Image
+
+    small = world["train"].select(range(16))
+    root = tmp_path / "folder"
+    for i in range(16):
+        label = int(small.labels[i])
+        (root / "train" / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(small.images[i, 0].numpy()).save(root / "train" / str(label) / f"{i:03d}.png")
+    (root / "classnames.txt").write_text("\n".join(small.classnames) + "\n")
+    (root / "templates.txt").write_text("\n".join(small.templates) + "\n")
+    same_order = small.select(sorted(range(16), key=lambda i: (int(small.labels[i]), i)))
+    args = dict(steps=2, batch_size=8, lr=1e-3, warmup=1, progress=False)
+    disk = train_vision("prt", world["vit"], str(root), tmp_path / "disk", **args)
+    memory = train_vision("prt", world["vit"], same_order, tmp_path / "memory", **args)
+    wd, wm = load_file(disk / bases.WEIGHTS_FILE), load_file(memory / bases.WEIGHTS_FILE)
+    assert all(torch.equal(wd[k], wm[k]) for k in wd)

@@ -35,6 +35,7 @@ def train_vision(
     data_dir: Annotated[Optional[Path], typer.Option(help="Data dir (default: $PRT_BENCH_DATA or ../shared/data).")] = None,
     cache_base: Annotated[bool, typer.Option("--cache-base/--no-cache-base",
                                              help="Cache the frozen base's logits per image (PRT).")] = True,
+    workers: Annotated[int, typer.Option(help="DataLoader workers decoding images from disk.")] = 0,
     device: Annotated[Optional[str], typer.Option(help="cpu / cuda (default: cuda when available).")] = None,
 ) -> None:
     """Fine-tune an open_clip image classifier (ft) or train a portable reward for it (prt)."""
@@ -43,7 +44,7 @@ def train_vision(
     try:
         path = run(method, base, dataset, out, alpha=alpha, lam=lam, steps=steps, lr=lr, batch_size=batch_size,
                    seed=seed, warmup=warmup, weight_decay=weight_decay, grad_clip=grad_clip, split=split,
-                   data_dir=data_dir, cache_base=cache_base, device=device)
+                   data_dir=data_dir, cache_base=cache_base, num_workers=workers, device=device)
     except (ValueError, KeyError, FileNotFoundError) as e:
         _fail(e)
     typer.echo(str(path))
@@ -59,6 +60,7 @@ def eval_vision(
     lam: Annotated[float, typer.Option(help="λ of eq. 10.")] = 1.0,
     split: Annotated[str, typer.Option(help="Evaluation split; slices allowed: test[:1000].")] = "test",
     batch_size: Annotated[int, typer.Option()] = 128,
+    workers: Annotated[int, typer.Option(help="DataLoader workers decoding images from disk.")] = 0,
     data_dir: Annotated[Optional[Path], typer.Option(help="Data dir (default: $PRT_BENCH_DATA or ../shared/data).")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu / cuda (default: cuda when available).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Write the result JSON here.")] = None,
@@ -68,7 +70,7 @@ def eval_vision(
 
     try:
         result = run(method, target, dataset, reward=reward, ft=ft, pt=pt, lam=lam, split=split, data_dir=data_dir,
-                     batch_size=batch_size, device=device, out=out)
+                     batch_size=batch_size, num_workers=workers, device=device, out=out)
     except (ValueError, KeyError, FileNotFoundError) as e:
         _fail(e)
     shown = {k: result[k] for k in ("acc1", "acc5", "mean_per_class_recall", "nll", "n")}

@@ -105,6 +105,7 @@ def eval_vision(
     split: str = "test",
     data_dir: str | os.PathLike | None = None,
     batch_size: int = 128,
+    num_workers: int = 0,
     device: str | None = None,
     out: str | os.PathLike | None = None,
     progress: bool = True,
@@ -121,7 +122,8 @@ def eval_vision(
     models = load_classifiers(method, specs, data.classnames, data.templates, data.name, device)
     load_s = time.perf_counter() - t0
 
-    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=transforms.collate)
+    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=transforms.collate,
+                                         num_workers=num_workers)
     all_logp, all_labels, batch_times = [], [], []
     bar = None
     if progress:

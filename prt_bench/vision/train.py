@@ -104,6 +104,7 @@ def train_vision(
     split: str = "train",
     data_dir: str | os.PathLike | None = None,
     cache_base: bool = True,
+    num_workers: int = 0,
     device: str | None = None,
     progress: bool = True,
 ) -> Path:
@@ -140,13 +141,12 @@ def train_vision(
     cache = BaseLogitsCache(len(data), len(data.classnames), device) if frozen_base is not None and cache_base else None
 
     generator = torch.Generator().manual_seed(seed)
-    order = batches(len(data), batch_size, generator)
+    stream = _stream(data, batches(len(data), batch_size, generator), num_workers)
     losses, step_times = [], []
     bar = _progress(steps, f"{method} on {data.name}", progress)
     with PeakMemory(device) as memory:
         for step in range(steps):
-            index = next(order)
-            images, labels = _load(data, index)
+            images, labels, index = next(stream)
             sync(device)
             start = time.perf_counter()
             x = transforms.prepare(images, loaded.preprocess_cfg).to(device)
@@ -188,12 +188,23 @@ def train_vision(
     return out
 
 
-def _load(data: ImageClassification, index: torch.Tensor):
-    if isinstance(data.images, torch.Tensor):  # in memory: slice, no per-item Python work
-        return data.images[index], data.labels[index]
-    items = [data[i] for i in index.tolist()]
-    images, labels, _ = transforms.collate(items)
-    return images, labels
+class _Endless:
+    """A batch sampler over the seeded index batches (drawn in the main process: workers change nothing)."""
+
+    def __init__(self, order):
+        self.order = order
+
+    def __iter__(self):
+        return (index.tolist() for index in self.order)
+
+
+def _stream(data: ImageClassification, order, num_workers: int):
+    """``(images, labels, index)`` batches: sliced when the images are in memory, else decoded by a DataLoader."""
+    if isinstance(data.images, torch.Tensor):
+        return ((data.images[index], data.labels[index], index) for index in order)
+    loader = torch.utils.data.DataLoader(data, batch_sampler=_Endless(order), num_workers=num_workers,
+                                         collate_fn=transforms.collate, persistent_workers=num_workers > 0)
+    return iter(loader)
 
 
 def _progress(total: int, desc: str, enabled: bool):
