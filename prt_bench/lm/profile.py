@@ -4,11 +4,13 @@ Decoding (per new token, KV caches kept, the same ``generate`` the lm-eval model
 base alone, the reward alone, PRT (base + reward) and EFT (base + ft + pt), at each batch size.
 Training (per optimizer step, the same losses as the recipes): FT vs PRT.
 
-Each measurement runs in a fresh subprocess so that its peak memory is its own: on CPU the
-peak is the process's resident-set high-water mark (``VmHWM``, reset through
-``/proc/self/clear_refs``) minus its resident set once libraries are imported and warmed up on a
-throwaway miniature model (lazy imports and kernel set-up otherwise add ~170 MB of noise),
-before any measured model is loaded; on CUDA ``torch.cuda.max_memory_allocated``.
+Peak memory is measured for each workload in a fresh subprocess, so that it is its own: on
+CPU the process's resident-set high-water mark (``VmHWM``, reset through
+``/proc/self/clear_refs``) minus its resident set once libraries are imported and warmed up on
+a throwaway miniature model (lazy imports and kernel set-up otherwise add ~170 MB of noise),
+before any measured model is loaded; on CUDA ``torch.cuda.max_memory_allocated``.  Times come
+from one further process that runs the workloads round-robin, so that load from other
+processes on a shared machine falls on all of them alike.
 Times are medians over repeats after a warm-up.  Without model folders the models are
 ~10M-parameter Llamas built on the fly (``prt_bench.lm.tiny``), no hub needed.
 """
@@ -72,99 +74,137 @@ def _warm_up(model_paths: list[str], device: str) -> None:
     torch.optim.AdamW(mini.parameters()).step()
 
 
-def _median_time(fn, repeats: int) -> float:
-    fn()  # warm-up: first calls allocate and pick kernels
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def _measure(job: dict[str, Any]) -> dict[str, Any]:
-    """One measurement, run inside its own process."""
+def _workload(job: dict[str, Any], load) -> dict[str, Any]:
+    """The callables one job times: decode n tokens / 1 token (prefill), or one train step."""
     import torch
 
     from prt_bench import prt
     from prt_bench.lm.lm_eval_models import generate
-    from prt_bench.lm.load import load_causal_lm
     from prt_bench.lm.train import make_optimizer, prepare_models, training_loss
 
-    if job["threads"]:
-        torch.set_num_threads(job["threads"])
     device = job["device"]
     cuda = device.startswith("cuda")
-    torch.manual_seed(0)
-    _warm_up(job["models"], device)
-    _reset_peak_rss()
-    baseline = _rss_mb()
-    if cuda:
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
 
     if job["phase"] == "decode":
-        models = [load_causal_lm(p, device=device, dtype=job["dtype"]) for p in job["models"]]
+        models = [load(p) for p in job["models"]]
         combine = {
             "single": lambda logits: torch.log_softmax(logits[0].float(), -1),
             "prt": lambda logits: prt.prt_logprobs(logits[0], logits[1]),
             "eft": lambda logits: prt.eft_logprobs(*logits),
         }[job["rule"]]
         vocab = min(m.get_output_embeddings().weight.shape[0] for m in models)
-        prompts = torch.randint(0, min(vocab, 256), (job["batch"], job["prompt_len"])).tolist()
+        prompts = torch.randint(0, min(vocab, 256), (job["batch"], job["prompt_len"]),
+                                generator=torch.Generator().manual_seed(0)).tolist()
 
-        def run(n: int):
+        def decode(n: int):
             # eos_id=None: every row decodes exactly n tokens
             generate(models, combine, prompts, max_new_tokens=n, pad_id=0, eos_id=None)
-            if cuda:
-                torch.cuda.synchronize()
+            sync()
 
-        n = job["new_tokens"]
-        full = _median_time(lambda: run(n), job["repeats"])
-        prefill = _median_time(lambda: run(1), job["repeats"])
-        seconds = (full - prefill) / (n - 1)
-    else:
-        run_models = prepare_models(job["method"], job["models"][0], device=device, dtype=job["dtype"])
-        model, frozen = run_models.model, run_models.base
-        optimizer, _ = make_optimizer(model, 1e-5, 0.0, 10**6, 0, "constant")
-        vocab = model.get_output_embeddings().weight.shape[0]
-        ids = torch.randint(0, min(vocab, 256), (job["batch"], job["seq_len"]), device=device)
-        batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
+        return {"full": lambda: decode(job["new_tokens"]), "prefill": lambda: decode(1)}
 
-        def step():
-            loss = training_loss(job["method"], model, frozen, batch)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if cuda:
-                torch.cuda.synchronize()
+    trainee = prepare_models(job["method"], job["models"][0], device=device, dtype=job["dtype"])
+    model, frozen = trainee.model, trainee.base
+    optimizer, _ = make_optimizer(model, 1e-5, 0.0, 10**6, 0, "constant")
+    vocab = model.get_output_embeddings().weight.shape[0]
+    ids = torch.randint(0, min(vocab, 256), (job["batch"], job["seq_len"]), generator=torch.Generator().manual_seed(0))
+    ids = ids.to(device)
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
 
-        seconds = _median_time(step, job["repeats"])
-    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else _peak_rss_mb() - baseline
-    return {"time_s": seconds, "peak_mem_mb": peak}
+    def step():
+        training_loss(job["method"], model, frozen, batch).backward()
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        sync()
+
+    return {"step": step}
 
 
-def _child(job: dict[str, Any], conn) -> None:
+def _memory(job: dict[str, Any]) -> float:
+    """Peak memory (MB) of one job: its models, caches, activations, gradients, optimizer state."""
+    import torch
+
+    from prt_bench.lm.load import load_causal_lm
+
+    if job["threads"]:
+        torch.set_num_threads(job["threads"])
+    cuda = job["device"].startswith("cuda")
+    _warm_up(job["models"], job["device"])
+    _reset_peak_rss()
+    baseline = _rss_mb()
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    work = _workload(job, lambda p: load_causal_lm(p, device=job["device"], dtype=job["dtype"]))
+    for fn in work.values():
+        fn()
+        fn()  # the second train step is the first with optimizer state
+    return torch.cuda.max_memory_allocated() / 2**20 if cuda else _peak_rss_mb() - baseline
+
+
+def _timings(jobs: list[dict[str, Any]]) -> list[float]:
+    """Seconds per token (decode) or per step (train) of every job, median over repeats.
+
+    The jobs run round-robin, one repeat of each in turn, so that load from other processes
+    on a shared machine falls on all of them alike instead of on whichever ran at a bad time.
+    """
+    import torch
+
+    from prt_bench.lm.load import load_causal_lm
+
+    if jobs[0]["threads"]:
+        torch.set_num_threads(jobs[0]["threads"])
+    loaded: dict[str, Any] = {}
+
+    def load(path: str):
+        if path not in loaded:
+            loaded[path] = load_causal_lm(path, device=jobs[0]["device"], dtype=jobs[0]["dtype"])
+        return loaded[path]
+
+    works = [_workload(job, load) for job in jobs]
+    samples: list[dict[str, list[float]]] = [{k: [] for k in w} for w in works]
+    for fn in (fn for w in works for fn in w.values()):
+        fn()  # warm-up: first calls allocate and pick kernels
+    for _ in range(jobs[0]["repeats"]):
+        for work, sample in zip(works, samples):
+            for key, fn in work.items():
+                start = time.perf_counter()
+                fn()
+                sample[key].append(time.perf_counter() - start)
+    out = []
+    for job, sample in zip(jobs, samples):
+        median = {k: statistics.median(v) for k, v in sample.items()}
+        out.append(median["step"] if job["phase"] == "train"
+                   else (median["full"] - median["prefill"]) / (job["new_tokens"] - 1))
+    return out
+
+
+def _child(fn_name: str, arg: Any, conn) -> None:
     try:
-        conn.send(_measure(job))
+        conn.send({"value": globals()[fn_name](arg)})
     except BaseException as e:  # report, don't hang the parent
         conn.send({"error": f"{type(e).__name__}: {e}"})
     finally:
         conn.close()
 
 
-def _isolated(job: dict[str, Any]) -> dict[str, Any]:
+def _isolated(fn_name: str, arg: Any) -> Any:
+    """``fn_name(arg)`` in a fresh process (spawned: no state shared with this one)."""
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(job, child))
+    proc = ctx.Process(target=_child, args=(fn_name, arg, child))
     proc.start()
     child.close()
     result = parent.recv()
     proc.join()
     if "error" in result:
-        raise RuntimeError(f"profiling {job['phase']} {job['method']} failed: {result['error']}")
-    return result
+        raise RuntimeError(f"profiling failed in {fn_name}: {result['error']}")
+    return result["value"]
 
 
 def default_models(root: Path, size: dict[str, int]) -> dict[str, Path]:
@@ -207,10 +247,13 @@ def profile_lm(base: str | None = None, reward: str | None = None, ft: str | Non
                 for b in batch_sizes for m, (names, rule) in decode.items()]
         jobs += [{**common, "phase": "train", "method": m, "models": [paths["base"]], "batch": train_batch,
                   "seq_len": train_seq_len} for m in ("ft", "prt")]
-        rows = []
-        for job in track(jobs, description="profiling", disable=not progress):
-            measured = _isolated(job) if isolate else _measure(job)
-            rows.append({"phase": job["phase"], "method": job["method"], "batch": job["batch"], **measured})
+        run = (lambda name, arg: _isolated(name, arg)) if isolate else (lambda name, arg: globals()[name](arg))
+        memory = [run("_memory", job) for job in track(jobs, description="peak memory", disable=not progress)]
+        if progress:
+            print(f"timing {len(jobs)} workloads round-robin, {repeats} repeats ...", flush=True)
+        seconds = run("_timings", jobs)
+        rows = [{"phase": job["phase"], "method": job["method"], "batch": job["batch"], "time_s": t, "peak_mem_mb": m}
+                for job, t, m in zip(jobs, seconds, memory)]
 
     def row(phase, method, batch):
         return next(r for r in rows if (r["phase"], r["method"], r["batch"]) == (phase, method, batch))
