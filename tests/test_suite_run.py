@@ -19,9 +19,9 @@ from prt_bench.suite.runner import RunOptions, run_suite, select
 from prt_bench.suite.schema import load_suite
 from prt_bench.suite.store import TABLE_COLUMNS
 
-# The cells of one transfer in both modalities, with the training they need (a small slice for
-# the runs that are compared against the full one).
-PRT_SLICE = "eval * prt *alpha=0 *"
+# Small slices of the matrix (with the training they need) for runs compared against the full one.
+LM_PRT_SLICE = "eval lm * prt *alpha=0 *"
+VISION_PRT_SLICE = "eval vision * prt *alpha=0 *"
 # FT and EFT in vision: two training and three evaluation cells.
 SIGKILL_SLICE = "* vision *ft*"
 
@@ -128,9 +128,9 @@ def test_sigkill_mid_run_then_rerun_matches_an_uninterrupted_run(reference, cach
 
 def test_same_seed_gives_identical_metrics(reference, cache, tmp_path):
     root, _ = reference
-    run_suite("smoke", options(tmp_path, cache=cache, only=PRT_SLICE))
+    run_suite("smoke", options(tmp_path, cache=cache, only=LM_PRT_SLICE))
     again = cells_of(tmp_path)
-    assert len(again) == 4  # two rewards, two evaluations
+    assert len(again) == 2  # the reward and its evaluation
     assert {k: outcome(v) for k, v in again.items()} == {k: outcome(cells_of(root)[k]) for k in again}
 
 
@@ -140,9 +140,21 @@ def test_ray_executor_gives_the_results_of_the_local_executor(reference, cache, 
     root, _ = reference
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        summary = run_suite("smoke", options(tmp_path, cache=cache, only=PRT_SLICE, executor="ray"))
+        summary = run_suite("smoke", options(tmp_path, cache=cache, only=VISION_PRT_SLICE, executor="ray"))
     finally:
         ray.shutdown()
-    assert summary.failed == {} and len(summary.ran) == 4
+    assert summary.failed == {} and len(summary.ran) == 2
     on_ray = cells_of(tmp_path)
     assert {k: outcome(v) for k, v in on_ray.items()} == {k: outcome(cells_of(root)[k]) for k in on_ray}
+
+
+def test_one_subprocess_per_gpu_gives_the_results_of_the_runner_process(reference, cache, tmp_path):
+    root, _ = reference
+    summary = run_suite("smoke", RunOptions(results=tmp_path / "results", runs=tmp_path / "runs", cache=cache,
+                                            gpus=["0", "1"], report=False, progress=False,
+                                            only="eval vision * zeroshot *"))
+    assert summary.failed == {} and len(summary.ran) == 2
+    logs = sorted(p.name for p in (tmp_path / "runs" / "smoke" / "logs").glob("*.log"))
+    assert logs == sorted(f"{cell_id}.log" for cell_id in summary.ran)
+    in_subprocesses = cells_of(tmp_path)
+    assert {k: outcome(v) for k, v in in_subprocesses.items()} == {k: outcome(cells_of(root)[k]) for k in in_subprocesses}

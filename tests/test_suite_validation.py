@@ -4,6 +4,7 @@ paper suites expand offline; cell ids follow the config."""
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,26 @@ def test_chat_training_data_becomes_prompt_response_rows_in_the_tulu_format(tmp_
     out = chat_dataset_jsonl(str(src), tmp_path / "cache")
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert rows == [{"prompt": "<|user|>\nHi\n<|assistant|>\nHello\n<|user|>\n2+2?\n<|assistant|>\n", "response": "4"}]
+
+
+def test_the_command_reports_a_bad_suite_and_exits_with_status_2(tmp_path):
+    from typer.testing import CliRunner
+
+    from prt_bench.cli import app
+
+    path = write_suite(tmp_path, smoke(**{"lm.transfers.0.source": "nobody"}))
+    result = CliRunner().invoke(app, ["run", "--suite", str(path), "--results", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert "unknown model 'nobody'" in " ".join(result.output.split())
+
+
+def test_dry_run_prints_every_cell_with_its_status(tmp_path):
+    from typer.testing import CliRunner
+
+    from prt_bench.cli import app
+
+    result = CliRunner().invoke(app, ["run", "--suite", "paper-vision", "--dry-run", "--results", str(tmp_path)])
+    assert result.exit_code == 0
+    lines = [line for line in result.output.splitlines() if re.match(r"[0-9a-f]{16}  to run ", line)]
+    assert len(lines) == len(expand(load_suite("paper-vision")))
+    assert any("eval vision cub prt RN50-openai -> ViT-L-14-openai alpha=0 seed=0" in line for line in lines)

@@ -39,17 +39,17 @@ def mini_family(modality: str, variant: str = "default") -> tuple[str, list[str]
     return lm.world_hash(family), list(family["bases"])
 
 
-def mini_world(modality: str, cache: Path | None, variant: str = "default") -> dict[str, str]:
+def mini_world(modality: str, cache: Path | None, variant: str = "default", progress: bool = True) -> dict[str, str]:
     """Build (or find cached) a mini world: base name -> folder (and, for language, "data:<task>" -> file)."""
     if modality == "vision":
         from prt_bench.mini.vision import build_vision_world
 
         root = cache / "mini" / "vision" if cache else None
-        return {k: str(v) for k, v in build_vision_world(cache_root=root, variant=variant, progress=False).items()}
+        return {k: str(v) for k, v in build_vision_world(cache_root=root, variant=variant, progress=progress).items()}
     from prt_bench.mini.lm import build_lm_world
 
     root = cache / "mini" / "lm" if cache else None
-    return {k: str(v) for k, v in build_lm_world(cache_root=root, variant=variant, progress=False).items()}
+    return {k: str(v) for k, v in build_lm_world(cache_root=root, variant=variant, progress=progress).items()}
 
 
 def build_tiny(modality: str, options: dict[str, Any], cache: Path | None) -> Path:

@@ -104,7 +104,10 @@ def run_suite(suite_ref: str | Path, options: RunOptions, console=None) -> RunSu
         _remove_abandoned(runs_dir)
         quiet_libraries()
         cache = Path(options.cache) if options.cache else None
-        worlds = {m: adapters.mini_world(m, cache, _mini_variant(suite, m)) for m in _modalities_using(todo, "mini")}
+        worlds = {}
+        for m in _modalities_using(todo, "mini"):
+            console.print(f"mini {m} world: building the bases that are not cached yet")
+            worlds[m] = adapters.mini_world(m, cache, _mini_variant(suite, m), progress=options.progress)
         resolved = _resolve_bases(suite, todo, cache, worlds)
         checks.check_before_training(suite, {c.modality for c in todo}, resolved, worlds)
         jobs = {c.cell_id: _job(c, suite, resolved, worlds, results_dir, runs_dir, cache) for c in todo}
@@ -298,10 +301,13 @@ def _run_ray(jobs, progress, summary, options: RunOptions, results_dir: Path) ->
     import ray
 
     if not ray.is_initialized():
+        # the settings that decide where data and models come from travel with the tasks
+        passed = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "PRT_BENCH_DATA", "HF_HOME", "TOKENIZERS_PARALLELISM")
+        runtime_env = {"env_vars": {k: os.environ[k] for k in passed if k in os.environ}}
         if options.ray_address:
-            ray.init(address=options.ray_address, log_to_driver=False)
+            ray.init(address=options.ray_address, log_to_driver=False, runtime_env=runtime_env)
         else:
-            ray.init(include_dashboard=False, log_to_driver=False)
+            ray.init(include_dashboard=False, log_to_driver=False, runtime_env=runtime_env)
     gpus = ray.cluster_resources().get("GPU", 0)
     remote = ray.remote(num_gpus=1 if gpus else 0, max_retries=0)(run_job)
     pending = {}
