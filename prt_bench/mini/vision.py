@@ -171,13 +171,19 @@ def build_vision_world(cache_root: str | os.PathLike | None = None, variant: str
         images, captions, kinds, _ = pools[version]
         train = family["train"]
         t0, cpu0 = time.perf_counter(), time.process_time()
-        model, log = pretrain(spec["model_cfg"], family["preprocess"], images, captions, steps=int(spec["steps"]),
-                              batch_size=int(train["batch_size"]), lr=float(train["lr"]),
-                              weight_decay=float(train["weight_decay"]), warmup=float(train["warmup"]),
-                              max_logit_scale=float(train["max_logit_scale"]), seed=int(spec["seed"]),
-                              desc=f"mini vision {name}", progress=progress)
-        timing = {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - cpu0,
-                  "threads": torch.get_num_threads(),
+        threads = torch.get_num_threads()
+        if train.get("threads"):
+            torch.set_num_threads(int(train["threads"]))
+        try:
+            model, log = pretrain(spec["model_cfg"], family["preprocess"], images, captions, steps=int(spec["steps"]),
+                                  batch_size=int(train["batch_size"]), lr=float(train["lr"]),
+                                  weight_decay=float(train["weight_decay"]), warmup=float(train["warmup"]),
+                                  max_logit_scale=float(train["max_logit_scale"]), seed=int(spec["seed"]),
+                                  desc=f"mini vision {name}", progress=progress)
+            used_threads = torch.get_num_threads()
+        finally:
+            torch.set_num_threads(threads)
+        timing = {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - cpu0, "threads": used_threads,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
         tmp = root / f".{name}.{os.getpid()}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
