@@ -115,7 +115,7 @@ def test_micro_base_runs_through_the_vision_loader_and_evaluator_unchanged(micro
     from prt_bench.vision.eval import eval_vision
 
     _, paths = micro_world
-    base = load_base(paths["mini-rn-s-v1"])
-    assert base.manifest["name"] == "mini-rn-s-v1"
-    result = eval_vision("zeroshot", paths["mini-rn-s-v1"], "fashion_mnist", split="test[:64]", progress=False)
+    base = load_base(paths["mini-rn-s-v2"])
+    assert base.manifest["name"] == "mini-rn-s-v2"
+    result = eval_vision("zeroshot", paths["mini-rn-s-v2"], "fashion_mnist", split="test[:64]", progress=False)
     assert 0.0 <= result["acc1"] <= 1.0
