@@ -178,3 +178,16 @@ def test_images_read_from_disk_train_exactly_as_the_same_images_in_memory(world,
     memory = train_vision("prt", world["vit"], same_order, tmp_path / "memory", **args)
     wd, wm = load_file(disk / bases.WEIGHTS_FILE), load_file(memory / bases.WEIGHTS_FILE)
     assert all(torch.equal(wd[k], wm[k]) for k in wd)
+
+
+def test_entropy_regulariser_keeps_the_reward_distribution_flatter(world, tmp_path):
+    small = world["train"].select(range(64))
+    args = dict(steps=10, batch_size=32, lr=3e-3, warmup=1, progress=False)
+    entropy = {}
+    for alpha in (0.0, 5.0):
+        out = train_vision("prt", world["vit"], small, tmp_path / f"a{alpha}", alpha=alpha, **args)
+        reward = heads.classifier_for(bases.load_base(out), small.classnames, small.templates).eval()
+        with torch.no_grad():
+            r = reward(transforms.prepare(small.images, bases.load_base(out).preprocess_cfg))
+        entropy[alpha] = float(prt.reward_entropy(r).mean())
+    assert entropy[5.0] > entropy[0.0] + 0.1
