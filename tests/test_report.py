@@ -91,7 +91,7 @@ def test_results_table_shows_std_over_seeds_else_a_binomial_error(report):
 def test_cost_section_shows_train_and_inference_time_and_memory(report):
     _, _, texts = report
     cost = next(t for t in texts if _first_line(t) == "Cost: language")
-    for label in ("train: time", "train: memory", "decode: time", "decode: memory", "1.25× FT"):
+    for label in ("train: time (× = ratio to FT)", "train: memory", "decode: time", "decode: memory", "1.25×"):
         assert label in cost
     vision = next(t for t in texts if _first_line(t) == "Cost: vision")
     assert "inference: time" in vision

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import textwrap
+from typing import Any
 
 import matplotlib
 
@@ -301,43 +302,57 @@ def ablation_figure(lk: Lookup, task: str, title: str) -> plt.Figure | None:
 
 
 def cost_figure(profile: dict, title: str) -> plt.Figure | None:
-    """Training step FT vs PRT, and inference of base/FT/PRT/EFT: time and peak memory."""
+    """Training step FT vs PRT, and inference of base/reward/FT/PRT/EFT: time and peak memory,
+    bars grouped by batch size, each labelled with its ratio to FT (else to the base alone)."""
     rows = [r for r in profile.get("rows", []) if r.get("time_s") is not None or r.get("peak_mem_mb") is not None]
     if not rows:
         return None
     df = pd.DataFrame(rows)
     if "batch" not in df:
         df["batch"] = None
+    df["batch"] = df["batch"].fillna("–")
     phases = [p for p in ("train", "decode", "inference") if p in set(df["phase"])]
     phases += sorted(set(df["phase"]) - set(phases))
     unit = {"train": "s / step", "decode": "s / token", "inference": "s / batch"}
-    order = {"base": 0, "ft": 1, "prt": 2, "eft": 3}
-    colour = {"base": COLORS["base alone"], "ft": COLORS["FT (target)"], "prt": COLORS["PRT"], "eft": COLORS["EFT"]}
+    order = {"base": 0, "reward": 1, "ft": 2, "prt": 3, "eft": 4}
+    colour = {"base": COLORS["base alone"], "reward": COLORS["reward only"], "ft": COLORS["FT (target)"],
+              "prt": COLORS["PRT"], "eft": COLORS["EFT"]}
+    name = {"base": "base alone", "reward": "reward alone", "ft": "FT", "prt": "PRT", "eft": "EFT"}
     fig = page(title, f"device: {profile.get('device', '?')}; medians as measured by `prt-bench profile`; "
-                      "labels: value and ratio to FT")
+                      "labels: value, and its ratio to FT (else to the base alone) at the same batch size")
+    legend: dict[str, Any] = {}
     for i, phase in enumerate(phases):
-        sel = df[df["phase"] == phase].copy()
-        sel["o"] = sel["method"].map(lambda m: order.get(m, 9))
-        sel = sel.sort_values(["o", "batch"])
-        several = sel["batch"].nunique() > 1
-        labels = [(m.upper() if m != "base" else "base") + (f"\nbatch {b}" if several else "")
-                  for m, b in zip(sel["method"], sel["batch"])]
+        sel = df[df["phase"] == phase]
+        methods = sorted(set(sel["method"]), key=lambda m: (order.get(m, 9), str(m)))
+        batches = sorted(set(sel["batch"]), key=lambda b: (isinstance(b, str), b))
+        ref_method = "ft" if "ft" in methods else "base" if "base" in methods else None
+        width = 0.8 / len(methods)
         for j, (col, ylabel) in enumerate((("time_s", unit.get(phase, "s")), ("peak_mem_mb", "peak memory (MB)"))):
-            ax = fig.add_axes([0.07 + j * 0.48, 0.86 - (i + 1) * (0.76 / len(phases)) + 0.05,
-                               0.4, 0.76 / len(phases) - 0.12])
-            vals = pd.to_numeric(sel[col], errors="coerce").to_numpy(dtype=float)
-            ax.bar(np.arange(len(vals)), np.nan_to_num(vals), color=[colour.get(m, "#777777") for m in sel["method"]])
-            ft = sel[sel["method"] == "ft"][col]
-            ft_v = float(ft.iloc[0]) if len(ft) and pd.notna(ft.iloc[0]) and float(ft.iloc[0]) > 0 else None
-            for x, v in enumerate(vals):
-                if np.isnan(v):
-                    continue
-                lab = f"{v:.3g}" + (f"\n{v / ft_v:.2f}× FT" if ft_v else "")
-                ax.text(x, v, lab, ha="center", va="bottom", fontsize=8)
-            top = np.nanmax(vals) if not np.isnan(vals).all() else 1.0
-            ax.set_ylim(0, top * 1.35 if top > 0 else 1)
-            ax.set_xticks(np.arange(len(vals)))
-            ax.set_xticklabels(labels, fontsize=9)
+            ax = fig.add_axes([0.07 + j * 0.48, 0.86 - (i + 1) * (0.74 / len(phases)) + 0.05,
+                               0.4, 0.74 / len(phases) - 0.12])
+            value = {(r["method"], r["batch"]): pd.to_numeric(r[col], errors="coerce") for _, r in sel.iterrows()}
+            top = 0.0
+            for k, m in enumerate(methods):
+                xs = np.arange(len(batches)) - 0.4 + width * (k + 0.5)
+                vals = np.array([value.get((m, b), np.nan) for b in batches], dtype=float)
+                bars = ax.bar(xs, np.nan_to_num(vals), width * 0.92, color=colour.get(m, "#777777"),
+                              label=name.get(m, str(m)))
+                legend.setdefault(name.get(m, str(m)), bars)
+                for x, v, b in zip(xs, vals, batches):
+                    if np.isnan(v):
+                        continue
+                    top = max(top, v)
+                    ref = value.get((ref_method, b), np.nan) if ref_method else np.nan
+                    lab = f"{v:.3g}"
+                    if m != ref_method and ref and not np.isnan(ref) and ref > 0:
+                        lab += f"\n{v / ref:.2f}×"
+                    ax.text(x, v, lab, ha="center", va="bottom", fontsize=7.5 if len(methods) > 3 else 8.5)
+            ax.set_ylim(0, top * 1.3 if top > 0 else 1)
+            ax.set_xticks(np.arange(len(batches)))
+            ax.set_xticklabels([f"batch {b}" for b in batches], fontsize=9)
             ax.set_ylabel(ylabel)
-            ax.set_title(f"{phase}: {'time' if j == 0 else 'memory'}", fontsize=11, weight="bold")
+            ref_txt = f" (× = ratio to {name.get(ref_method, ref_method)})" if ref_method else ""
+            ax.set_title(f"{phase}: {'time' if j == 0 else 'memory'}{ref_txt}", fontsize=11, weight="bold")
+    fig.legend(list(legend.values()), list(legend.keys()), loc="lower center", ncol=len(legend), frameon=False,
+               fontsize=10)
     return fig
