@@ -167,6 +167,6 @@ def forward(models: dict, images, device) -> dict[str, torch.Tensor]:
     for role, (clf, cfg) in models.items():
         key = repr(sorted((k, str(v)) for k, v in cfg.items()))
         if key not in prepared:
-            prepared[key] = transforms.prepare(images, cfg).to(device)
+            prepared[key] = transforms.prepare(transforms.to_device(images, device), cfg)
         logits[role] = clf(prepared[key])
     return logits

@@ -149,7 +149,7 @@ def train_vision(
             images, labels, index = next(stream)
             sync(device)
             start = time.perf_counter()
-            x = transforms.prepare(images, loaded.preprocess_cfg).to(device)
+            x = transforms.prepare(transforms.to_device(images, device), loaded.preprocess_cfg)
             labels = labels.to(device)
             base_out = None
             if frozen_base is not None:

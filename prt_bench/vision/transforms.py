@@ -49,9 +49,16 @@ def prepare(images, cfg: dict) -> torch.Tensor:
     else:
         batch = torch.stack([_one((x.float() / 255.0).expand(3, -1, -1) if x.shape[0] == 1 else x.float() / 255.0,
                                   size, mode) for x in images])
-    mean = torch.tensor(cfg.get("mean", OPENAI_MEAN), dtype=batch.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(cfg.get("std", OPENAI_STD), dtype=batch.dtype).view(1, 3, 1, 1)
+    mean = torch.tensor(cfg.get("mean", OPENAI_MEAN), dtype=batch.dtype, device=batch.device).view(1, 3, 1, 1)
+    std = torch.tensor(cfg.get("std", OPENAI_STD), dtype=batch.dtype, device=batch.device).view(1, 3, 1, 1)
     return ((batch - mean) / std).contiguous()
+
+
+def to_device(images, device):
+    """Move raw images (a batch tensor or a list) to ``device``, so resizing runs there too."""
+    if isinstance(images, torch.Tensor):
+        return images.to(device)
+    return [x.to(device) for x in images]
 
 
 def collate(items):
