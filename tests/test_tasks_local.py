@@ -225,3 +225,18 @@ def test_written_punkt_tables_load_in_nltk_as_the_packaged_model(tmp_path, monke
     text = "Dr. Smith met Mr. Jones in Washington on Jan. 5. They talked. It was 3 p.m. and late."
     assert tokenizer.tokenize(text) == [
         "Dr. Smith met Mr. Jones in Washington on Jan. 5.", "They talked.", "It was 3 p.m. and late."]
+
+
+def test_smollm2_training_pairs_continue_the_zeroshot_prompt(evaluated, tmp_path):
+    from prt_bench.real.smollm2 import write_gsm8k_pairs
+
+    _, requests = evaluated
+    rows = [json.loads(line) for line in write_gsm8k_pairs(tmp_path / "pairs.jsonl", 5, seed=1).read_text().splitlines()]
+    train = {json.loads(line)["question"]: json.loads(line)["answer"]
+             for line in require_data_file("gsm8k/train.jsonl").read_text(encoding="utf-8").splitlines()}
+    zeroshot_prompt = requests["gsm8k_local_zeroshot"][0][1]
+    assert zeroshot_prompt.startswith("Question: ") and zeroshot_prompt.endswith("\nAnswer:")
+    for row in rows:
+        question = row["prompt"].removeprefix("Question: ").removesuffix("\nAnswer:")
+        assert row["prompt"] == f"Question: {question}\nAnswer:"
+        assert row["response"] == " " + train[question]  # lm-eval's target delimiter, then the full solution
