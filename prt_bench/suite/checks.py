@@ -68,7 +68,7 @@ def _lm_task_names(tasks_dir) -> set[str]:
         try:
             doc = yaml.safe_load(p.read_text(encoding="utf-8"))
         except yaml.YAMLError:
-            continue  # lm-eval's !function tags: the name is still readable below
+            doc = None  # lm-eval's !function tags: the name is still readable below
         if isinstance(doc, dict) and isinstance(doc.get("task"), str):
             names.add(doc["task"])
         else:

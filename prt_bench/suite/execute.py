@@ -36,6 +36,7 @@ def checkpoint_done(path: str | Path) -> bool:
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """Do the work of one cell and return its record (the caller stores it)."""
     cell = cell_from_dict(job["cell"])
+    os.environ.update(job.get("env", {}))
     quiet_libraries()
     _seed_everything(cell.seed)
     threads = os.environ.get("PRT_BENCH_THREADS")

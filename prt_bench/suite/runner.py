@@ -206,8 +206,13 @@ def _job(cell: Cell, suite: Suite, resolved: dict, worlds: dict, results_dir: Pa
         for role, train_id in cell.needs.items():
             paths[role] = str(runs_dir / train_id)
         paths["model"] = paths.get("ft", paths["target"])
+    env = {}
+    if cell.modality == "lm" and "lm" in worlds:
+        from prt_bench.mini.lm.tasks import ENV_VAR
+
+        env[ENV_VAR] = worlds["lm"]["data_dir"]  # where the mini tasks' lm-eval files read their data
     return {"cell": asdict(cell), "paths": paths, "suite": suite.name, "results": str(results_dir),
-            "logs": str(runs_dir / "logs")}
+            "logs": str(runs_dir / "logs"), "env": env}
 
 
 # ------------------------------------------------------------------------ executors
