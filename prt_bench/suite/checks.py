@@ -10,21 +10,25 @@ from typing import Any
 from prt_bench.suite.schema import Suite, SuiteError
 
 
-def check_before_training(suite: Suite, modalities: set[str], resolved: dict[tuple[str, str], str],
+def check_before_training(suite: Suite, modalities: set[str], resolved: dict[tuple[str, str], str] | None,
                           worlds: dict[str, dict[str, str]]) -> None:
-    """Raise SuiteError for the first problem in the sections that have work to do."""
+    """Raise SuiteError for the first problem in the sections that have work to do.
+
+    Called twice: before the bases are built (``resolved`` None: tasks, data, label sets), and
+    after (the tokenizers of every language pair, the mini world's data)."""
     if "lm" in modalities:
-        _check_lm(suite, resolved, worlds.get("lm"))
-    if "vision" in modalities:
+        if resolved is None:
+            _check_lm_tasks_and_data(suite, None)
+        else:
+            _check_lm_tokenizers(suite, resolved)
+            _check_lm_tasks_and_data(suite, worlds.get("lm"))
+    if "vision" in modalities and resolved is None:
         _check_vision(suite)
 
 
-def _check_lm(suite: Suite, resolved: dict, world: dict[str, str] | None) -> None:
-    from pathlib import Path
-
+def _check_lm_tokenizers(suite: Suite, resolved: dict) -> None:
     from prt_bench.lm.load import load_tokenizer
     from prt_bench.lm.vocab import tokenizer_difference
-    from prt_bench.suite.adapters import TASKS_DIR, resolve_data
 
     section = suite.sections["lm"]
     where = f"{suite.path}: lm"
@@ -43,6 +47,15 @@ def _check_lm(suite: Suite, resolved: dict, world: dict[str, str] | None) -> Non
         if diff:
             raise SuiteError(f"{where}.transfers: source {t.source} and target {t.target} have different "
                              f"tokenizers ({diff}); PRT and EFT need one shared tokenizer")
+
+
+def _check_lm_tasks_and_data(suite: Suite, world: dict[str, str] | None) -> None:
+    from pathlib import Path
+
+    from prt_bench.suite.adapters import TASKS_DIR, resolve_data
+
+    section = suite.sections["lm"]
+    where = f"{suite.path}: lm"
     known = _lm_task_names(TASKS_DIR)
     for name, task in section.tasks.items():
         if task["lm_eval_task"] not in known:
@@ -50,7 +63,7 @@ def _check_lm(suite: Suite, resolved: dict, world: dict[str, str] | None) -> Non
                              f"(tasks in {TASKS_DIR}: {', '.join(sorted(known))})")
     for label, data in [("train.data", section.train.get("data"))] + [
             (f"tasks.{n}.train_data", t.get("train_data")) for n, t in section.tasks.items()]:
-        if data is None or "hf_dataset" in data:
+        if data is None or "hf_dataset" in data or ("mini" in data and world is None):
             continue
         try:
             path = resolve_data(data, world)

@@ -94,8 +94,7 @@ def run_suite(suite_ref: str | Path, options: RunOptions, console=None) -> RunSu
 
         out = StdoutConsole()
         print_matrix(cells, done, todo, out)
-        out.print(f"{len(cells)} cells, {len(cells) - len(todo)} done, {len(todo)} to run "
-                      f"(results: {results_dir})")
+        out.print(f"{len(cells)} cells, {len(cells) - len(todo)} done, {len(todo)} to run (results: {results_dir})")
         return summary
 
     if todo:
@@ -104,12 +103,14 @@ def run_suite(suite_ref: str | Path, options: RunOptions, console=None) -> RunSu
         _remove_abandoned(runs_dir)
         quiet_libraries()
         cache = Path(options.cache) if options.cache else None
+        modalities = {c.modality for c in todo}
+        checks.check_before_training(suite, modalities, None, {})
         worlds = {}
         for m in _modalities_using(todo, "mini"):
             console.print(f"mini {m} world: building the bases that are not cached yet")
             worlds[m] = adapters.mini_world(m, cache, _mini_variant(suite, m), progress=options.progress)
         resolved = _resolve_bases(suite, todo, cache, worlds)
-        checks.check_before_training(suite, {c.modality for c in todo}, resolved, worlds)
+        checks.check_before_training(suite, modalities, resolved, worlds)
         jobs = {c.cell_id: _job(c, suite, resolved, worlds, results_dir, runs_dir, cache) for c in todo}
         train = [c for c in todo if c.kind == "train"]
         evals = [c for c in todo if c.kind == "eval"]
