@@ -182,7 +182,7 @@ def lm_eval(method: str, paths: dict[str, str], task: dict[str, Any], options: d
         limit=task.get("limit", options.get("limit")), gen_kwargs=gen_kwargs,
         apply_chat_template=task.get("apply_chat_template", False),
         random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
-        log_samples=False, bootstrap_iters=0 if task.get("stderr") is False else 100,
+        log_samples=False,
     )
     results = {k: v for k, v in out["results"].items()}
     n = {name: s.get("effective", s.get("original")) for name, s in (out.get("n-samples") or {}).items()}
