@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from prt_bench.data import data_dir as resolve_data_dir
+from prt_bench.data import require_data_file
 from prt_bench.vision.datasets import fashion_mnist, image_folder
 from prt_bench.vision.datasets.templates import DEFAULT_TEMPLATES, TEMPLATES
 
@@ -37,11 +38,23 @@ class DatasetSpec:
 
     @property
     def classnames(self) -> list[str]:
+        if self.name == "cub":
+            return cub_classnames()
         return image_folder.read_lines(CLASSNAMES_DIR / f"{self.name}.txt") or []
 
     @property
     def templates(self) -> list[str]:
         return TEMPLATES[self.name]
+
+
+def cub_classnames(data_dir: str | os.PathLike | None = None) -> list[str]:
+    """CUB's 200 species from ``cub200_2011_classes/classes.txt`` in the data dir.
+
+    Read where the data lives rather than shipped: the list comes with no licence of its own.
+    Lines are ``"1 001.Black_footed_Albatross"``; the name is the folder name, underscores as spaces.
+    """
+    lines = require_data_file("cub200_2011_classes/classes.txt", data_dir).read_text(encoding="utf-8").splitlines()
+    return [line.split(maxsplit=1)[1].split(".", 1)[1].replace("_", " ").strip() for line in lines if line.strip()]
 
 
 REGISTRY: dict[str, DatasetSpec] = {s.name: s for s in [
