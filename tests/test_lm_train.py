@@ -120,3 +120,22 @@ def test_train_lm_command_writes_a_checkpoint(tiny_llama, pairs, tmp_path):
                                       "--out", str(tmp_path / "cli"), "--max-steps", "1", "--batch-size", "4"])
     assert result.exit_code == 0, result.output
     assert read_manifest(tmp_path / "cli")["hyperparameters"]["batch_size"] == 4
+
+
+def test_losses_computed_on_the_response_span_equal_losses_over_all_logits(tiny_llama, byte_tokenizer):
+    import torch.nn.functional as F
+
+    from prt_bench import prt
+    from prt_bench.lm.train import ft_loss, pad_batch, prt_loss
+
+    examples = [encode_pair(byte_tokenizer, p, r, 64, chat=False) for p, r in (("Q: 1+2=", " 3"), ("a longer Q:", " 7 9"))]
+    batch = pad_batch(examples, byte_tokenizer.pad_token_id)
+    model, base = load_causal_lm(tiny_llama), load_causal_lm(tiny_llama)
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    labels = batch["labels"][:, 1:]
+    with torch.no_grad():
+        logits, base_logits = model(**inputs).logits[:, :-1], base(**inputs).logits[:, :-1]
+        full_ft = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE)
+        full_prt = prt.prt_loss(base_logits, logits, labels, alpha=0.1)
+        assert float(ft_loss(model, batch)) == pytest.approx(float(full_ft), abs=1e-5)
+        assert float(prt_loss(model, base, batch, alpha=0.1)) == pytest.approx(float(full_prt), abs=1e-5)

@@ -103,13 +103,29 @@ def batches(examples: list, batch_size: int, pad_id: int, generator) -> Iterator
 
 # --------------------------------------------------------------------------------- losses
 
+def scored_span(batch: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """Model inputs that ask for logits only where a label is scored, and those labels.
+
+    Logits at position t predict token t+1; only the span from the first to the last response
+    token of the batch is kept (``logits_to_keep``), which spares the output layer and the
+    float32 log-softmaxes over the prompts: [batch, length, vocab] is large for real vocabularies.
+    """
+    import torch
+
+    labels = batch["labels"][:, 1:]
+    scored = (labels != IGNORE).any(0).nonzero().flatten()
+    lo, hi = (int(scored[0]), int(scored[-1]) + 1) if len(scored) else (0, 1)
+    keep = torch.arange(lo, hi, device=labels.device)
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "logits_to_keep": keep}
+    return inputs, labels[:, lo:hi]
+
+
 def ft_loss(model, batch: dict[str, Any]):
     """Next-token cross-entropy on the response tokens."""
     import torch.nn.functional as F
 
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    labels = batch["labels"][:, 1:]
-    logits = logits[:, :-1]
+    inputs, labels = scored_span(batch)
+    logits = model(**inputs).logits
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=IGNORE)
 
 
@@ -123,7 +139,7 @@ def prt_loss(reward, base, batch: dict[str, Any], lam: float = 1.0, alpha: float
 
     from prt_bench import prt
 
-    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    inputs, labels = scored_span(batch)
     with torch.no_grad():
         if base is None:
             was_training = reward.training
@@ -134,8 +150,7 @@ def prt_loss(reward, base, batch: dict[str, Any], lam: float = 1.0, alpha: float
         else:
             base_logits = base(**inputs).logits
     reward_logits = reward(**inputs).logits
-    return prt.prt_loss(base_logits[:, :-1], reward_logits[:, :-1], batch["labels"][:, 1:], lam=lam, alpha=alpha,
-                        ignore_index=IGNORE)
+    return prt.prt_loss(base_logits, reward_logits, labels, lam=lam, alpha=alpha, ignore_index=IGNORE)
 
 
 def training_loss(method: str, model, base, batch, lam: float = 1.0, alpha: float = 0.0):
