@@ -132,3 +132,12 @@ def test_ifeval_task_aggregates_instruction_level_accuracy():
     scores = utils.process_results(doc, ["NO COMMAS"])
     assert scores["prompt_level_strict_acc"] and scores["inst_level_loose_acc"] == [True, True]
     assert utils.agg_inst_level_acc([[True, False], [True]]) == pytest.approx(2 / 3)
+
+
+def test_gsm_answer_lines_restate_the_anchored_steps_in_order():
+    for row in gsm.generate(100, 30)["test"]:
+        lines = row["answer"].split("\n")
+        steps = lines[1:-1]
+        assert [ln.split()[0] for ln in steps] == gsm.ANCHORS[: row["steps"]]
+        for ln in steps:
+            assert ln.split(", so ")[0] + "." in row["question"]

@@ -44,15 +44,20 @@ def load_config(variant: str = "default", path: str | os.PathLike | None = None)
     over = dict(variants[variant] or {})
     steps = over.pop("steps", None)
     cfg = _merge(raw, over)
-    if steps is not None:
-        cfg["bases"] = [{**b, "steps": steps} for b in cfg["bases"]]
+    cfg["bases"] = {name: {"name": name, **spec, **({"steps": steps} if steps is not None else {})}
+                    for name, spec in cfg["bases"].items()}
     cfg["variant"] = variant
     cfg["format_version"] = FORMAT_VERSION
     return cfg
 
 
+def world_hash(cfg: dict) -> str:
+    """The cache key of a build: everything in the resolved config (the variant name aside)."""
+    return config_hash({k: v for k, v in cfg.items() if k != "variant"})
+
+
 def build_root(cfg: dict, out: str | os.PathLike | None = None) -> Path:
-    return Path(out or CACHE) / config_hash({k: v for k, v in cfg.items() if k != "variant"})
+    return Path(out or CACHE) / world_hash(cfg)
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -95,10 +100,23 @@ def build_tokenizer(cfg: dict, root: Path, data: dict):
         with open(data[task]["train"], encoding="utf-8") as f:
             texts += [r["prompt"] + " " + r["response"] for r in map(json.loads, f)]
     tok = train_bpe(texts, cfg["tokenizer"]["vocab_size"])
-    tmp = root / "tokenizer.tmp"
+    tmp = root / f".tokenizer.{os.getpid()}.tmp"
     tok.save_pretrained(tmp)
-    os.replace(tmp, path)
+    _publish(tmp, path)
     return AutoTokenizer.from_pretrained(path)
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Rename a finished folder into place; if a concurrent build got there first, keep theirs
+    (same config, same bytes) and drop ours."""
+    import shutil
+
+    try:
+        os.replace(tmp, final)
+    except OSError:
+        if not final.is_dir():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def base_config(cfg: dict, base: dict) -> dict:
@@ -119,7 +137,7 @@ def _pretrain_one(job: dict) -> dict:
     tok = AutoTokenizer.from_pretrained(job["tokenizer"])
     tokens = pack(corpus_docs(cfg, base["corpus"]), tok)
     p = cfg["pretrain"]
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     stats = pretrain(tmp, family=base["family"], arch=cfg["sizes"][base["size"]], tokens=tokens, tokenizer=tok,
                      steps=base["steps"], batch_size=p["batch_size"], block_size=p["block_size"], lr=p["lr"],
                      warmup=min(p["warmup"], max(1, base["steps"] // 10)), seed=base["seed"],
@@ -127,11 +145,11 @@ def _pretrain_one(job: dict) -> dict:
     write_manifest(tmp, kind="mini-lm-base", name=base["name"], family=base["family"], size=base["size"],
                    corpus=base["corpus"], role=base.get("role"), config=job["config"], config_hash=job["hash"],
                    corpus_tokens=len(tokens), pretrain_stats=stats)
-    if out.exists():
+    if out.exists() and (read_manifest(out) or {}).get("config_hash") != job["hash"]:
         import shutil
 
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+        shutil.rmtree(out)  # a stale base of an older config
+    _publish(tmp, out)
     return {"name": base["name"], **stats}
 
 
@@ -145,7 +163,7 @@ def build_lm(variant: str = "default", out: str | os.PathLike | None = None, *, 
     data = build_data(cfg, root)
     build_tokenizer(cfg, root, data)
     todo = []
-    for base in cfg["bases"]:
+    for base in cfg["bases"].values():
         bc = base_config(cfg, base)
         h = config_hash(bc)
         man = read_manifest(root / base["name"])
@@ -175,9 +193,9 @@ def build_lm(variant: str = "default", out: str | os.PathLike | None = None, *, 
         "root": str(root),
         "config_hash": root.name,
         "tokenizer": str(root / "tokenizer"),
-        "bases": {b["name"]: str(root / b["name"]) for b in cfg["bases"]},
-        "roles": {b["name"]: b.get("role") for b in cfg["bases"]},
-        "source": next(b["name"] for b in cfg["bases"] if b.get("role") == "source"),
+        "bases": {name: str(root / name) for name in cfg["bases"]},
+        "roles": {name: b.get("role") for name, b in cfg["bases"].items()},
+        "source": next(name for name, b in cfg["bases"].items() if b.get("role") == "source"),
         "scenarios": cfg.get("scenarios", {}),
         "data": {t: {s: str(p) for s, p in d.items()} for t, d in data.items()},
         "data_dir": str(root / "data"),

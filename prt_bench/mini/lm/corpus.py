@@ -52,11 +52,12 @@ def story(rng: random.Random, hi: int, held_out: bool) -> str:
     value = rng.randint(1, hi)
     told = [f"{name} has {value} {item}."]
     counted = list(told)
-    for _ in range(rng.randint(1, 4)):
+    for k in range(rng.randint(1, len(gsm.ANCHORS))):
         step = gsm._step(rng, value, hi, held_out and rng.random() < 0.5)
         if step is None:
             break
         sentence, calc, value = step
+        sentence = gsm.anchored(k, sentence)
         told.append(sentence)
         counted.append(f"{sentence[:-1]}, so {{p}} has {calc}.")
     text = " ".join(told) + " Let us count. " + " ".join(counted) + f" In the end {name} has {value} {item}."

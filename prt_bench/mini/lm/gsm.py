@@ -29,6 +29,9 @@ SUB = ["{P} gives {b} {item} away.", "{P} loses {b} {item}.", "{P} sells {b} {it
 MUL = ["The number of {item} {p} has doubles.", "The number of {item} {p} has triples."]
 MUL_HELD = ["{P} makes {P2} pile of {item} {k} times as big."]
 OPS = {"add": ADD, "sub": SUB}
+# Step k of a story opens with ANCHORS[k]: the answer line of that step opens with it too, so a
+# small model finds the sentence to restate by its anchor instead of counting sentences.
+ANCHORS = ["First", "Then", "Next", "Later"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,7 @@ class GsmConfig:
     """Number ranges of the two splits (train values never exceed train_max)."""
     train_max: int = 20
     test_max: int = 30
-    max_steps: int = 4
+    max_steps: int = 4  # at most len(ANCHORS)
 
 
 def _step(rng: random.Random, value: int, hi: int, held_out: bool) -> tuple[str, str, int] | None:
@@ -73,11 +76,12 @@ def make_problem(rng: random.Random, names: list[str], lo: int, hi: int, steps: 
     pron = PRONOUN[name]
     sentences = [f"{name} has {value} {item}."]
     lines = [sentences[0]]
-    for _ in range(steps):
+    for k in range(steps):
         step = _step(rng, value, hi, rng.random() < held_out_rate)
         if step is None:
             break
         sentence, calc, value = step
+        sentence = anchored(k, sentence)
         sentences.append(sentence)
         # GSM8K's style: each line restates a step of the story and does its calculation.
         lines.append(f"{sentence[:-1]}, so {{p}} has {calc}.")
@@ -88,9 +92,14 @@ def make_problem(rng: random.Random, names: list[str], lo: int, hi: int, steps: 
     return {"question": question, "answer": answer, "steps": len(lines) - 1, "target": value}
 
 
+def anchored(k: int, sentence: str) -> str:
+    """Sentence of step k (0-based) with its anchor: "First she buys 3 more apples." """
+    return f"{ANCHORS[k]} {sentence[0].lower()}{sentence[1:]}" if sentence[0] == "T" else f"{ANCHORS[k]} {sentence}"
+
+
 def fill(text: str, pron: str, item: str) -> str:
     """Put the pronouns and the item into a phrasing."""
-    sub = {"{P}": pron.capitalize(), "{p}": pron, "{P2}": "his" if pron == "he" else "her", "{item}": item}
+    sub = {"{P}": pron, "{p}": pron, "{P2}": "his" if pron == "he" else "her", "{item}": item}
     for k, v in sub.items():
         text = text.replace(k, v)
     return text
