@@ -179,9 +179,14 @@ class CombinedLM(TemplateLM):
 
     # --- scoring
     @torch.no_grad()
-    def combined_logprobs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Combined log-probs at every position of a right-padded batch."""
-        logits = [m(input_ids=input_ids, attention_mask=attention_mask).logits for m in self.models]
+    def combined_logprobs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Combined log-probs at positions ``start:`` of a right-padded batch.
+
+        Only the scored positions go through the output layers and the float32 combination.
+        """
+        keep = torch.arange(start, input_ids.shape[1], device=input_ids.device)
+        logits = [m(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep).logits
+                  for m in self.models]
         return self.combine(logits)
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
@@ -198,18 +203,19 @@ class CombinedLM(TemplateLM):
                     raise ValueError("loglikelihood needs a non-empty continuation")
                 whole = (list(context) + list(continuation))[-(self.max_length + 1):]
                 rows.append(whole[:-1])
-                spans.append(len(continuation))
+                spans.append(min(len(continuation), len(whole) - 1))  # a continuation cut by max_length
             width = max(len(r) for r in rows)
             ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
             mask = torch.zeros_like(ids)
             for j, r in enumerate(rows):
                 ids[j, :len(r)] = torch.tensor(r)
                 mask[j, :len(r)] = 1
-            logprobs = self.combined_logprobs(ids.to(self.device), mask.to(self.device)).cpu()
+            start = min(len(r) - cont for r, cont in zip(rows, spans))
+            logprobs = self.combined_logprobs(ids.to(self.device), mask.to(self.device), start).cpu()
             for j, i in enumerate(chunk):
                 n, cont = len(rows[j]), spans[j]
                 target = torch.tensor(list(requests[i][2])[-cont:])
-                lp = logprobs[j, n - cont:n]
+                lp = logprobs[j, n - cont - start:n - start]
                 score = float(lp.gather(-1, target[:, None]).sum())
                 greedy = bool((lp.argmax(-1) == target).all())
                 results[i] = (score, greedy)
