@@ -87,8 +87,9 @@ def generate(models: Sequence[Any], combine: Combine, prompts: Sequence[Sequence
     out: list[list[int]] = [[] for _ in prompts]
     done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
     for _ in range(max_new_tokens):
+        # logits_to_keep=1: the prefill needs the last position only, not [batch, prompt, vocab]
         logits = [m(input_ids=step_ids, attention_mask=mask, position_ids=step_pos, past_key_values=c,
-                    use_cache=True).logits[:, -1] for m, c in zip(models, caches)]
+                    use_cache=True, logits_to_keep=1).logits[:, -1] for m, c in zip(models, caches)]
         token = next_token(combine(logits), do_sample, temperature, top_p, top_k, generator)
         token = torch.where(done, torch.full_like(token, pad_id), token)
         for row in (~done).nonzero().flatten().tolist():
