@@ -195,9 +195,9 @@ def build_report(results_dir: str | os.PathLike, out_pdf: str | os.PathLike | No
             s.add(fig or F.no_data_page(title, "the profile has no rows"))
             tables = cost_table(prof)
             if prof.get("ratios"):
-                tables = pd.concat([tables, pd.DataFrame([{"phase": "ratio", "method": r["ratio"], "batch": "",
-                                                           "time": r["value"], "peak memory (MB)": ""}
+                tables = pd.concat([tables, pd.DataFrame([{"phase": "ratio", "method": r["ratio"], "time": r["value"]}
                                                           for r in ratio_table(prof).to_dict("records")])])
+                tables = tables.fillna("")
             s.add(F.table_pages(f"{title} (table)", tables.reset_index(drop=True)))
 
         s.section("Appendix: every result")

@@ -208,25 +208,31 @@ def long_table(agg: pd.DataFrame) -> pd.DataFrame:
 def cost_table(profile: dict[str, Any]) -> pd.DataFrame:
     unit = {"train": "s / step", "decode": "s / token", "inference": "s / batch"}
     rows = []
+    with_cpu = any(r.get("cpu_s") is not None for r in profile.get("rows", []))
     for r in profile.get("rows", []):
-        t = r.get("time_s")
-        m = r.get("peak_mem_mb")
-        rows.append(
-            {
-                "phase": r.get("phase", "–"),
-                "method": str(r.get("method", "–")).upper() if r.get("method") != "base" else "base",
-                "batch": r.get("batch", "–"),
-                "time": "–" if t is None else f"{t:.4g} {unit.get(r.get('phase'), 's')}",
-                "peak memory (MB)": "–" if m is None else f"{m:.1f}",
-            }
-        )
+        t, c, m = r.get("time_s"), r.get("cpu_s"), r.get("peak_mem_mb")
+        u = unit.get(r.get("phase"), "s")
+        row = {
+            "phase": r.get("phase", "–"),
+            "method": str(r.get("method", "–")).upper() if r.get("method") not in ("base", "reward") else r["method"],
+            "batch": str(r.get("batch", "–")),
+            "time": "–" if t is None else f"{t:.4g} {u}",
+        }
+        if with_cpu:  # CPU seconds: less disturbed than wall time on a shared machine
+            row["CPU time"] = "–" if c is None else f"{c:.4g} {u}"
+        row["peak memory (MB)"] = "–" if m is None else f"{m:.1f}"
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
 def ratio_table(profile: dict[str, Any]) -> pd.DataFrame:
-    ratios = profile.get("ratios") or {}
+    ratios = dict(profile.get("ratios") or {})
+    ratios.update({f"{k} (CPU seconds)": v for k, v in (profile.get("ratios_cpu_time") or {}).items()
+                   if "CPU" not in k})
+    ratios.update({k: v for k, v in (profile.get("ratios_cpu_time") or {}).items() if "CPU" in k})
     return pd.DataFrame(
-        [{"ratio": k, "value": f"{v:.2f}×" if isinstance(v, (int, float)) and math.isfinite(v) else str(v)} for k, v in ratios.items()]
+        [{"ratio": k, "value": f"{v:.2f}×" if isinstance(v, (int, float)) and math.isfinite(v) else str(v)}
+         for k, v in ratios.items()]
     )
 
 
