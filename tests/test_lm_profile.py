@@ -18,5 +18,6 @@ def test_profile_measures_every_method_side_by_side_with_ratios(tiny_llama):
     got = {(r["phase"], r["method"], r["batch"]) for r in record["rows"]}
     assert got == {("decode", m, b) for m in ("base", "reward", "prt", "eft") for b in (1, 2)} | {
         ("train", "ft", 2), ("train", "prt", 2)}
-    assert all(r["time_s"] > 0 and r["peak_mem_mb"] >= 0 for r in record["rows"])
+    assert all(r["time_s"] > 0 and r["cpu_s"] > 0 and r["peak_mem_mb"] >= 0 for r in record["rows"])
+    assert record["ratios_cpu_time"]["prt/ft train time"] > 0
     assert {"prt/(base+reward) decode time b1", "eft/prt decode time b2", "prt/ft train time"} <= record["ratios"].keys()

@@ -147,11 +147,12 @@ def _memory(job: dict[str, Any]) -> float:
     return torch.cuda.max_memory_allocated() / 2**20 if cuda else _peak_rss_mb() - baseline
 
 
-def _timings(jobs: list[dict[str, Any]]) -> list[float]:
-    """Seconds per token (decode) or per step (train) of every job, median over repeats.
+def _timings(jobs: list[dict[str, Any]]) -> list[dict[str, float]]:
+    """Wall and CPU seconds per token (decode) or per step (train) of every job, medians over repeats.
 
     The jobs run round-robin, one repeat of each in turn, so that load from other processes
     on a shared machine falls on all of them alike instead of on whichever ran at a bad time.
+    CPU seconds (this process's, all its threads) are less disturbed by such load than wall time.
     """
     import torch
 
@@ -167,20 +168,24 @@ def _timings(jobs: list[dict[str, Any]]) -> list[float]:
         return loaded[path]
 
     works = [_workload(job, load) for job in jobs]
-    samples: list[dict[str, list[float]]] = [{k: [] for k in w} for w in works]
+    samples: list[dict[tuple[str, str], list[float]]] = [{} for _ in works]
     for fn in (fn for w in works for fn in w.values()):
         fn()  # warm-up: first calls allocate and pick kernels
     for _ in range(jobs[0]["repeats"]):
         for work, sample in zip(works, samples):
             for key, fn in work.items():
-                start = time.perf_counter()
+                wall, cpu = time.perf_counter(), time.process_time()
                 fn()
-                sample[key].append(time.perf_counter() - start)
+                sample.setdefault((key, "wall"), []).append(time.perf_counter() - wall)
+                sample.setdefault((key, "cpu"), []).append(time.process_time() - cpu)
     out = []
     for job, sample in zip(jobs, samples):
         median = {k: statistics.median(v) for k, v in sample.items()}
-        out.append(median["step"] if job["phase"] == "train"
-                   else (median["full"] - median["prefill"]) / (job["new_tokens"] - 1))
+        per = {}
+        for clock in ("wall", "cpu"):
+            per[clock] = (median[("step", clock)] if job["phase"] == "train" else
+                          (median[("full", clock)] - median[("prefill", clock)]) / (job["new_tokens"] - 1))
+        out.append(per)
     return out
 
 
@@ -252,22 +257,26 @@ def profile_lm(base: str | None = None, reward: str | None = None, ft: str | Non
         if progress:
             print(f"timing {len(jobs)} workloads round-robin, {repeats} repeats ...", flush=True)
         seconds = run("_timings", jobs)
-        rows = [{"phase": job["phase"], "method": job["method"], "batch": job["batch"], "time_s": t, "peak_mem_mb": m}
-                for job, t, m in zip(jobs, seconds, memory)]
+        rows = [{"phase": job["phase"], "method": job["method"], "batch": job["batch"], "time_s": t["wall"],
+                 "cpu_s": t["cpu"], "peak_mem_mb": m} for job, t, m in zip(jobs, seconds, memory)]
 
     def row(phase, method, batch):
         return next(r for r in rows if (r["phase"], r["method"], r["batch"]) == (phase, method, batch))
 
-    ratios: dict[str, float] = {}
+    def time_ratios(key: str) -> dict[str, float]:
+        ratios = {}
+        for b in batch_sizes:
+            t = {m: row("decode", m, b)[key] for m in decode}
+            ratios[f"prt/(base+reward) decode time b{b}"] = t["prt"] / (t["base"] + t["reward"])
+            ratios[f"eft/prt decode time b{b}"] = t["eft"] / t["prt"]
+        ratios["prt/ft train time"] = row("train", "prt", train_batch)[key] / row("train", "ft", train_batch)[key]
+        return ratios
+
+    ratios = time_ratios("time_s")
     for b in batch_sizes:
-        t = {m: row("decode", m, b)["time_s"] for m in decode}
-        mem = {m: row("decode", m, b)["peak_mem_mb"] for m in decode}
-        ratios[f"prt/(base+reward) decode time b{b}"] = t["prt"] / (t["base"] + t["reward"])
-        ratios[f"eft/prt decode time b{b}"] = t["eft"] / t["prt"]
-        ratios[f"prt/eft decode memory b{b}"] = mem["prt"] / mem["eft"]
-    ft_row, prt_row = row("train", "ft", train_batch), row("train", "prt", train_batch)
-    ratios["prt/ft train time"] = prt_row["time_s"] / ft_row["time_s"]
-    ratios["prt/ft train memory"] = prt_row["peak_mem_mb"] / ft_row["peak_mem_mb"]
+        ratios[f"prt/eft decode memory b{b}"] = row("decode", "prt", b)["peak_mem_mb"] / row("decode", "eft", b)["peak_mem_mb"]
+    ratios["prt/ft train memory"] = (row("train", "prt", train_batch)["peak_mem_mb"]
+                                     / row("train", "ft", train_batch)["peak_mem_mb"])
     return {
         "schema": SCHEMA,
         "modality": "lm",
@@ -281,6 +290,7 @@ def profile_lm(base: str | None = None, reward: str | None = None, ft: str | Non
                      "dtype": dtype, "threads": threads or torch.get_num_threads()},
         "rows": rows,
         "ratios": ratios,
+        "ratios_cpu_time": None if device.startswith("cuda") else time_ratios("cpu_s"),  # host CPU means nothing on GPU
         "targets": {"prt/(base+reward) decode time": "<= 1.10", "eft/prt decode time": ">= 1.3",
                     "prt/ft train time": "<= 1.15"},
         "environment": environment(device),
@@ -293,16 +303,18 @@ def print_profile(record: dict[str, Any]) -> None:
 
     console = Console()
     table = Table(title=f"LM cost profile ({record['device']}; memory: {record['memory_measure']})")
-    for col in ("phase", "method", "batch", "time", "peak memory (MB)"):
-        table.add_column(col, justify="right" if col in ("batch", "time", "peak memory (MB)") else "left")
+    for col in ("phase", "method", "batch", "time", "CPU time", "peak memory (MB)"):
+        table.add_column(col, justify="left" if col in ("phase", "method") else "right")
     for r in record["rows"]:
         unit = "ms/token" if r["phase"] == "decode" else "ms/step"
         table.add_row(r["phase"], r["method"], str(r["batch"]), f"{1000 * r['time_s']:.2f} {unit}",
-                      f"{r['peak_mem_mb']:.1f}")
+                      f"{1000 * r['cpu_s']:.2f} {unit}", f"{r['peak_mem_mb']:.1f}")
     console.print(table)
     ratios = Table(title="ratios (targets: prt/(base+reward) decode <= 1.10, eft/prt decode >= 1.3, prt/ft train <= 1.15)")
     ratios.add_column("ratio")
-    ratios.add_column("value", justify="right")
+    ratios.add_column("wall time / memory", justify="right")
+    ratios.add_column("CPU time", justify="right")
     for k, v in record["ratios"].items():
-        ratios.add_row(k, f"{v:.3f}")
+        cpu = (record.get("ratios_cpu_time") or {}).get(k)
+        ratios.add_row(k, f"{v:.3f}", "" if cpu is None else f"{cpu:.3f}")
     console.print(ratios)
