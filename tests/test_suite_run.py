@@ -158,3 +158,16 @@ def test_one_subprocess_per_gpu_gives_the_results_of_the_runner_process(referenc
     assert logs == sorted(f"{cell_id}.log" for cell_id in summary.ran)
     in_subprocesses = cells_of(tmp_path)
     assert {k: outcome(v) for k, v in in_subprocesses.items()} == {k: outcome(cells_of(root)[k]) for k in in_subprocesses}
+
+
+def test_records_of_cells_no_longer_in_the_suite_are_set_aside(reference, tmp_path):
+    root, _ = reference
+    shutil.copytree(root / "results", tmp_path / "results")
+    cells_dir = tmp_path / "results" / "smoke" / "cells"
+    old = read_json(next(cells_dir.glob("*.json")))
+    stale = {**old, "cell_id": "0123456789abcdef", "config_hash": "0123456789abcdef"}
+    (cells_dir / "0123456789abcdef.json").write_text(__import__("json").dumps(stale))
+    summary = run_suite("smoke", options(tmp_path, cache=tmp_path / "unused"))
+    assert summary.ran == []
+    assert (tmp_path / "results" / "smoke" / "superseded" / "0123456789abcdef.json").is_file()
+    assert "0123456789abcdef" not in (tmp_path / "results" / "smoke" / "table.csv").read_text()

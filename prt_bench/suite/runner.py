@@ -82,7 +82,8 @@ def run_suite(suite_ref: str | Path, options: RunOptions, console=None) -> RunSu
     suite = load_suite(suite_ref)
     if not _uses_hub(suite):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    cells = select(expand(suite), options.only)
+    matrix = expand(suite)
+    cells = select(matrix, options.only)
     results_dir = Path(options.results) / suite.name
     runs_dir = Path(options.runs) / suite.name
     done = {c.cell_id for c in cells if read_cell(results_dir, c.cell_id) is not None}
@@ -122,11 +123,26 @@ def run_suite(suite_ref: str | Path, options: RunOptions, console=None) -> RunSu
                     if c not in runnable:
                         summary.failed[c.cell_id] = "a training cell it needs failed"
                 execute([jobs[c.cell_id] for c in runnable], progress, summary)
+    set_aside_superseded(results_dir, {c.cell_id for c in matrix}, console)
     summary.table = write_table(results_dir)
     if options.report:
         summary.report = build_report(results_dir, console)
     summary.wall_s = time.perf_counter() - start
     return summary
+
+
+def set_aside_superseded(results_dir: Path, current: set[str], console) -> None:
+    """Move records of cells the suite no longer has (its config changed) to `superseded/`, so
+    that the table and the report show the suite as it is now; nothing is deleted."""
+    cells = results_dir / "cells"
+    stale = [p for p in cells.glob("*.json") if p.stem not in current]
+    if not stale:
+        return
+    target = results_dir / "superseded"
+    target.mkdir(parents=True, exist_ok=True)
+    for p in stale:
+        os.replace(p, target / p.name)
+    console.print(f"{len(stale)} records of cells no longer in the suite moved to {target}")
 
 
 def _remove_abandoned(runs_dir: Path) -> None:
