@@ -171,3 +171,21 @@ def test_records_of_cells_no_longer_in_the_suite_are_set_aside(reference, tmp_pa
     assert summary.ran == []
     assert (tmp_path / "results" / "smoke" / "superseded" / "0123456789abcdef.json").is_file()
     assert "0123456789abcdef" not in (tmp_path / "results" / "smoke" / "table.csv").read_text()
+
+
+def test_a_complete_checkpoint_trained_outside_the_runner_is_adopted_not_retrained(reference, tmp_path):
+    root, _ = reference
+    shutil.copytree(root / "results", tmp_path / "results")
+    shutil.copytree(root / "runs", tmp_path / "runs")
+    records = cells_of(tmp_path)
+    target = next(r for r in records.values() if r["kind"] == "eval" and r["method"] == "ft_target"
+                  and r["modality"] == "vision")
+    ft = target["config"]["trained"]["ft"]
+    for cell_id in (ft, target["cell_id"]):  # as if the FT model came from, e.g., an accelerate job
+        (tmp_path / "results" / "smoke" / "cells" / f"{cell_id}.json").unlink()
+    checkpoint = tmp_path / "runs" / "smoke" / ft
+    before = {p.name: p.stat().st_mtime_ns for p in checkpoint.iterdir()}
+    summary = run_suite("smoke", options(tmp_path, cache=root.parent / "unused"))
+    assert sorted(summary.ran) == sorted([ft, target["cell_id"]])
+    assert {p.name: p.stat().st_mtime_ns for p in checkpoint.iterdir()} == before
+    assert outcome(cells_of(tmp_path)[target["cell_id"]]) == outcome(target)
