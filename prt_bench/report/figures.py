@@ -35,7 +35,7 @@ def page(title: str, subtitle: str | None = None) -> plt.Figure:
     # Drawn first (lowest zorder), so the title is also the first line of the page's text.
     fig.text(0.04, 0.955, title, fontsize=17, weight="bold", va="top", zorder=-10)
     if subtitle:
-        fig.text(0.04, 0.905, "\n".join(textwrap.wrap(subtitle, 170)), fontsize=10, color="#444444", va="top",
+        fig.text(0.04, 0.905, "\n".join(textwrap.wrap(subtitle, 150)), fontsize=10, color="#444444", va="top",
                  zorder=-9)
     return fig
 
@@ -318,8 +318,11 @@ def cost_figure(profile: dict, title: str) -> plt.Figure | None:
     colour = {"base": COLORS["base alone"], "reward": COLORS["reward only"], "ft": COLORS["FT (target)"],
               "prt": COLORS["PRT"], "eft": COLORS["EFT"]}
     name = {"base": "base alone", "reward": "reward alone", "ft": "FT", "prt": "PRT", "eft": "EFT"}
+    what = {**(profile.get("models") or {}), **(profile.get("config") or {}), **(profile.get("settings") or {})}
+    what_txt = ", ".join(f"{k}={v}" for k, v in what.items() if v is not None)
     fig = page(title, f"device: {profile.get('device', '?')}; medians as measured by `prt-bench profile`; "
-                      "labels: value, and its ratio to FT (else to the base alone) at the same batch size")
+                      "labels: value, and its ratio to FT (else to the base alone) at the same batch size"
+                      + (f". Profiled: {what_txt}" if what_txt else ""))
     legend: dict[str, Any] = {}
     for i, phase in enumerate(phases):
         sel = df[df["phase"] == phase]
