@@ -49,7 +49,7 @@ def _environment_lines(res: Results) -> list[str]:
         f"Report built: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         f"Results: {res.root} ({len(res.rows)} evaluation cells of {len(res.cells)} cell files; written {span})",
         f"Tasks: {', '.join(tasks) or 'none'}",
-        f"Git commit of the results: {', '.join(commits) or 'unknown'}"
+        f"Git commit of the results: {', '.join(c[:12] if len(commits) > 1 else c for c in commits) or 'unknown'}"
         + ("  (several commits!)" if len(commits) > 1 else ""),
         f"Git commit of this report: {git_commit() or 'unknown'}",
         "Hardware: " + ("; ".join(hw) if hw else "unknown"),
@@ -209,7 +209,7 @@ def build_report(results_dir: str | os.PathLike, out_pdf: str | os.PathLike | No
     with PdfPages(front) as pdf:
         fig = F.page(f"prt-bench report — suite {res.suite}",
                      "Portable Reward Tuning (Chijiwa et al., ICML 2025) and its baselines")
-        fig.text(0.04, 0.84, "\n".join(_wrap(env_lines, 135)), fontsize=10.5, va="top", linespacing=1.6)
+        fig.text(0.04, 0.84, "\n".join(_wrap(env_lines, 120)), fontsize=10.5, va="top", linespacing=1.6)
         pdf.savefig(fig)
         plt.close(fig)
         n_contents = 1
