@@ -18,6 +18,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 _PACKAGES = ("prt-bench", "torch", "transformers", "peft", "lm_eval", "open_clip_torch", "safetensors")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write via a temporary file in the same folder and rename: readers never see half a file."""
     path = Path(path)
@@ -28,6 +34,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are for sharing
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
