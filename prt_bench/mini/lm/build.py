@@ -128,11 +128,22 @@ def base_config(cfg: dict, base: dict) -> dict:
 def _pretrain_one(job: dict) -> dict:
     """Worker: pretrain one base (runs in its own process when building in parallel)."""
     import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(job["threads"])
+    try:
+        return _pretrain_with(job)
+    finally:
+        # In-process builds must not leave the caller on another thread count: CPU float
+        # reductions, and so the caller's later results, depend on it.
+        torch.set_num_threads(threads)
+
+
+def _pretrain_with(job: dict) -> dict:
     from transformers import AutoTokenizer
 
     from prt_bench.mini.lm.pretrain import pack, pretrain
 
-    torch.set_num_threads(job["threads"])
     cfg, base, out = job["cfg"], job["base"], Path(job["out"])
     tok = AutoTokenizer.from_pretrained(job["tokenizer"])
     tokens = pack(corpus_docs(cfg, base["corpus"]), tok)
