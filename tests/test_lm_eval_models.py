@@ -18,15 +18,6 @@ from prt_bench.lm import lm_eval_models
 from prt_bench.lm.lm_eval_models import EFTLM, PRTLM, generate
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models on a shared 2-core machine run ~10x faster without intra-op threads.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def prt_lm(tiny_llama, tiny_llama_b):
     return PRTLM(base=str(tiny_llama), reward=str(tiny_llama_b), batch_size=4)

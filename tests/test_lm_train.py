@@ -15,15 +15,6 @@ from prt_bench.lm.train import IGNORE, encode_pair, mean_loss, train_lm
 STEPS = dict(lr=3e-3, max_steps=10, batch_size=8, warmup=0.0, progress=False)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models on a shared 2-core machine run ~10x faster without intra-op threads.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def pairs(tmp_path_factory):
     path = tmp_path_factory.mktemp("lm-data") / "pairs.jsonl"
