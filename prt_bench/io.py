@@ -51,6 +51,16 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.load(f)
 
 
+def deep_merge(base: dict, override: dict) -> dict:
+    """A copy of `base` with `override` laid over it, nested dicts merged key by key (config variants)."""
+    import copy
+
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def config_hash(config: Any, length: int = 16) -> str:
     """A stable hash of a JSON-able config (key order does not matter)."""
     blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)

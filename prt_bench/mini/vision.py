@@ -17,7 +17,6 @@ interrupted build resumes where it stopped.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
@@ -28,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from prt_bench.io import REPO_ROOT, MANIFEST, config_hash, read_manifest
+from prt_bench.io import MANIFEST, REPO_ROOT, config_hash, deep_merge, read_manifest
 
 FAMILY_FILE = Path(__file__).with_name("vision.yaml")
 CONFIG_DIR = Path(__file__).with_name("vision_configs")
@@ -38,20 +37,13 @@ VARIANTS = ("default", "micro")
 BUILD_VERSION = 1
 
 
-def _merge(base: dict, override: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
 def load_family(variant: str = "default", path: str | os.PathLike = FAMILY_FILE) -> dict[str, Any]:
     """The family file with ``variant``'s overrides applied, and each base's open_clip config inlined."""
     family = yaml.safe_load(Path(path).read_text())
     variants = family.pop("variants", {}) or {}
     if variant not in variants:
         raise ValueError(f"unknown mini vision variant {variant!r}; known: {sorted(variants)}")
-    family = _merge(family, variants[variant] or {})
+    family = deep_merge(family, variants[variant] or {})
     family["variant"] = variant
     for name, spec in family["bases"].items():
         if spec["data"] not in family["data_versions"]:

@@ -11,25 +11,18 @@ Layout of one build:
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 from pathlib import Path
 from typing import Any
 
-from prt_bench.io import REPO_ROOT, atomic_write_json, atomic_write_text, config_hash, read_manifest, write_manifest
+from prt_bench.io import (REPO_ROOT, atomic_write_json, atomic_write_text, config_hash, deep_merge, read_manifest,
+                          write_manifest)
 
 FAMILY_YAML = Path(__file__).resolve().parents[1] / "lm_bases.yaml"
 CACHE = REPO_ROOT / ".cache" / "mini" / "lm"
 # Bump when a generator or the pretraining loop changes what a config produces.
 FORMAT_VERSION = 1
-
-
-def _merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 def load_config(variant: str = "default", path: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -43,7 +36,7 @@ def load_config(variant: str = "default", path: str | os.PathLike | None = None)
         raise ValueError(f"unknown mini LM variant {variant!r}; known: {', '.join(variants) or 'none'}")
     over = dict(variants[variant] or {})
     steps = over.pop("steps", None)
-    cfg = _merge(raw, over)
+    cfg = deep_merge(raw, over)
     cfg["bases"] = {name: {"name": name, **spec, **({"steps": steps} if steps is not None else {})}
                     for name, spec in cfg["bases"].items()}
     cfg["variant"] = variant
