@@ -41,6 +41,22 @@ def test_second_build_reuses_the_cache(micro):
     assert again["built_now"] == [] and again["bases"] == first["bases"]
 
 
+def test_only_builds_the_named_bases_and_lists_what_exists(tmp_path):
+    from prt_bench.mini.lm.build import build_lm
+
+    record = build_lm("micro", tmp_path, jobs=1, progress=False, only=["llama-s-v1"])
+    assert record["built_now"] == ["llama-s-v1"] and list(record["bases"]) == ["llama-s-v1"]
+    later = build_lm("micro", tmp_path, jobs=1, progress=False, only=["llama-s-v1", "qwen2-s-v1"])
+    assert later["built_now"] == ["qwen2-s-v1"] and set(later["bases"]) == {"llama-s-v1", "qwen2-s-v1"}
+
+
+def test_only_refuses_an_unknown_base(tmp_path):
+    from prt_bench.mini.lm.build import build_lm
+
+    with pytest.raises(ValueError, match="unknown mini LM base"):
+        build_lm("micro", tmp_path, jobs=1, progress=False, only=["llama-xl-v9"])
+
+
 def test_bases_reload_as_causal_lms_of_their_family(micro):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -39,22 +39,40 @@ def test_gsm_test_split_is_disjoint_from_train():
     assert not {r["question"] for r in d["train"]} & {r["question"] for r in d["test"]}
 
 
-def test_gsm_test_split_holds_out_names_and_numbers():
-    cfg = gsm.GsmConfig()
+def test_gsm_test_split_holds_out_names():
+    d = gsm.generate(300, 60)
+    assert {r["question"].split()[0] for r in d["train"]} <= set(gsm.TRAIN_NAMES)
+    assert {r["question"].split()[0] for r in d["test"]} <= set(gsm.TEST_NAMES)
+
+
+def test_gsm_test_split_can_hold_out_a_number_range():
+    cfg = gsm.GsmConfig(train_max=20, test_max=30)  # test_min defaults to train_max + 1
     d = gsm.generate(300, 60, config=cfg)
-    train_names = {r["question"].split()[0] for r in d["train"]}
-    test_names = {r["question"].split()[0] for r in d["test"]}
-    assert train_names <= set(gsm.TRAIN_NAMES) and test_names <= set(gsm.TEST_NAMES)
     assert max(int(n) for r in d["train"] for n in re.findall(r"\d+", r["answer"])) <= cfg.train_max
     assert all(int(re.findall(r"\d+", r["question"])[0]) > cfg.train_max for r in d["test"])
 
 
-def test_gsm_test_split_uses_held_out_phrasings():
-    d = gsm.generate(300, 60)
-    held = [p.split("{b}")[-1] for p in (gsm.ADD[-1], gsm.SUB[-1])]
-    assert not any(h in r["question"] for r in d["train"] for h in held if "{item}" not in h)
-    assert any("wins" in r["question"] or "uses up" in r["question"] for r in d["test"])
-    assert not any("wins" in r["question"] or "uses up" in r["question"] for r in d["train"])
+def test_gsm_test_start_values_follow_test_min():
+    cfg = gsm.GsmConfig(train_max=30, test_min=1, test_max=30)
+    starts = [int(re.findall(r"\d+", r["question"])[0]) for r in gsm.generate(50, 200, config=cfg)["test"]]
+    assert min(starts) <= 10 and max(starts) <= 30
+
+
+HELD = ("wins", "uses up", "times as big")
+
+
+def test_gsm_held_out_phrasings_appear_in_test_only_in_their_share():
+    cfg = gsm.GsmConfig(held_out_share=0.4)
+    d = gsm.generate(300, 400, config=cfg)
+    assert not any(h in r["question"] for r in d["train"] for h in HELD)
+    held = [sum(r["question"].count(h) for h in HELD) for r in d["test"]]
+    assert max(held) == 1  # one held-out step at most per problem
+    assert 0.3 < sum(held) / len(held) < 0.5
+
+
+def test_gsm_held_out_share_zero_uses_train_phrasings_only():
+    d = gsm.generate(50, 100, config=gsm.GsmConfig(held_out_share=0.0))
+    assert not any(h in r["question"] for r in d["test"] for h in HELD)
 
 
 def test_corpus_is_deterministic_and_has_no_task_format():

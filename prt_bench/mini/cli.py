@@ -10,6 +10,7 @@ def build_lm(
     out: Optional[Path] = typer.Option(None, help="Cache root (default: .cache/mini/lm); the build goes to OUT/<config-hash>/."),
     jobs: Optional[int] = typer.Option(None, help="Bases pretrained at once (default: one per CPU core)."),
     config: Optional[Path] = typer.Option(None, help="Another base-family YAML (default: prt_bench/mini/lm_bases.yaml)."),
+    only: list[str] = typer.Option(None, help="Build only these bases (repeatable)."),
     json_out: bool = typer.Option(False, "--json", help="Print the whole build record as JSON."),
 ) -> None:
     """Pretrain the mini language bases (cached by config hash) and write the mini_gsm / mini_ifeval data."""
@@ -20,7 +21,7 @@ def build_lm(
 
     t0 = time.time()
     try:
-        record = run(variant, out, jobs=jobs, config_path=config)
+        record = run(variant, out, jobs=jobs, config_path=config, only=only or None)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from e
     if json_out:

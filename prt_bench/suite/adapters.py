@@ -39,17 +39,21 @@ def mini_family(modality: str, variant: str = "default") -> tuple[str, list[str]
     return lm.world_hash(family), list(family["bases"])
 
 
-def mini_world(modality: str, cache: Path | None, variant: str = "default", progress: bool = True) -> dict[str, str]:
-    """Build (or find cached) a mini world: base name -> folder (and, for language, "data:<task>" -> file)."""
+def mini_world(modality: str, cache: Path | None, variant: str = "default", progress: bool = True,
+               only: list[str] | None = None) -> dict[str, str]:
+    """Build (or find cached) a mini world -- all its bases, or those named in `only`: base
+    name -> folder (and, for language, "data:<task>" -> file)."""
     if modality == "vision":
         from prt_bench.mini.vision import build_vision_world
 
         root = cache / "mini" / "vision" if cache else None
-        return {k: str(v) for k, v in build_vision_world(cache_root=root, variant=variant, progress=progress).items()}
-    from prt_bench.mini.lm import build_lm_world
+        world = build_vision_world(cache_root=root, variant=variant, progress=progress, only=only)
+    else:
+        from prt_bench.mini.lm import build_lm_world
 
-    root = cache / "mini" / "lm" if cache else None
-    return {k: str(v) for k, v in build_lm_world(cache_root=root, variant=variant, progress=progress).items()}
+        root = cache / "mini" / "lm" if cache else None
+        world = build_lm_world(cache_root=root, variant=variant, progress=progress, only=only)
+    return {k: str(v) for k, v in world.items()}
 
 
 def build_tiny(modality: str, options: dict[str, Any], cache: Path | None) -> Path:

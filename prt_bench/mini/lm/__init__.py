@@ -25,10 +25,11 @@ def load_family(variant: str = "default") -> dict:
 
 
 def build_lm_world(cache_root: str | os.PathLike | None = None, variant: str = "default",
-                   progress: bool = True, jobs: int | None = None) -> dict[str, Path]:
+                   progress: bool = True, jobs: int | None = None, only: list[str] | None = None) -> dict[str, Path]:
     """Build (or find cached) the family: base name -> folder, and "data:<task>" -> train JSONL,
-    "data:<task>:test" -> test JSONL, "data_dir" -> the folder the task files read."""
-    record = build_lm(variant, cache_root, jobs=jobs, progress=progress)
+    "data:<task>:test" -> test JSONL, "data_dir" -> the folder the task files read.  `only`:
+    build just these bases (the others are listed only if already built)."""
+    record = build_lm(variant, cache_root, jobs=jobs, progress=progress, only=only)
     out: dict[str, Path] = {name: Path(p) for name, p in record["bases"].items()}
     for task, splits in record["data"].items():
         out[f"data:{task}"] = Path(splits["train"])

@@ -22,7 +22,7 @@ from prt_bench.io import (REPO_ROOT, atomic_write_json, atomic_write_text, confi
 FAMILY_YAML = Path(__file__).resolve().parents[1] / "lm_bases.yaml"
 CACHE = REPO_ROOT / ".cache" / "mini" / "lm"
 # Bump when a generator or the pretraining loop changes what a config produces.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def load_config(variant: str = "default", path: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -64,7 +64,8 @@ def build_data(cfg: dict, root: Path) -> dict[str, dict[str, Path]]:
     g, f = cfg["tasks"]["mini_gsm"], cfg["tasks"]["mini_ifeval"]
     paths = {t: {s: root / "data" / t / f"{s}.jsonl" for s in ("train", "test")} for t in ("mini_gsm", "mini_ifeval")}
     if not all(p.is_file() for d in paths.values() for p in d.values()):
-        gsm_cfg = gsm.GsmConfig(train_max=g["train_max"], test_max=g["test_max"], max_steps=g["max_steps"])
+        gsm_cfg = gsm.GsmConfig(train_max=g["train_max"], test_max=g["test_max"], max_steps=g["max_steps"],
+                                test_min=g.get("test_min"), held_out_share=g["held_out_share"])
         splits = {"mini_gsm": gsm.generate(g["n_train"], g["n_test"], seed=g["seed"], config=gsm_cfg),
                   "mini_ifeval": ifeval.generate(f["n_train"], f["n_test"], seed=f["seed"])}
         for task, d in paths.items():
@@ -157,17 +158,30 @@ def _pretrain_with(job: dict) -> dict:
     return {"name": base["name"], **stats}
 
 
+def _built(path: Path, cfg: dict, name: str) -> bool:
+    """Whether `path` holds base `name` as the current config makes it."""
+    man = read_manifest(path)
+    return bool(man) and man.get("config_hash") == config_hash(base_config(cfg, cfg["bases"][name]))
+
+
 def build_lm(variant: str = "default", out: str | os.PathLike | None = None, *, jobs: int | None = None,
-             progress: bool = True, config_path: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Build (or reuse) the tokenizer, task data and every base; returns the bases.json record."""
+             progress: bool = True, config_path: str | os.PathLike | None = None,
+             only: list[str] | None = None) -> dict[str, Any]:
+    """Build (or reuse) the tokenizer, task data and the bases (all, or those named in `only`);
+    returns the bases.json record, which lists the bases that exist."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     cfg = load_config(variant, config_path)
+    unknown = sorted(set(only or ()) - set(cfg["bases"]))
+    if unknown:
+        raise ValueError(f"unknown mini LM base(s) {', '.join(unknown)}; known: {', '.join(cfg['bases'])}")
     root = build_root(cfg, out)
     root.mkdir(parents=True, exist_ok=True)
     data = build_data(cfg, root)
     build_tokenizer(cfg, root, data)
     todo = []
     for base in cfg["bases"].values():
+        if only is not None and base["name"] not in only:
+            continue
         bc = base_config(cfg, base)
         h = config_hash(bc)
         man = read_manifest(root / base["name"])
@@ -197,7 +211,7 @@ def build_lm(variant: str = "default", out: str | os.PathLike | None = None, *, 
         "root": str(root),
         "config_hash": root.name,
         "tokenizer": str(root / "tokenizer"),
-        "bases": {name: str(root / name) for name in cfg["bases"]},
+        "bases": {name: str(root / name) for name in cfg["bases"] if _built(root / name, cfg, name)},
         "roles": {name: b.get("role") for name, b in cfg["bases"].items()},
         "source": next(name for name, b in cfg["bases"].items() if b.get("role") == "source"),
         "scenarios": cfg.get("scenarios", {}),

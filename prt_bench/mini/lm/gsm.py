@@ -3,9 +3,10 @@ that end in `#### N`, as GSM8K's answers do.
 
 Each step is one sentence of the story and one answer line that restates it and does its
 calculation (`She buys 5 more apples, so she has 7 + 5 = 12.`).  The test split
-holds out names, one phrasing per operation, and a number range (every test problem uses a
-number above the train range), so a model passes it only by knowing the arithmetic and the
-phrasings from pretraining, not by remembering training problems.
+holds out names and a number range (every test problem starts above the train range), and a
+share of its problems has one step in a phrasing the train split never uses, so a model passes
+it only by knowing the arithmetic and the phrasings from pretraining, not by remembering
+training problems.
 """
 
 from __future__ import annotations
@@ -36,10 +37,13 @@ ANCHORS = ["First", "Then", "Next", "Later"]
 
 @dataclass(frozen=True)
 class GsmConfig:
-    """Number ranges of the two splits (train values never exceed train_max)."""
+    """Number ranges of the two splits (train values never exceed train_max; test problems
+    start in [test_min, test_max], test_min defaulting to train_max + 1: a held-out range)."""
     train_max: int = 20
     test_max: int = 30
+    test_min: int | None = None
     max_steps: int = 4  # at most len(ANCHORS)
+    held_out_share: float = 0.4  # test problems with one step in a held-out phrasing
 
 
 def _step(rng: random.Random, value: int, hi: int, held_out: bool) -> tuple[str, str, int] | None:
@@ -68,8 +72,9 @@ def _step(rng: random.Random, value: int, hi: int, held_out: bool) -> tuple[str,
 
 
 def make_problem(rng: random.Random, names: list[str], lo: int, hi: int, steps: int,
-                 held_out_rate: float = 0.0) -> dict:
-    """A problem whose every number lies in [0, hi] and whose start lies in [lo, hi]."""
+                 held_out_step: int | None = None) -> dict:
+    """A problem whose every number lies in [0, hi] and whose start lies in [lo, hi]; step
+    `held_out_step` (0-based), if given, uses a held-out phrasing."""
     name = rng.choice(names)
     item = rng.choice(ITEMS)
     value = rng.randint(lo, hi)
@@ -77,7 +82,7 @@ def make_problem(rng: random.Random, names: list[str], lo: int, hi: int, steps: 
     sentences = [f"{name} has {value} {item}."]
     lines = [sentences[0]]
     for k in range(steps):
-        step = _step(rng, value, hi, rng.random() < held_out_rate)
+        step = _step(rng, value, hi, k == held_out_step)
         if step is None:
             break
         sentence, calc, value = step
@@ -86,7 +91,7 @@ def make_problem(rng: random.Random, names: list[str], lo: int, hi: int, steps: 
         # GSM8K's style: each line restates a step of the story and does its calculation.
         lines.append(f"{sentence[:-1]}, so {{p}} has {calc}.")
     if len(lines) == 1:
-        return make_problem(rng, names, lo, hi, steps, held_out_rate)
+        return make_problem(rng, names, lo, hi, steps, held_out_step)
     question = fill(" ".join(sentences), pron, item) + f" How many {item} does {name} have now?"
     answer = fill("\n".join(lines), pron, item) + f"\n#### {value}"
     return {"question": question, "answer": answer, "steps": len(lines) - 1, "target": value}
@@ -113,8 +118,9 @@ def _row(p: dict) -> dict:
 def generate(n_train: int, n_test: int, seed: int = 0, config: GsmConfig = GsmConfig()) -> dict[str, list[dict]]:
     """The train and test splits; same arguments, same bytes.
 
-    Test problems use held-out names, held-out phrasings (half their steps) and at least one
-    number above `train_max`; no test question appears in the train split.
+    Test problems use held-out names and start in [test_min, test_max]; a `held_out_share` of them
+    has one step (at a random place) in a held-out phrasing; no test question appears in the
+    train split.
     """
     rng = random.Random(seed)
     train, seen = [], set()
@@ -125,8 +131,10 @@ def generate(n_train: int, n_test: int, seed: int = 0, config: GsmConfig = GsmCo
             train.append(_row(p))
     test, seen_test = [], set()
     while len(test) < n_test:
-        p = make_problem(rng, TEST_NAMES, config.train_max + 1, config.test_max,
-                         1 + len(test) % config.max_steps, held_out_rate=0.5)
+        steps = 1 + len(test) % config.max_steps
+        held = rng.randrange(steps) if rng.random() < config.held_out_share else None
+        lo = config.train_max + 1 if config.test_min is None else config.test_min
+        p = make_problem(rng, TEST_NAMES, lo, config.test_max, steps, held)
         if p["question"] not in seen and p["question"] not in seen_test:
             seen_test.add(p["question"])
             test.append(_row(p))
