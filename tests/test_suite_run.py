@@ -1,8 +1,10 @@
 """`prt-bench run` on the smoke suite (tiny models built on the fly): a full run, resuming,
-SIGKILL in the middle, determinism, and Ray giving what the local executor gives."""
+SIGKILL in the middle, determinism, Ray giving what the local executor gives, and the cost
+profile the run writes for the report."""
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import signal
@@ -14,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from prt_bench.io import REPO_ROOT, read_json
+from prt_bench.report.results import PROFILE_SCHEMA, load_results
+from prt_bench.suite import profile as suite_profile
 from prt_bench.suite.plan import expand
 from prt_bench.suite.runner import RunOptions, run_suite, select
 from prt_bench.suite.schema import load_suite
@@ -27,8 +31,13 @@ SIGKILL_SLICE = "* vision *ft*"
 
 
 def options(root: Path, **kw) -> RunOptions:
+    kw.setdefault("profile", False)  # measured by the reference run (and the tests of the profile) only
     return RunOptions(results=root / "results", runs=root / "runs", cache=kw.pop("cache", root / "cache"),
                       gpus=[], report=False, progress=False, **kw)
+
+
+def profiles_of(root: Path) -> dict[str, dict]:
+    return {p.stem: read_json(p) for p in sorted((root / "results" / "smoke" / "profile").glob("*.json"))}
 
 
 def cells_of(root: Path) -> dict[str, dict]:
@@ -48,7 +57,7 @@ def cache(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, cache) -> tuple[Path, object]:
     root = tmp_path_factory.mktemp("reference")
-    summary = run_suite("smoke", options(root, cache=cache))
+    summary = run_suite("smoke", options(root, cache=cache, profile=True))
     return root, summary
 
 
@@ -74,10 +83,11 @@ def test_full_run_stores_one_record_per_cell_and_the_table(reference):
 
 def test_rerun_does_nothing(reference):
     root, _ = reference
-    before = {p: p.stat().st_mtime_ns for p in (root / "results").rglob("cells/*.json")}
-    again = run_suite("smoke", options(root, cache=root / "unused-cache"))
-    assert again.ran == [] and again.failed == {} and again.already_done == again.total
-    assert {p: p.stat().st_mtime_ns for p in (root / "results").rglob("cells/*.json")} == before
+    before = {p: p.stat().st_mtime_ns for p in (root / "results").rglob("*/*.json")}
+    assert any(p.parent.name == "profile" for p in before)
+    again = run_suite("smoke", options(root, cache=root / "unused-cache", profile=True))
+    assert again.ran == [] and again.failed == {} and again.already_done == again.total and again.profiles == []
+    assert {p: p.stat().st_mtime_ns for p in (root / "results").rglob("*/*.json")} == before
     assert not (root / "unused-cache").exists(), "a rerun with nothing to do builds no base"
 
 
@@ -100,7 +110,7 @@ def test_sigkill_mid_run_then_rerun_matches_an_uninterrupted_run(reference, cach
     root, _ = reference
     cmd = [sys.executable, "-m", "prt_bench.cli", "run", "--suite", "smoke", "--results", str(tmp_path / "results"),
            "--runs", str(tmp_path / "runs"), "--cache", str(cache), "--gpus", "none", "--no-report",
-           "--no-progress", "--only", SIGKILL_SLICE]
+           "--no-progress", "--no-profile", "--only", SIGKILL_SLICE]
     cells_dir = tmp_path / "results" / "smoke" / "cells"
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -124,6 +134,7 @@ def test_sigkill_mid_run_then_rerun_matches_an_uninterrupted_run(reference, cach
     table = (tmp_path / "results" / "smoke" / "table.csv").read_text().splitlines()[1:]
     assert len(table) == len(set(table)), "no row may be duplicated"
     assert not list((tmp_path / "runs" / "smoke").glob(".*.tmp")), "abandoned temporary folders are removed"
+    assert not (tmp_path / "results" / "smoke" / "profile").exists(), "--no-profile measures nothing"
 
 
 def test_same_seed_gives_identical_metrics(reference, cache, tmp_path):
@@ -189,3 +200,37 @@ def test_a_complete_checkpoint_trained_outside_the_runner_is_adopted_not_retrain
     assert sorted(summary.ran) == sorted([ft, target["cell_id"]])
     assert {p.name: p.stat().st_mtime_ns for p in checkpoint.iterdir()} == before
     assert outcome(cells_of(tmp_path)[target["cell_id"]]) == outcome(target)
+
+
+def test_the_run_writes_a_cost_profile_of_each_modality_on_the_suites_bases(reference):
+    root, summary = reference
+    profiles = profiles_of(root)
+    assert set(profiles) == {"lm", "vision"}
+    assert sorted(summary.profiles) == sorted(root / "results" / "smoke" / "profile" / f"{m}.json" for m in profiles)
+    for modality, prof in profiles.items():
+        assert prof["schema"] == PROFILE_SCHEMA and prof["modality"] == modality and prof["device"] == "cpu"
+        assert {r["method"] for r in prof["rows"] if r["phase"] == "train"} == {"ft", "prt"}
+        # every row measured (a per-token decode time is a difference of two medians: only its sign is noisy)
+        assert all(math.isfinite(r["time_s"]) and math.isfinite(r["peak_mem_mb"]) for r in prof["rows"])
+        assert all(r["time_s"] > 0 for r in prof["rows"] if r["phase"] != "decode")
+        assert prof["run"]["config"]["settings"] == suite_profile.SETTINGS[modality]
+    # the first transfer of each section: its source trains, its target decodes / classifies
+    assert profiles["vision"]["run"]["bases"] == {"source": "tiny-vit-s", "target": "tiny-vit-m"}
+    assert profiles["vision"]["config"]["model"] == "tiny-vit-s (source)"
+    assert {r["method"] for r in profiles["vision"]["rows"] if r["phase"] == "inference"} == {"ft", "prt", "eft"}
+    assert profiles["lm"]["run"]["bases"] == {"source": "tiny-llama-s", "target": "tiny-llama-m"}
+    assert profiles["lm"]["models"]["base"] == "tiny-llama-m (target)"
+    assert profiles["lm"]["models"]["trainee"] == "tiny-llama-s (source)"
+    assert {r["method"] for r in profiles["lm"]["rows"] if r["phase"] == "decode"} == {"base", "reward", "prt", "eft"}
+    assert set(load_results(root / "results" / "smoke").profiles) == {"lm", "vision"}  # what the report reads
+
+
+def test_a_profile_of_other_settings_is_measured_again_alone(reference, cache, tmp_path, monkeypatch):
+    root, _ = reference
+    shutil.copytree(root / "results", tmp_path / "results")
+    vision_before = (tmp_path / "results" / "smoke" / "profile" / "vision.json").stat().st_mtime_ns
+    monkeypatch.setitem(suite_profile.SETTINGS, "lm", {**suite_profile.SETTINGS["lm"], "repeats": 2})
+    summary = run_suite("smoke", options(tmp_path, cache=cache, profile=True))
+    assert summary.ran == [] and summary.profiles == [tmp_path / "results" / "smoke" / "profile" / "lm.json"]
+    assert profiles_of(tmp_path)["lm"]["settings"]["repeats"] == 2
+    assert (tmp_path / "results" / "smoke" / "profile" / "vision.json").stat().st_mtime_ns == vision_before

@@ -222,14 +222,16 @@ def default_models(root: Path, size: dict[str, int]) -> dict[str, Path]:
 
 
 def profile_lm(base: str | None = None, reward: str | None = None, ft: str | None = None, pt: str | None = None,
-               *, batch_sizes: tuple[int, ...] = (1, 16), prompt_len: int = 32, new_tokens: int = 32,
-               train_batch: int = 8, train_seq_len: int = 128, repeats: int = 5, device: str | None = None,
-               dtype: str | None = None, threads: int | None = None, size: dict[str, int] | None = None,
-               isolate: bool = True, progress: bool = True) -> dict[str, Any]:
+               *, trainee: str | None = None, batch_sizes: tuple[int, ...] = (1, 16), prompt_len: int = 32,
+               new_tokens: int = 32, train_batch: int = 8, train_seq_len: int = 128, repeats: int = 5,
+               device: str | None = None, dtype: str | None = None, threads: int | None = None,
+               size: dict[str, int] | None = None, isolate: bool = True, progress: bool = True) -> dict[str, Any]:
     """Run every measurement and return the profile record (schema ``prt-bench/profile/1``).
 
     Any of reward/ft/pt left out defaults to ``base`` (the cost depends on the architecture,
-    not the weights); with no ``base`` four ~10M-parameter Llamas are built.  ``isolate=False``
+    not the weights); with no ``base`` four ~10M-parameter Llamas are built.  ``trainee`` is the
+    model whose FT and PRT steps are timed (default ``base``; PRT trains the reward, so a suite
+    profiles its source there).  ``isolate=False``
     measures in this process (quicker; memory figures then carry what earlier ones left behind).
     """
     import torch
@@ -244,13 +246,16 @@ def profile_lm(base: str | None = None, reward: str | None = None, ft: str | Non
             paths = {k: str(v) for k, v in built.items()}
         else:
             paths = {"base": base, "reward": reward or base, "ft": ft or base, "pt": pt or base}
+        if trainee is not None:
+            paths["trainee"] = trainee
         decode = {"base": (["base"], "single"), "reward": (["reward"], "single"),
                   "prt": (["base", "reward"], "prt"), "eft": (["base", "ft", "pt"], "eft")}
         common = {"device": device, "dtype": dtype, "threads": threads, "repeats": repeats}
         jobs = [{**common, "phase": "decode", "method": m, "models": [paths[n] for n in names], "rule": rule,
                  "batch": b, "prompt_len": prompt_len, "new_tokens": new_tokens}
                 for b in batch_sizes for m, (names, rule) in decode.items()]
-        jobs += [{**common, "phase": "train", "method": m, "models": [paths["base"]], "batch": train_batch,
+        trained = paths.get("trainee", paths["base"])
+        jobs += [{**common, "phase": "train", "method": m, "models": [trained], "batch": train_batch,
                   "seq_len": train_seq_len} for m in ("ft", "prt")]
         run = (lambda name, arg: _isolated(name, arg)) if isolate else (lambda name, arg: globals()[name](arg))
         memory = [run("_memory", job) for job in track(jobs, description="peak memory", disable=not progress)]

@@ -22,6 +22,8 @@ def run(
                                        "(default: all visible; 'none': CPU in this process)."),
     report: bool = typer.Option(True, "--report/--no-report", help="Build the report at the end."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress display."),
+    profile: bool = typer.Option(True, "--profile/--no-profile", help="Measure the cost profile (FT vs PRT vs "
+                                 "EFT, seconds per modality) into DIR/<suite>/profile/, unless it is there."),
 ) -> None:
     """Run a suite: train every training cell once, evaluate the transfer matrix, write one
     JSON per cell and the table, build the report.  Resumable: done cells are skipped."""
@@ -39,7 +41,8 @@ def run(
 
     console = Console(file=sys.stderr)  # this stream, not one a running cell redirects
     options = RunOptions(results=results, runs=runs, cache=cache, executor=executor, ray_address=ray_address,
-                         gpus=gpu_list, only=only, dry_run=dry_run, report=report, progress=progress)
+                         gpus=gpu_list, only=only, dry_run=dry_run, report=report, progress=progress,
+                         profile=profile)
     try:
         summary = run_suite(suite, options, console)
     except SuiteError as e:

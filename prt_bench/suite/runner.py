@@ -7,7 +7,9 @@
    source/target pair, label sets, data -- ``checks`` -- all before any training;
 5. run the training cells, then the evaluation cells, through one executor: in this process
    (CPU), one subprocess per visible GPU (CUDA_VISIBLE_DEVICES), or Ray tasks;
-6. rebuild the table from the cell files and build the report.
+6. measure the cost profile of each modality the run covers, unless the results hold it
+   already -- ``profile``;
+7. rebuild the table from the cell files and build the report.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class RunOptions:
     dry_run: bool = False
     report: bool = True
     progress: bool = True
+    profile: bool = True                # write <results>/<suite>/profile/<modality>.json (cost section)
 
 
 @dataclass
@@ -56,6 +59,7 @@ class RunSummary:
     failed: dict[str, str] = field(default_factory=dict)
     table: Path | None = None
     report: Path | None = None
+    profiles: list[Path] = field(default_factory=list)   # profile files written by this run
     wall_s: float = 0.0
 
 
@@ -98,19 +102,20 @@ def run_suite(suite_ref: str | Path, options: RunOptions, console=None) -> RunSu
         out.print(f"{len(cells)} cells, {len(cells) - len(todo)} done, {len(todo)} to run (results: {results_dir})")
         return summary
 
+    cache = Path(options.cache) if options.cache else None
+    worlds: dict[str, dict[str, str]] = {}
+    resolved: dict[tuple[str, str], str] = {}
     if todo:
         from prt_bench.suite.execute import quiet_libraries
 
         _remove_abandoned(runs_dir)
         quiet_libraries()
-        cache = Path(options.cache) if options.cache else None
         modalities = {c.modality for c in todo}
         checks.check_before_training(suite, modalities, None, {})
-        worlds = {}
         for m in _modalities_using(todo, "mini"):
             console.print(f"mini {m} world: building the bases that are not cached yet")
             worlds[m] = adapters.mini_world(m, cache, _mini_variant(suite, m), progress=options.progress)
-        resolved = _resolve_bases(suite, todo, cache, worlds)
+        resolved.update(_resolve_bases(suite, todo, cache, worlds))
         checks.check_before_training(suite, modalities, resolved, worlds)
         jobs = {c.cell_id: _job(c, suite, resolved, worlds, results_dir, runs_dir, cache) for c in todo}
         train = [c for c in todo if c.kind == "train"]
@@ -123,12 +128,38 @@ def run_suite(suite_ref: str | Path, options: RunOptions, console=None) -> RunSu
                     if c not in runnable:
                         summary.failed[c.cell_id] = "a training cell it needs failed"
                 execute([jobs[c.cell_id] for c in runnable], progress, summary)
+    if options.profile and cells:
+        summary.profiles = _profile(suite, cells, options, results_dir, cache, worlds, resolved, console)
     set_aside_superseded(results_dir, {c.cell_id for c in matrix}, console)
     summary.table = write_table(results_dir)
     if options.report:
         summary.report = build_report(results_dir, console)
     summary.wall_s = time.perf_counter() - start
     return summary
+
+
+def _profile(suite: Suite, cells: list[Cell], options: RunOptions, results_dir: Path, cache: Path | None,
+             worlds: dict[str, dict[str, str]], resolved: dict[tuple[str, str], str], console) -> list[Path]:
+    """The cost profile of each modality of the run's cells, where the results lack it (or hold
+    one of other bases or settings); builds the bases it needs only then."""
+    from prt_bench.suite import profile
+
+    device = "cpu" if options.gpus == [] or not _visible_gpus() else "cuda"
+    wanted = profile.requests(suite, {c.modality for c in cells}, device)
+    todo = {m: r for m, r in wanted.items() if not profile.is_current(results_dir, r)}
+    if not todo:
+        return []
+
+    def resolve(modality: str, name: str) -> str:
+        if (modality, name) not in resolved:
+            spec = suite.sections[modality].bases[name]
+            if "mini" in spec and modality not in worlds:
+                worlds[modality] = adapters.mini_world(modality, cache, _mini_variant(suite, modality),
+                                                       progress=options.progress)
+            resolved[(modality, name)] = adapters.resolve_base(modality, spec, cache, worlds.get(modality))
+        return resolved[(modality, name)]
+
+    return profile.write_profiles(results_dir, todo, resolve, console)
 
 
 def set_aside_superseded(results_dir: Path, current: set[str], console) -> None:

@@ -38,13 +38,26 @@ def _since(start: tuple[float, float]) -> tuple[float, float]:
     return time.perf_counter() - start[0], time.process_time() - start[1]
 
 
-def _load(spec: str, device) -> bases.Base:
-    bases.register_configs()
-    import open_clip
+_LOADED: dict[tuple[str, str], bases.Base] | None = None  # within one profile_vision: each model read once
 
-    if spec in open_clip.list_models():  # an architecture alone: random weights, the cost is the same
-        return bases.new_base(spec, device=device)
-    return bases.load_base(spec, device=device)
+
+def _load(spec: str, device) -> bases.Base:
+    """A fresh copy of the model (the trainers change their weights); read from disk once per profile."""
+    key = (spec, str(device))
+    if _LOADED is None or key not in _LOADED:
+        bases.register_configs()
+        import open_clip
+
+        if spec in open_clip.list_models():  # an architecture alone: random weights, the cost is the same
+            base = bases.new_base(spec, device=device)
+        else:
+            base = bases.load_base(spec, device=device)
+        if _LOADED is None:
+            return base
+        _LOADED[key] = base
+    base = _LOADED[key]
+    return bases.Base(copy.deepcopy(base.model), base.tokenizer, base.model_cfg, base.preprocess_cfg, base.spec,
+                      base.manifest)
 
 
 def _classifier(base: bases.Base, device) -> heads.ZeroShotClassifier:
@@ -161,6 +174,17 @@ def profile_vision(
 ) -> dict[str, Any]:
     """Profile FT vs PRT training and FT/PRT/EFT inference; ``model`` is the reward/FT architecture
     (an open_clip name, built with random weights, or any base spec), ``target`` the PRT/EFT target."""
+    global _LOADED
+    _LOADED = {}
+    try:
+        return _profile_vision(model, target, train_batch=train_batch, infer_batch=infer_batch, steps=steps,
+                               warmup=warmup, device=device, out=out, progress=progress)
+    finally:
+        _LOADED = None
+
+
+def _profile_vision(model: str, target: str | None, *, train_batch: int, infer_batch: int, steps: int, warmup: int,
+                    device: str | None, out, progress: bool) -> dict[str, Any]:
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     target = target or model
     n_images = 2 * train_batch  # warm-up fills the cache: two batches cycle

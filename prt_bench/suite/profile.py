@@ -1,0 +1,130 @@
+"""The cost profile of a suite run: ``<results>/<suite>/profile/<modality>.json``, the files the
+report's cost section reads (schema ``prt-bench/profile/1``, as ``prt-bench profile lm|vision
+--out`` writes them).
+
+For every modality the run covers, one small profile (seconds on a CPU) of the suite's first
+transfer: FT and PRT train steps of its source (PRT trains the reward there), and inference of
+FT, PRT (target + reward) and EFT (target + FT + source) on its target -- the suite's own bases
+when the suite builds them (mini worlds, tiny models); otherwise (hub models, local paths, whose
+size is unknown) the small models the profile commands build, which have the same structure.
+
+Each file records the hash of what it measured (bases, with the mini world's hash, settings,
+device); a rerun whose request hashes the same skips it, and a changed world or setting measures
+again.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from prt_bench.io import atomic_write_json, config_hash, read_json
+from prt_bench.suite.plan import base_ref
+from prt_bench.suite.schema import Suite
+
+VERSION = 1
+# Small enough for seconds per modality on a CPU; medians over a few steps.
+SETTINGS = {
+    "vision": {"train_batch": 64, "infer_batch": 128, "steps": 5, "warmup": 2},
+    "lm": {"batch_sizes": [1, 8], "prompt_len": 16, "new_tokens": 8, "train_batch": 4, "train_seq_len": 64,
+           "repeats": 3},
+}
+OWN_BASES = ("mini", "tiny")  # base specs the suite builds itself: cheap to profile, no hub
+
+
+def requests(suite: Suite, modalities: set[str], device: str) -> dict[str, dict[str, Any]]:
+    """modality -> what its profile measures (a JSON-able dict; its hash keys the file)."""
+    out = {}
+    for modality in sorted(modalities):
+        section = suite.sections.get(modality)
+        if section is None or not section.transfers:
+            continue
+        t = section.transfers[0]
+        source, target = base_ref(section, t.source), base_ref(section, t.target)
+        own = all(any(k in spec for k in OWN_BASES) for spec in (source, target))
+        out[modality] = {"version": VERSION, "modality": modality, "device": device,
+                         "settings": SETTINGS[modality],
+                         "source": source if own else None, "target": target if own else None}
+    return out
+
+
+def path(results_dir: Path, modality: str) -> Path:
+    return Path(results_dir) / "profile" / f"{modality}.json"
+
+
+def is_current(results_dir: Path, request: dict[str, Any]) -> bool:
+    """Whether the profile file holds a measurement of exactly this request."""
+    p = path(results_dir, request["modality"])
+    if not p.is_file():
+        return False
+    try:
+        record = read_json(p)
+    except (OSError, ValueError):
+        return False
+    return (record.get("run") or {}).get("config_hash") == config_hash(request)
+
+
+def measure(request: dict[str, Any], resolve: Callable[[str, str], str]) -> dict[str, Any]:
+    """Run one profile; ``resolve(modality, base name)`` gives a base's local folder."""
+    modality, settings, device = request["modality"], request["settings"], request["device"]
+    names = ({"source": request["source"]["name"], "target": request["target"]["name"]}
+             if request["source"] else None)
+    paths = {role: resolve(modality, name) for role, name in names.items()} if names else None
+    start = time.perf_counter()
+    if modality == "vision":
+        from prt_bench.vision.profile import profile_vision
+
+        if paths:
+            record = profile_vision(paths["source"], paths["target"], device=device, progress=False, **settings)
+        else:
+            record = profile_vision(device=device, progress=False, **settings)
+    else:
+        from prt_bench.lm.profile import profile_lm
+
+        lm_settings = {**settings, "batch_sizes": tuple(settings["batch_sizes"])}
+        if paths:
+            # decoding: the target alone, the reward (source architecture) alone, PRT, EFT (FT and
+            # pre-trained model both of the source's architecture); training: the source
+            record = profile_lm(paths["target"], paths["source"], paths["source"], paths["source"],
+                                trainee=paths["source"], device=device, isolate=False, progress=False, **lm_settings)
+        else:
+            record = profile_lm(device=device, isolate=False, progress=False, **lm_settings)
+    if names:
+        _name_models(record, paths, names)
+    record["run"] = {"config": request, "config_hash": config_hash(request), "bases": names,
+                     "wall_s": round(time.perf_counter() - start, 3)}
+    return record
+
+
+def _name_models(record: dict[str, Any], paths: dict[str, str], names: dict[str, str]) -> None:
+    """Suite base names instead of cache folders, where the report shows what was profiled."""
+    by_path = {paths[role]: f"{names[role]} ({role})" for role in paths}
+    rename = lambda v: by_path.get(v, v)  # noqa: E731
+    for key in ("models", "config"):
+        if isinstance(record.get(key), dict):
+            record[key] = {k: rename(v) if isinstance(v, str) else v for k, v in record[key].items()}
+    for row in record.get("rows", []) + record.get("extra_rows", []):
+        for k in ("model", "target"):
+            if isinstance(row.get(k), str):
+                row[k] = rename(row[k])
+
+
+def write_profiles(results_dir: Path, todo: dict[str, dict[str, Any]], resolve: Callable[[str, str], str],
+                   console) -> list[Path]:
+    """Measure and write every requested profile; a failure is reported and leaves the others."""
+    written = []
+    for modality, request in todo.items():
+        console.print(f"profile {modality}: FT vs PRT vs EFT cost"
+                      + (f" ({request['source']['name']} -> {request['target']['name']})" if request["source"]
+                         else " (small built models)"))
+        try:
+            record = measure(request, resolve)
+        except Exception as e:  # noqa: BLE001 - the results stand without the profile
+            console.print(f"[red]profile {modality} failed[/red]: {type(e).__name__}: {e}")
+            continue
+        out = path(results_dir, modality)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out, record)
+        written.append(out)
+    return written
