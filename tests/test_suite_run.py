@@ -171,6 +171,17 @@ def test_one_subprocess_per_gpu_gives_the_results_of_the_runner_process(referenc
     assert {k: outcome(v) for k, v in in_subprocesses.items()} == {k: outcome(cells_of(root)[k]) for k in in_subprocesses}
 
 
+def test_cpu_worker_processes_give_the_results_of_the_runner_process(reference, cache, tmp_path, monkeypatch):
+    root, _ = reference
+    monkeypatch.setenv("PRT_BENCH_THREADS", "1")  # the reference run's thread count (conftest)
+    summary = run_suite("smoke", options(tmp_path, cache=cache, only=VISION_PRT_SLICE, workers=2))
+    assert summary.failed == {} and len(summary.ran) == 2
+    logs = sorted(p.name for p in (tmp_path / "runs" / "smoke" / "logs").glob("*.log"))
+    assert logs == sorted(f"{cell_id}.log" for cell_id in summary.ran)
+    in_workers = cells_of(tmp_path)
+    assert {k: outcome(v) for k, v in in_workers.items()} == {k: outcome(cells_of(root)[k]) for k in in_workers}
+
+
 def test_records_of_cells_no_longer_in_the_suite_are_set_aside(reference, tmp_path):
     root, _ = reference
     shutil.copytree(root / "results", tmp_path / "results")

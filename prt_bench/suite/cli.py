@@ -20,6 +20,9 @@ def run(
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address (default: start a local one)."),
     gpus: Optional[str] = typer.Option(None, "--gpus", help="GPU ids for the local executor, e.g. 0,1 "
                                        "(default: all visible; 'none': CPU in this process)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="CPU only: cells run at once, each in its own "
+                                          "process (default: one per CPU core, at most 4; 1: one after the other "
+                                          "in this process)."),
     report: bool = typer.Option(True, "--report/--no-report", help="Build the report at the end."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress display."),
     profile: bool = typer.Option(True, "--profile/--no-profile", help="Measure the cost profile (FT vs PRT vs "
@@ -40,9 +43,11 @@ def run(
     import sys
 
     console = Console(file=sys.stderr)  # this stream, not one a running cell redirects
+    if workers is None:
+        workers = max(1, min(4, os.cpu_count() or 1))
     options = RunOptions(results=results, runs=runs, cache=cache, executor=executor, ray_address=ray_address,
-                         gpus=gpu_list, only=only, dry_run=dry_run, report=report, progress=progress,
-                         profile=profile)
+                         gpus=gpu_list, workers=workers, only=only, dry_run=dry_run, report=report,
+                         progress=progress, profile=profile)
     try:
         summary = run_suite(suite, options, console)
     except SuiteError as e:

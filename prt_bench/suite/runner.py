@@ -41,7 +41,8 @@ class RunOptions:
     cache: Path | None = None           # mini world and tiny bases (default: the repository's .cache/)
     executor: str = "local"             # "local" | "ray"
     ray_address: str | None = None
-    gpus: list[str] | None = None       # None: every visible GPU; []: CPU in this process
+    gpus: list[str] | None = None       # None: every visible GPU; []: CPU only
+    workers: int = 1                    # CPU only: cells at once, each in its own process on one core's share
     only: str | None = None
     dry_run: bool = False
     report: bool = True
@@ -114,7 +115,8 @@ def run_suite(suite_ref: str | Path, options: RunOptions, console=None) -> RunSu
         checks.check_before_training(suite, modalities, None, {})
         for m in _modalities_using(todo, "mini"):
             console.print(f"mini {m} world: building the bases that are not cached yet")
-            worlds[m] = adapters.mini_world(m, cache, _mini_variant(suite, m), progress=options.progress)
+            worlds[m] = adapters.mini_world(m, cache, _mini_variant(suite, m), progress=options.progress,
+                                            only=_mini_names(suite, m))
         resolved.update(_resolve_bases(suite, todo, cache, worlds))
         checks.check_before_training(suite, modalities, resolved, worlds)
         jobs = {c.cell_id: _job(c, suite, resolved, worlds, results_dir, runs_dir, cache) for c in todo}
@@ -155,7 +157,7 @@ def _profile(suite: Suite, cells: list[Cell], options: RunOptions, results_dir: 
             spec = suite.sections[modality].bases[name]
             if "mini" in spec and modality not in worlds:
                 worlds[modality] = adapters.mini_world(modality, cache, _mini_variant(suite, modality),
-                                                       progress=options.progress)
+                                                       progress=options.progress, only=_mini_names(suite, modality))
             resolved[(modality, name)] = adapters.resolve_base(modality, spec, cache, worlds.get(modality))
         return resolved[(modality, name)]
 
@@ -213,6 +215,11 @@ def _mini_variant(suite: Suite, modality: str) -> str:
     if len(variants) > 1:
         raise ValueError(f"{suite.path}: {modality} bases from several mini world variants {sorted(variants)}")
     return variants.pop() if variants else "default"
+
+
+def _mini_names(suite: Suite, modality: str) -> list[str]:
+    """The mini-world bases a suite section names (the world builds only these)."""
+    return [spec["mini"] for spec in suite.sections[modality].bases.values() if "mini" in spec]
 
 
 def _modalities_using(cells: list[Cell], kind: str) -> list[str]:
@@ -273,6 +280,10 @@ def _executor(options: RunOptions, results_dir: Path) -> Callable:
     gpus = _visible_gpus() if options.gpus is None else options.gpus
     if gpus:
         return lambda jobs, progress, summary: _run_subprocesses(jobs, progress, summary, gpus, results_dir)
+    if options.workers < 1:
+        raise ValueError(f"workers must be at least 1, got {options.workers}")
+    if options.workers > 1:
+        return lambda jobs, progress, summary: _run_cpu_pool(jobs, progress, summary, options.workers, results_dir)
     return lambda jobs, progress, summary: _run_here(jobs, progress, summary, results_dir)
 
 
@@ -304,6 +315,73 @@ def _run_here(jobs, progress, summary, results_dir: Path) -> None:
         else:
             progress.fail(label, summary.failed[cell_id])
         progress.finish(cell_id)
+
+
+def _pool_start(threads: int) -> None:
+    """Start-up of a CPU pool worker: its share of the cores, no GPU."""
+    os.environ["PRT_BENCH_THREADS"] = str(threads)
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _pool_job(job: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """One cell in a pool worker: (record, None) or (None, why it failed); output to the cell's log."""
+    import contextlib
+    import traceback
+
+    from prt_bench.suite.execute import quiet_libraries
+
+    quiet_libraries()
+    log = _log_path(job)
+    with open(log, "w", encoding="utf-8") as f, contextlib.redirect_stderr(f), contextlib.redirect_stdout(f):
+        try:
+            return run_job(job), None
+        except Exception as e:  # noqa: BLE001 - one failed cell must not stop the matrix
+            traceback.print_exc(file=f)
+            return None, f"{type(e).__name__}: {e} (log: {log})"
+
+
+def _run_cpu_pool(jobs, progress, summary, workers: int, results_dir: Path) -> None:
+    """Cells `workers` at a time on the CPU, in worker processes that each use an equal share of
+    the cores (one thread each on a 2-core machine with 2 workers); this process stores the records.
+    Small models gain little from a second thread, so whole cells are spread over the cores."""
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    if not jobs:
+        return
+    threads = int(os.environ.get("PRT_BENCH_THREADS") or max(1, (os.cpu_count() or 1) // workers))
+    waiting = list(jobs)
+    pending: dict[Any, dict[str, Any]] = {}
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context("spawn"),
+                             initializer=_pool_start, initargs=(threads,)) as pool:
+
+        def submit() -> None:  # `workers` cells in flight, so the display shows the running ones
+            while waiting and len(pending) < workers:
+                job = waiting.pop(0)
+                pending[pool.submit(_pool_job, job)] = job
+                progress.start(job["cell"]["cell_id"], f"{_label(job)} [cpu]")
+
+        submit()
+        while pending:
+            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for fut in done:
+                job = pending.pop(fut)
+                cell_id = job["cell"]["cell_id"]
+                try:
+                    record, why = fut.result()
+                except Exception as e:  # noqa: BLE001 - a worker that died takes only its cell
+                    record, why = None, f"worker failed: {type(e).__name__}: {e}"
+                if record is not None:
+                    write_cell(results_dir, record)
+                    summary.ran.append(cell_id)
+                else:
+                    summary.failed[cell_id] = why
+                    progress.fail(_label(job), why)
+                progress.finish(cell_id)
+            submit()
 
 
 def _log_path(job: dict[str, Any]) -> Path:
