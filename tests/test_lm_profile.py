@@ -10,8 +10,8 @@ from prt_bench.lm.profile import SCHEMA, profile_lm
 def test_profile_measures_every_method_side_by_side_with_ratios(tiny_llama):
     threads = torch.get_num_threads()
     try:
-        record = profile_lm(str(tiny_llama), batch_sizes=(1, 2), prompt_len=4, new_tokens=3, train_batch=2,
-                            train_seq_len=8, repeats=1, threads=1, isolate=False, progress=False)
+        record = profile_lm(str(tiny_llama), batch_sizes=(1, 2), prompt_len=4, new_tokens=8, train_batch=2,
+                            train_seq_len=8, repeats=3, threads=1, isolate=False, progress=False)
     finally:
         torch.set_num_threads(threads)
     assert record["schema"] == SCHEMA and record["modality"] == "lm" and record["device"] == "cpu"
