@@ -50,6 +50,23 @@ def test_only_builds_the_named_bases_and_lists_what_exists(tmp_path):
     assert later["built_now"] == ["qwen2-s-v1"] and set(later["bases"]) == {"llama-s-v1", "qwen2-s-v1"}
 
 
+def test_v2_bases_go_on_training_their_v1_base(micro):
+    from prt_bench.io import read_manifest
+
+    _, record = micro
+    for name in ("llama-s-v2", "llama-m-v2"):
+        man = read_manifest(record["bases"][name])
+        assert man["init"] == name.replace("-v2", "-v1") and man["corpus"] == "v2"
+        assert man["config"]["init"] == read_manifest(record["bases"][man["init"]])["config"]
+
+
+def test_only_builds_the_base_a_named_base_goes_on_from(tmp_path):
+    from prt_bench.mini.lm.build import build_lm
+
+    record = build_lm("micro", tmp_path, jobs=2, progress=False, only=["llama-s-v2"])
+    assert sorted(record["built_now"]) == ["llama-s-v1", "llama-s-v2"]
+
+
 def test_only_refuses_an_unknown_base(tmp_path):
     from prt_bench.mini.lm.build import build_lm
 

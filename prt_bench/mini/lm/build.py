@@ -114,9 +114,40 @@ def _publish(tmp: Path, final: Path) -> None:
 
 
 def base_config(cfg: dict, base: dict) -> dict:
-    """Everything one base depends on (its cache key inside the build)."""
-    return {"base": base, "arch": cfg["sizes"][base["size"]], "corpus": cfg["corpora"][base["corpus"]],
-            "pretrain": cfg["pretrain"], "tokenizer": cfg["tokenizer"], "format_version": FORMAT_VERSION}
+    """Everything one base depends on (its cache key inside the build), the base it goes on
+    training from (`init`) included."""
+    bc = {"base": base, "arch": cfg["sizes"][base["size"]], "corpus": cfg["corpora"][base["corpus"]],
+          "pretrain": {**cfg["pretrain"], **base.get("pretrain", {})}, "tokenizer": cfg["tokenizer"],
+          "format_version": FORMAT_VERSION}
+    if base.get("init"):
+        bc["init"] = base_config(cfg, cfg["bases"][base["init"]])
+    return bc
+
+
+def _ancestors(cfg: dict, name: str) -> list[str]:
+    """The bases `name` goes on training from, nearest first (stops at a cycle)."""
+    out: list[str] = []
+    while (name := cfg["bases"].get(name, {}).get("init")) and name not in out:
+        out.append(name)
+    return out
+
+
+def _check_inits(cfg: dict) -> None:
+    for name, base in cfg["bases"].items():
+        parent = base.get("init")
+        if parent is None:
+            continue
+        if parent not in cfg["bases"]:
+            raise ValueError(f"mini LM base {name}: init names no base of the family: {parent!r}")
+        if name in _ancestors(cfg, parent):
+            raise ValueError(f"mini LM base {name}: its init chain comes back to it")
+        if cfg["bases"][parent]["family"] != base["family"]:
+            raise ValueError(f"mini LM base {name}: init {parent} is another family")
+        a, b = cfg["sizes"][cfg["bases"][parent]["size"]], cfg["sizes"][base["size"]]
+        if {k: v for k, v in a.items() if k != "layers"} != {k: v for k, v in b.items() if k != "layers"} \
+                or not a["layers"] <= b["layers"] <= 2 * a["layers"]:
+            raise ValueError(f"mini LM base {name}: init {parent} must have the same shape, or the same width "
+                             "and up to half the layers (block expansion)")
 
 
 def _pretrain_one(job: dict) -> dict:
@@ -141,14 +172,16 @@ def _pretrain_with(job: dict) -> dict:
     cfg, base, out = job["cfg"], job["base"], Path(job["out"])
     tok = AutoTokenizer.from_pretrained(job["tokenizer"])
     tokens = pack(corpus_docs(cfg, base["corpus"]), tok)
-    p = cfg["pretrain"]
+    p = job["config"]["pretrain"]
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    init = out.parent / base["init"] if base.get("init") else None
     stats = pretrain(tmp, family=base["family"], arch=cfg["sizes"][base["size"]], tokens=tokens, tokenizer=tok,
                      steps=base["steps"], batch_size=p["batch_size"], block_size=p["block_size"], lr=p["lr"],
                      warmup=min(p["warmup"], max(1, base["steps"] // 10)), seed=base["seed"],
-                     desc=base["name"], progress=job["progress"])
+                     desc=base["name"], progress=job["progress"], init=init)
     write_manifest(tmp, kind="mini-lm-base", name=base["name"], family=base["family"], size=base["size"],
-                   corpus=base["corpus"], role=base.get("role"), config=job["config"], config_hash=job["hash"],
+                   corpus=base["corpus"], role=base.get("role"), init=base.get("init"),
+                   config=job["config"], config_hash=job["hash"],
                    corpus_tokens=len(tokens), pretrain_stats=stats)
     if out.exists() and (read_manifest(out) or {}).get("config_hash") != job["hash"]:
         import shutil
@@ -164,6 +197,44 @@ def _built(path: Path, cfg: dict, name: str) -> bool:
     return bool(man) and man.get("config_hash") == config_hash(base_config(cfg, cfg["bases"][name]))
 
 
+def _run_jobs(todo: list[dict], jobs: int, cfg: dict) -> list[dict]:
+    """Pretrain the bases of `todo`, `jobs` at a time; a base that goes on training another
+    (`init`) starts once that one is done.  Bases others wait for start first, then the largest."""
+    waiting_on = {j["base"]["name"]: j["base"].get("init") for j in todo}
+    pending_names = set(waiting_on)
+    has_children = {p for p in waiting_on.values() if p}
+    order = sorted(todo, key=lambda j: (len(_ancestors(cfg, j["base"]["name"])), j["base"]["name"] not in has_children,
+                                        -j["base"]["steps"] * cfg["sizes"][j["base"]["size"]]["hidden"]))
+
+    def ready(done: set[str]) -> list[dict]:
+        return [j for j in order if j["base"]["name"] not in done and waiting_on[j["base"]["name"]] not in pending_names]
+
+    built: list[dict] = []
+    if jobs == 1:
+        for j in order:  # fewer ancestors sort first, so each base's init exists when it starts
+            built.append(_pretrain_one(j))
+            pending_names.discard(j["base"]["name"])
+        return built
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    started: set[str] = set()
+    running: dict[Any, str] = {}
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        while pending_names:
+            for j in ready(started):
+                if len(running) >= jobs:
+                    break
+                running[pool.submit(_pretrain_one, j)] = j["base"]["name"]
+                started.add(j["base"]["name"])
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for fut in done:
+                name = running.pop(fut)
+                built.append(fut.result())
+                pending_names.discard(name)
+    return built
+
+
 def build_lm(variant: str = "default", out: str | os.PathLike | None = None, *, jobs: int | None = None,
              progress: bool = True, config_path: str | os.PathLike | None = None,
              only: list[str] | None = None) -> dict[str, Any]:
@@ -174,6 +245,9 @@ def build_lm(variant: str = "default", out: str | os.PathLike | None = None, *, 
     unknown = sorted(set(only or ()) - set(cfg["bases"]))
     if unknown:
         raise ValueError(f"unknown mini LM base(s) {', '.join(unknown)}; known: {', '.join(cfg['bases'])}")
+    _check_inits(cfg)
+    if only is not None:  # a base that goes on training another needs that one too
+        only = set(only) | {a for n in only for a in _ancestors(cfg, n)}
     root = build_root(cfg, out)
     root.mkdir(parents=True, exist_ok=True)
     data = build_data(cfg, root)
@@ -195,16 +269,7 @@ def build_lm(variant: str = "default", out: str | os.PathLike | None = None, *, 
         threads = max(1, (os.cpu_count() or 1) // jobs)
         for j in todo:
             j["threads"] = threads
-        if jobs == 1:
-            built = [_pretrain_one(j) for j in todo]
-        else:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor
-
-            # Largest first, so the pool does not end waiting on one long job.
-            todo.sort(key=lambda j: -j["base"]["steps"] * cfg["sizes"][j["base"]["size"]]["hidden"])
-            with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-                built = list(pool.map(_pretrain_one, todo))
+        built = _run_jobs(todo, jobs, cfg)
     record = {
         "schema": "prt-bench/mini-lm/1",
         "variant": variant,

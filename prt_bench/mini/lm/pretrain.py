@@ -31,9 +31,41 @@ def lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
     return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
+def grow(small, config):
+    """`small` deepened to `config.num_hidden_layers` by block expansion (LLaMA Pro, Wu et al.
+    2024): each of its top blocks is followed by a copy whose output projections (attention
+    o_proj, MLP down_proj) are zero, so the deeper model starts out computing exactly what
+    `small` computes, and further training uses the new blocks."""
+    from transformers import AutoModelForCausalLM
+
+    old, new = small.config.num_hidden_layers, config.num_hidden_layers
+    if new > 2 * old:
+        raise ValueError(f"block expansion adds at most one copy per block: {old} -> {new} layers")
+    plan = []  # (old block, is a copy) for each new block
+    for i in range(old):
+        plan.append((i, False))
+        if i >= 2 * old - new:
+            plan.append((i, True))
+    state = small.state_dict()
+    grown = {k: v for k, v in state.items() if ".layers." not in k}
+    for j, (i, copy) in enumerate(plan):
+        src, dst = f"model.layers.{i}.", f"model.layers.{j}."
+        for k, v in state.items():
+            if k.startswith(src):
+                v = v.clone()
+                if copy and k.endswith(("o_proj.weight", "down_proj.weight")):
+                    v.zero_()
+                grown[dst + k[len(src):]] = v
+    big = AutoModelForCausalLM.from_config(config)
+    big.load_state_dict(grown, strict=True)
+    return big
+
+
 def pretrain(out: Path, *, family: str, arch: dict, tokens, tokenizer, steps: int, batch_size: int,
-             block_size: int, lr: float, warmup: int, seed: int, desc: str = "pretrain", progress: bool = True) -> dict:
-    """Train a fresh `family` model of shape `arch` for `steps` steps on random windows of `tokens`."""
+             block_size: int, lr: float, warmup: int, seed: int, desc: str = "pretrain", progress: bool = True,
+             init: str | Path | None = None) -> dict:
+    """Train a fresh `family` model of shape `arch` (or, with `init`, go on training that
+    checkpoint) for `steps` steps on random windows of `tokens`."""
     import torch
     from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM
@@ -45,7 +77,15 @@ def pretrain(out: Path, *, family: str, arch: dict, tokens, tokenizer, steps: in
                          pad_token_id=ids("<|pad|>"), bos_token_id=ids("<|bos|>"),
                          eos_token_id=ids("<|endoftext|>"), **arch)
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config)
+    if init is not None:
+        model = AutoModelForCausalLM.from_pretrained(init)
+        if model.config.model_type != config.model_type or model.config.hidden_size != config.hidden_size:
+            raise ValueError(f"{init} is a {model.config.model_type} of width {model.config.hidden_size}, "
+                             f"not the {family} of width {config.hidden_size} asked for")
+        if model.config.num_hidden_layers < config.num_hidden_layers:
+            model = grow(model, config)
+    else:
+        model = AutoModelForCausalLM.from_config(config)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
     gen = torch.Generator().manual_seed(seed)
