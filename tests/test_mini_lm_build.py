@@ -137,3 +137,34 @@ def test_unknown_variant_is_refused():
 
     with pytest.raises(ValueError, match="unknown mini LM variant"):
         load_config("huge")
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_block_expansion_starts_from_the_function_of_the_smaller_base(family):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from prt_bench.lm.tiny import tiny_config
+    from prt_bench.mini.lm.pretrain import grow
+
+    shape = dict(vocab_size=300, hidden=32, heads=4, kv_heads=2, intermediate=64)
+    torch.manual_seed(0)
+    small = AutoModelForCausalLM.from_config(tiny_config(family, layers=3, **shape)).eval()
+    big = grow(small, tiny_config(family, layers=5, **shape)).eval()
+    x = torch.randint(0, 300, (2, 20))
+    with torch.no_grad():
+        assert big.config.num_hidden_layers == 5
+        assert torch.equal(small(x).logits, big(x).logits)
+    assert sum(p.numel() for p in big.parameters()) > sum(p.numel() for p in small.parameters())
+
+
+def test_block_expansion_refuses_more_than_doubling():
+    from transformers import AutoModelForCausalLM
+
+    from prt_bench.lm.tiny import tiny_config
+    from prt_bench.mini.lm.pretrain import grow
+
+    shape = dict(vocab_size=300, hidden=32, heads=4, kv_heads=2, intermediate=64)
+    small = AutoModelForCausalLM.from_config(tiny_config("llama", layers=2, **shape))
+    with pytest.raises(ValueError, match="at most one copy per block"):
+        grow(small, tiny_config("llama", layers=5, **shape))
