@@ -1,10 +1,11 @@
 """Headroom and first-transfer measurements of the mini LM world (the figures in docs/mini-lm.md).
 
-    python -m prt_bench.mini.lm.headroom BASE zs,ft,prt [--out runs/mini-lm-headroom]
+    python -m prt_bench.mini.lm.headroom BASE[,BASE...] zs,ft,prt [--out runs/mini-lm-headroom]
 
-zs: the base alone on mini_gsm; ft: fine-tune it on mini_gsm's train split, then evaluate;
+zs: each base alone on mini_gsm; ft: fine-tune it on mini_gsm's train split, then evaluate;
 prt: train a PRT reward on it, then evaluate the reward on every base of the family
-(`--model prt`, base=<each base>,reward=<the reward>).  Uses the default build (built if
+(`--model prt`, base=<each base>,reward=<the reward>).  Fine-tuning settings: FT below, the
+mini suite's (suites/mini.yaml).  Uses the default build (built if
 missing), lm-eval's `simple_evaluate` (what `prt-bench lm-eval` runs) and the LM recipes.
 """
 
@@ -16,12 +17,12 @@ import os
 import time
 from pathlib import Path
 
-FT = {"lr": 1e-3, "max_steps": 400, "batch_size": 32, "max_length": 256, "warmup": 20}
+FT = {"lr": 1e-3, "max_steps": 300, "batch_size": 32, "max_length": 256, "warmup": 20}
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("base")
+    ap.add_argument("bases", help="comma-separated base names")
     ap.add_argument("what", help="comma-separated: zs, ft, prt")
     ap.add_argument("--out", default="runs/mini-lm-headroom")
     ap.add_argument("--variant", default="default")
@@ -39,11 +40,11 @@ def main(argv: list[str] | None = None) -> None:
     from prt_bench.lm.train import train_lm
     from prt_bench.mini.lm.build import build_lm
 
-    rec = build_lm(args.variant)
+    names, what = args.bases.split(","), args.what.split(",")
+    rec = build_lm(args.variant, only=None if "prt" in what else names)  # prt: evaluated on every base
     os.environ["PRT_BENCH_MINI_LM_DATA"] = rec["data_dir"]
     tm = TaskManager(include_path=str(REPO_ROOT / "tasks"), include_defaults=False)
     out = Path(args.out)
-    base = rec["bases"][args.base]
     data = rec["data"]["mini_gsm"]["train"]
 
     def evaluate(tag: str, model: str, model_args: str) -> None:
@@ -55,23 +56,24 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(row), flush=True)
         atomic_write_json(out / f"{tag}.json", row)
 
-    def train(method: str) -> str:
-        path = out / f"{method}-{args.base}"
+    def train(method: str, name: str) -> str:
+        path = out / f"{method}-{name}"
         t, c = time.time(), time.process_time()
-        train_lm(method, base, data, path, progress=False, device="cpu", **FT)
-        print(json.dumps({"train": method, "base": args.base, "wall_s": round(time.time() - t, 1),
+        train_lm(method, rec["bases"][name], data, path, progress=False, device="cpu", **FT)
+        print(json.dumps({"train": method, "base": name, "wall_s": round(time.time() - t, 1),
                           "cpu_s": round(time.process_time() - c, 1)}), flush=True)
         return str(path)
 
-    what = args.what.split(",")
-    if "zs" in what:
-        evaluate(f"zs-{args.base}", "hf", f"pretrained={base},dtype=float32")
-    if "ft" in what:
-        evaluate(f"ft-{args.base}", "hf", f"pretrained={train('ft')},dtype=float32")
-    if "prt" in what:
-        reward = train("prt")
-        for name, path in rec["bases"].items():
-            evaluate(f"prt-{args.base}-on-{name}", "prt", f"base={path},reward={reward}")
+    for name in names:
+        base = rec["bases"][name]
+        if "zs" in what:
+            evaluate(f"zs-{name}", "hf", f"pretrained={base},dtype=float32")
+        if "ft" in what:
+            evaluate(f"ft-{name}", "hf", f"pretrained={train('ft', name)},dtype=float32")
+        if "prt" in what:
+            reward = train("prt", name)
+            for target, path in rec["bases"].items():
+                evaluate(f"prt-{name}-on-{target}", "prt", f"base={path},reward={reward}")
 
 
 if __name__ == "__main__":
