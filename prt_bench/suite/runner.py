@@ -294,27 +294,37 @@ def _visible_gpus() -> list[str]:
 
 
 def _run_here(jobs, progress, summary, results_dir: Path) -> None:
-    """Cells one after the other in this process; what the libraries print goes to the cell's log."""
+    """Cells one after the other in this process."""
+    for job in jobs:
+        progress.start(job["cell"]["cell_id"], _label(job))
+        _store(job, *_run_logged(job), progress, summary, results_dir)
+
+
+def _run_logged(job: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """One cell, what the libraries print going to the cell's log: (record, None) or (None, why)."""
     import contextlib
     import traceback
 
-    for job in jobs:
-        cell_id, label = job["cell"]["cell_id"], _label(job)
-        progress.start(cell_id, label)
-        log = _log_path(job)
-        with open(log, "w", encoding="utf-8") as f, contextlib.redirect_stderr(f), contextlib.redirect_stdout(f):
-            try:
-                record = run_job(job)
-            except Exception as e:  # noqa: BLE001 - one failed cell must not stop the matrix
-                traceback.print_exc(file=f)
-                record = None
-                summary.failed[cell_id] = f"{type(e).__name__}: {e} (log: {log})"
-        if record is not None:
-            write_cell(results_dir, record)
-            summary.ran.append(cell_id)
-        else:
-            progress.fail(label, summary.failed[cell_id])
-        progress.finish(cell_id)
+    log = _log_path(job)
+    with open(log, "w", encoding="utf-8") as f, contextlib.redirect_stderr(f), contextlib.redirect_stdout(f):
+        try:
+            return run_job(job), None
+        except Exception as e:  # noqa: BLE001 - one failed cell must not stop the matrix
+            traceback.print_exc(file=f)
+            return None, f"{type(e).__name__}: {e} (log: {log})"
+
+
+def _store(job: dict[str, Any], record: dict[str, Any] | None, why: str | None, progress, summary,
+           results_dir: Path) -> None:
+    """Write a finished cell's record, or note why it failed."""
+    cell_id = job["cell"]["cell_id"]
+    if record is not None:
+        write_cell(results_dir, record)
+        summary.ran.append(cell_id)
+    else:
+        summary.failed[cell_id] = why
+        progress.fail(_label(job), why)
+    progress.finish(cell_id)
 
 
 def _pool_start(threads: int) -> None:
@@ -327,20 +337,11 @@ def _pool_start(threads: int) -> None:
 
 
 def _pool_job(job: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
-    """One cell in a pool worker: (record, None) or (None, why it failed); output to the cell's log."""
-    import contextlib
-    import traceback
-
+    """One cell in a pool worker (see _run_logged)."""
     from prt_bench.suite.execute import quiet_libraries
 
     quiet_libraries()
-    log = _log_path(job)
-    with open(log, "w", encoding="utf-8") as f, contextlib.redirect_stderr(f), contextlib.redirect_stdout(f):
-        try:
-            return run_job(job), None
-        except Exception as e:  # noqa: BLE001 - one failed cell must not stop the matrix
-            traceback.print_exc(file=f)
-            return None, f"{type(e).__name__}: {e} (log: {log})"
+    return _run_logged(job)
 
 
 def _run_cpu_pool(jobs, progress, summary, workers: int, results_dir: Path) -> None:
@@ -369,18 +370,11 @@ def _run_cpu_pool(jobs, progress, summary, workers: int, results_dir: Path) -> N
             done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
             for fut in done:
                 job = pending.pop(fut)
-                cell_id = job["cell"]["cell_id"]
                 try:
                     record, why = fut.result()
                 except Exception as e:  # noqa: BLE001 - a worker that died takes only its cell
                     record, why = None, f"worker failed: {type(e).__name__}: {e}"
-                if record is not None:
-                    write_cell(results_dir, record)
-                    summary.ran.append(cell_id)
-                else:
-                    summary.failed[cell_id] = why
-                    progress.fail(_label(job), why)
-                progress.finish(cell_id)
+                _store(job, record, why, progress, summary, results_dir)
             submit()
 
 
