@@ -40,6 +40,13 @@ def profiles_of(root: Path) -> dict[str, dict]:
     return {p.stem: read_json(p) for p in sorted((root / "results" / "smoke" / "profile").glob("*.json"))}
 
 
+def copy_of_reference(root: Path, dest: Path) -> dict[str, dict]:
+    """The reference run's results and checkpoints copied to `dest`; returns its records."""
+    shutil.copytree(root / "results", dest / "results")
+    shutil.copytree(root / "runs", dest / "runs")
+    return cells_of(dest)
+
+
 def cells_of(root: Path) -> dict[str, dict]:
     return {p.stem: read_json(p) for p in sorted((root / "results" / "smoke" / "cells").glob("*.json"))}
 
@@ -93,9 +100,7 @@ def test_rerun_does_nothing(reference):
 
 def test_rerun_after_a_lost_checkpoint_retrains_only_what_pending_cells_need(reference, tmp_path):
     root, _ = reference
-    shutil.copytree(root / "results", tmp_path / "results")
-    shutil.copytree(root / "runs", tmp_path / "runs")
-    records = cells_of(tmp_path)
+    records = copy_of_reference(root, tmp_path)
     target = next(r for r in records.values() if r["kind"] == "eval" and r["method"] == "prt"
                   and r["modality"] == "vision" and r["alpha"] == 0.0)
     reward = target["config"]["trained"]["reward"]
@@ -197,9 +202,7 @@ def test_records_of_cells_no_longer_in_the_suite_are_set_aside(reference, tmp_pa
 
 def test_a_complete_checkpoint_trained_outside_the_runner_is_adopted_not_retrained(reference, tmp_path):
     root, _ = reference
-    shutil.copytree(root / "results", tmp_path / "results")
-    shutil.copytree(root / "runs", tmp_path / "runs")
-    records = cells_of(tmp_path)
+    records = copy_of_reference(root, tmp_path)
     target = next(r for r in records.values() if r["kind"] == "eval" and r["method"] == "ft_target"
                   and r["modality"] == "vision")
     ft = target["config"]["trained"]["ft"]
