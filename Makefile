@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: bench test setup
+.PHONY: bench test setup lock
 
 setup:
 	@bash scripts/setup.sh
@@ -14,3 +14,7 @@ bench: setup
 ## make test: set up, then run the test suite
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+## make lock: re-resolve requirements/pins.txt + pyproject.toml into requirements/{cpu,gpu}.lock
+lock: setup
+	@bash scripts/lock.sh
