@@ -93,13 +93,36 @@ def test_prop_3_1_implicit_reward_of_ft_on_its_base_reproduces_ft(world):
 
 
 def test_cached_and_recomputed_base_logits_train_the_same_reward(world, tmp_path):
+    """The cache serves the base's logits instead of recomputing them: equal in exact
+    arithmetic, not bitwise (a GEMM row's rounding depends on the batch it sits in).  So this
+    compares what the cache is for within float32 tolerances: the loss at every step, the
+    trained reward's logits on held-out images, and every weight but one slice.  That slice is
+    the attention *key* bias, on which softmax does not depend (q.(k + b) shifts a query's
+    row by a constant): its gradient is zero up to rounding (~1e-10), and Adam's normalisation
+    turns that noise into steps of the learning rate's size, so its values are arbitrary."""
     small = world["train"].select(range(64))
     args = dict(steps=4, batch_size=32, lr=1e-3, warmup=1, progress=False)  # two epochs: the cache is reused
     a = train_vision("prt", world["vit"], small, tmp_path / "cached", cache_base=True, **args)
     b = train_vision("prt", world["vit"], small, tmp_path / "uncached", cache_base=False, **args)
+
+    loss_a, loss_b = (json.loads((p / "train_log.json").read_text())["loss"] for p in (a, b))
+    assert loss_a == pytest.approx(loss_b, rel=1e-5, abs=1e-6)
+
+    data = world["test"]
+    rewards = [heads.classifier_for(bases.load_base(p), data.classnames, data.templates).eval() for p in (a, b)]
+    with torch.no_grad():
+        x = transforms.prepare(data.images[:64], bases.load_base(a).preprocess_cfg)
+        ra, rb = (r(x) for r in rewards)
+    assert torch.allclose(ra, rb, rtol=0, atol=1e-4)
+    assert torch.equal(ra.argmax(-1), rb.argmax(-1))
+
     wa, wb = load_file(a / bases.WEIGHTS_FILE), load_file(b / bases.WEIGHTS_FILE)
     for k in wa:
-        assert torch.allclose(wa[k], wb[k], rtol=0, atol=1e-6), k
+        va, vb = wa[k], wb[k]
+        if k.endswith("attn.in_proj_bias"):  # [query | key | value]: drop the key third
+            d = va.shape[0] // 3
+            va, vb = torch.cat([va[:d], va[2 * d:]]), torch.cat([vb[:d], vb[2 * d:]])
+        assert torch.allclose(va, vb, rtol=0, atol=1e-5), k
     assert not torch.equal(wa["visual.conv1.weight"], load_file(world["vit"] / bases.WEIGHTS_FILE)["visual.conv1.weight"])
 
 
