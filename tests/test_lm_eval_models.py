@@ -59,6 +59,23 @@ def test_decoding_feeds_every_model_one_new_token_per_step(tiny_llama, tiny_llam
         assert lengths == [len(prompts[1])] + [1] * 5
 
 
+def test_the_kv_cache_goes_by_the_keyword_the_installed_transformers_keeps(tiny_llama):
+    import inspect
+
+    from prt_bench.lm.lm_eval_models import cache_keyword
+    from prt_bench.lm.load import load_causal_lm
+
+    model = load_causal_lm(str(tiny_llama))
+    keyword = cache_keyword(model)
+    assert keyword in inspect.signature(model.forward).parameters  # never a deprecated alias
+
+    class Renamed:  # transformers >= 5.24: `cache`, with `past_key_values` a deprecated alias until 5.40
+        def forward(self, input_ids=None, cache=None, use_cache=None):
+            pass
+
+    assert cache_keyword(Renamed()) == "cache"
+
+
 def test_prt_loglikelihood_equals_prt_logprobs_by_hand(prt_lm):
     tok = prt_lm.tokenizer
     context, continuation = "Q: 2+2=", " 4"

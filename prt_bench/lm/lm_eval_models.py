@@ -67,6 +67,14 @@ def next_token(logprobs: torch.Tensor, do_sample: bool, temperature: float, top_
     return torch.multinomial(scores.softmax(-1), 1, generator=generator).squeeze(-1)
 
 
+def cache_keyword(model: Any) -> str:
+    """The forward keyword of the KV cache: `cache` from transformers 5.24 on (`past_key_values`
+    is deprecated there and goes in 5.40), `past_key_values` before."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 @torch.no_grad()
 def generate(models: Sequence[Any], combine: Combine, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
              pad_id: int, eos_id: int | None, do_sample: bool = False, temperature: float = 1.0,
@@ -86,10 +94,11 @@ def generate(models: Sequence[Any], combine: Combine, prompts: Sequence[Sequence
     step_ids, step_pos = ids, positions(mask)
     out: list[list[int]] = [[] for _ in prompts]
     done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
+    cache_args = [cache_keyword(m) for m in models]
     for _ in range(max_new_tokens):
         # logits_to_keep=1: the prefill needs the last position only, not [batch, prompt, vocab]
-        logits = [m(input_ids=step_ids, attention_mask=mask, position_ids=step_pos, past_key_values=c,
-                    use_cache=True, logits_to_keep=1).logits[:, -1] for m, c in zip(models, caches)]
+        logits = [m(input_ids=step_ids, attention_mask=mask, position_ids=step_pos, use_cache=True, logits_to_keep=1,
+                    **{arg: c}).logits[:, -1] for m, c, arg in zip(models, caches, cache_args)]
         token = next_token(combine(logits), do_sample, temperature, top_p, top_k, generator)
         token = torch.where(done, torch.full_like(token, pad_id), token)
         for row in (~done).nonzero().flatten().tolist():
