@@ -23,6 +23,7 @@ evaluate = typer.Typer(help="Evaluate bases, FT models, PRT and EFT combinations
 profile = typer.Typer(help="Measure time and memory of FT vs PRT vs EFT, side by side.", no_args_is_help=True)
 mini = typer.Typer(help="Build the mini world: small bases trained by prt-bench.", no_args_is_help=True)
 mini_build = typer.Typer(help="Pretrain the mini bases (cached by config hash).", no_args_is_help=True)
+reference = typer.Typer(help="The committed reference results (results/reference/<suite>/).", no_args_is_help=True)
 
 train.command("lm")(lm_cli.train_lm)
 train.command("vision")(vision_cli.train_vision)
@@ -44,6 +45,9 @@ app.command(
     help="Run lm-eval's own CLI (all its flags) with the `prt` and `eft` models registered.",
 )(lm_cli.lm_eval)
 app.command("run")(suite_cli.run)
+app.command("compare")(suite_cli.compare)
+reference.command("update")(suite_cli.reference_update)
+app.add_typer(reference, name="reference")
 app.command("report")(report_cli.report)
 app.command("submit")(report_cli.submit)
 app.command("leaderboard")(report_cli.leaderboard)

@@ -9,7 +9,7 @@ import typer
 
 
 def report(
-    results: Annotated[Path, typer.Argument(help="A results folder, e.g. results/mini (cells/*.json, table.csv, profile/*.json).")],
+    results: Annotated[Path, typer.Argument(help="A results folder, e.g. results/reference/mini (cells/*.json, table.csv, profile/*.json).")],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="PDF to write (default reports/<results folder name>.pdf); the Markdown tables go next to it as .md.")] = None,
 ) -> None:
     """Build the PDF report of a results folder, with the same tables as Markdown."""
@@ -31,7 +31,7 @@ def report(
 
 
 def submit(
-    results: Annotated[Path, typer.Argument(help="A results folder, e.g. results/mini.")],
+    results: Annotated[Path, typer.Argument(help="A results folder, e.g. results/local/mini.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Submission JSON to write.")],
     name: Annotated[Optional[str], typer.Option(help="Leaderboard name (letters, digits, . _ -); default: the results folder's name.")] = None,
 ) -> None:

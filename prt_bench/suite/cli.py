@@ -10,7 +10,8 @@ import typer
 
 def run(
     suite: str = typer.Option("mini", "--suite", help="A suite name (suites/<name>.yaml) or a path to a suite file."),
-    results: Path = typer.Option(Path("results"), "--results", help="Results root: cells go to DIR/<suite>/cells/."),
+    results: Path = typer.Option(Path("results/local"), "--results", help="Results root: cells go to "
+                                 "DIR/<suite>/cells/ (never results/reference/, the committed reference)."),
     runs: Path = typer.Option(Path("runs"), "--runs", help="Where trained checkpoints go (DIR/<suite>/<cell_id>/)."),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Cache of the mini world and tiny bases "
                                          "(default: .cache/ in the repository)."),
@@ -27,6 +28,10 @@ def run(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress display."),
     profile: bool = typer.Option(True, "--profile/--no-profile", help="Measure the cost profile (FT vs PRT vs "
                                  "EFT, seconds per modality) into DIR/<suite>/profile/, unless it is there."),
+    compare: bool = typer.Option(True, "--compare/--no-compare", help="Compare every cell with the committed "
+                                 "reference (results/reference/<suite>/) and write DIR/<suite>/comparison.json."),
+    reuse_reference: bool = typer.Option(False, "--reuse-reference", help="Take the reference's records as done "
+                                         "instead of running them (only the report, no reproduction)."),
 ) -> None:
     """Run a suite: train every training cell once, evaluate the transfer matrix, write one
     JSON per cell and the table, build the report.  Resumable: done cells are skipped."""
@@ -37,6 +42,7 @@ def run(
 
     from prt_bench.suite.runner import RunOptions, run_suite
     from prt_bench.suite.schema import SuiteError
+    from prt_bench.suite.store import ResultsInUse
 
     gpu_list = None if gpus is None else ([] if gpus.strip().lower() in ("none", "") else
                                           [g.strip() for g in gpus.split(",") if g.strip()])
@@ -47,20 +53,72 @@ def run(
         workers = max(1, min(4, os.cpu_count() or 1))
     options = RunOptions(results=results, runs=runs, cache=cache, executor=executor, ray_address=ray_address,
                          gpus=gpu_list, workers=workers, only=only, dry_run=dry_run, report=report,
-                         progress=progress, profile=profile)
+                         progress=progress, profile=profile, compare=compare, reuse_reference=reuse_reference)
     try:
         summary = run_suite(suite, options, console)
     except SuiteError as e:
-        console.print(f"[red]suite error[/red]: {e}")
+        console.print(f"suite error: {e}", markup=False, style="red")  # no markup: names like x[0:5] stay whole
+        raise typer.Exit(2)
+    except ResultsInUse as e:
+        console.print(str(e), markup=False, style="red")
         raise typer.Exit(2)
     if dry_run:
         return
-    console.print(f"suite {summary.suite}: {summary.total} cells, {summary.already_done} already done, "
+    reused = f" ({summary.reused} copied from the reference, not run)" if summary.reused else ""
+    console.print(f"suite {summary.suite}: {summary.total} cells, {summary.already_done} already done{reused}, "
                   f"{len(summary.ran)} run now, {len(summary.failed)} failed, in {summary.wall_s:.1f} s")
     for cell_id, why in summary.failed.items():
         console.print(f"  [red]failed[/red] {cell_id}: {why}")
     typer.echo(f"results: {summary.results_dir}/cells/  table: {summary.table}")
     if summary.report:
         typer.echo(f"report: {summary.report}")
+    if summary.comparison is not None:
+        verdict = "reproduces the reference" if summary.comparison.reproduced else "DIFFERS from the reference"
+        typer.echo(f"comparison: {summary.comparison_file}: this run {verdict}")
+        for line in summary.comparison.summary("this run", "reference"):
+            typer.echo(line)
     if summary.failed:
         raise typer.Exit(1)
+
+
+def compare(
+    a: Path = typer.Argument(..., help="A results folder of a suite (DIR/cells/*.json), e.g. results/local/mini."),
+    b: Path = typer.Argument(..., help="The folder to compare it with, e.g. results/reference/mini."),
+    tolerance: float = typer.Option(1e-6, "--tolerance", help="Absolute tolerance on every number of a cell's "
+                                    "results: within it a cell is 'within tolerance', beyond it 'different'."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the comparison (every cell) as JSON here."),
+) -> None:
+    """Compare two results folders cell by cell: bitwise equal, within the tolerance, different,
+    or present on one side only, with the largest differences named.  Exit 1 unless every cell
+    is on both sides and none differs beyond the tolerance."""
+    from prt_bench.suite import reference
+
+    try:
+        comparison = reference.compare(a, b, tolerance)
+    except (FileNotFoundError, ValueError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2)
+    if out is not None:
+        reference.write_comparison(comparison, out)
+    for line in comparison.summary("A", "B"):
+        typer.echo(line)
+    if not comparison.reproduced:
+        raise typer.Exit(1)
+
+
+def reference_update(
+    suite: str = typer.Option(..., "--suite", help="The suite whose reference is replaced (its name)."),
+    results: Path = typer.Option(Path("results/local"), "--results", help="Results root of the run to adopt: "
+                                 "DIR/<suite>/ becomes results/reference/<suite>/."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Rebuild reports/<suite>.pdf from the new reference."),
+) -> None:
+    """Make a finished run the committed reference of its suite (cells, table, profile) and
+    rebuild the reference report.  The only command that changes the reference."""
+    from prt_bench.suite import reference
+
+    try:
+        dest = reference.update(suite, results / suite, report=report)
+    except (FileNotFoundError, ValueError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"reference of {suite}: {dest}" + (f"; report: reports/{suite}.pdf" if report else ""))

@@ -3,13 +3,16 @@
 1. load and check the suite file (static: keys, names, tags) -- ``schema``;
 2. expand it into cells -- ``plan``; keep those ``--only`` selects (with what they need);
 3. skip what the results store already holds (the cell id is the content hash of its config);
+   the results folder is the run's own (``results/local/<suite>/`` by default, locked while the
+   run lasts), never the committed reference;
 4. build the bases (mini world, tiny models), then check what needs files: tokenizers of each
    source/target pair, label sets, data -- ``checks`` -- all before any training;
 5. run the training cells, then the evaluation cells, through one executor: in this process
    (CPU), one subprocess per visible GPU (CUDA_VISIBLE_DEVICES), or Ray tasks;
 6. measure the cost profile of each modality the run covers, unless the results hold it
    already -- ``profile``;
-7. rebuild the table from the cell files and build the report.
+7. rebuild the table from the cell files and build the report (``<results>/report.pdf``);
+8. compare every cell with the committed reference of the suite, if it has one -- ``reference``.
 """
 
 from __future__ import annotations
@@ -27,16 +30,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 from prt_bench.io import atomic_write_json
-from prt_bench.suite import adapters, checks
+from prt_bench.suite import adapters, checks, reference
 from prt_bench.suite.execute import checkpoint_done, run_job
 from prt_bench.suite.plan import Cell, expand
-from prt_bench.suite.schema import Suite, load_suite
-from prt_bench.suite.store import read_cell, write_cell, write_table
+from prt_bench.suite.schema import Suite, SuiteError, load_suite
+from prt_bench.suite.store import RunLock, read_cell, write_cell, write_table
 
 
 @dataclass
 class RunOptions:
-    results: Path = Path("results")     # cells go to <results>/<suite>/cells/
+    results: Path = Path("results/local")  # cells go to <results>/<suite>/cells/ (never the reference)
     runs: Path = Path("runs")           # checkpoints go to <runs>/<suite>/<cell_id>/
     cache: Path | None = None           # mini world and tiny bases (default: the repository's .cache/)
     executor: str = "local"             # "local" | "ray"
@@ -48,6 +51,8 @@ class RunOptions:
     report: bool = True
     progress: bool = True
     profile: bool = True                # write <results>/<suite>/profile/<modality>.json (cost section)
+    compare: bool = True                # compare the cells with results/reference/<suite>/ when it exists
+    reuse_reference: bool = False       # take the reference's records as done instead of running them
 
 
 @dataclass
@@ -61,6 +66,9 @@ class RunSummary:
     table: Path | None = None
     report: Path | None = None
     profiles: list[Path] = field(default_factory=list)   # profile files written by this run
+    reused: int = 0                     # records copied from the reference (--reuse-reference)
+    comparison: reference.Comparison | None = None
+    comparison_file: Path | None = None
     wall_s: float = 0.0
 
 
@@ -91,17 +99,28 @@ def run_suite(suite_ref: str | Path, options: RunOptions, console=None) -> RunSu
     cells = select(matrix, options.only)
     results_dir = Path(options.results) / suite.name
     runs_dir = Path(options.runs) / suite.name
-    done = {c.cell_id for c in cells if read_cell(results_dir, c.cell_id) is not None}
-    todo = _pending(cells, done, runs_dir)
-    summary = RunSummary(suite.name, results_dir, len(cells), len(cells) - len(todo))
-
+    if reference.inside_reference(results_dir):
+        raise SuiteError(f"{results_dir} is inside the committed reference ({reference.REFERENCE_ROOT}): a run never "
+                         "writes there; run into another --results folder, then `prt-bench reference update`")
     if options.dry_run:
         from rich.console import Console as StdoutConsole
 
+        done = {c.cell_id for c in cells if read_cell(results_dir, c.cell_id) is not None}
+        todo = _pending(cells, done, runs_dir)
         out = StdoutConsole()
         print_matrix(cells, done, todo, out)
         out.print(f"{len(cells)} cells, {len(cells) - len(todo)} done, {len(todo)} to run (results: {results_dir})")
-        return summary
+        return RunSummary(suite.name, results_dir, len(cells), len(cells) - len(todo))
+    with RunLock(results_dir):
+        return _run_locked(suite, matrix, cells, results_dir, runs_dir, options, console, start)
+
+
+def _run_locked(suite: Suite, matrix: list[Cell], cells: list[Cell], results_dir: Path, runs_dir: Path,
+                options: RunOptions, console, start: float) -> RunSummary:
+    reused = _copy_from_reference(suite.name, cells, results_dir) if options.reuse_reference else 0
+    done = {c.cell_id for c in cells if read_cell(results_dir, c.cell_id) is not None}
+    todo = _pending(cells, done, runs_dir)
+    summary = RunSummary(suite.name, results_dir, len(cells), len(cells) - len(todo), reused=reused)
 
     cache = Path(options.cache) if options.cache else None
     worlds: dict[str, dict[str, str]] = {}
@@ -136,8 +155,25 @@ def run_suite(suite_ref: str | Path, options: RunOptions, console=None) -> RunSu
     summary.table = write_table(results_dir)
     if options.report:
         summary.report = build_report(results_dir, console)
+    ref = reference.reference_dir(suite.name)
+    if options.compare and not options.reuse_reference and (ref / "cells").is_dir():
+        summary.comparison = reference.compare(results_dir, ref)
+        summary.comparison_file = reference.write_comparison(summary.comparison, results_dir / "comparison.json")
     summary.wall_s = time.perf_counter() - start
     return summary
+
+
+def _copy_from_reference(suite: str, cells: list[Cell], results_dir: Path) -> int:
+    """--reuse-reference: the reference's records of the suite's cells, copied into the run's
+    results as if they had run here (the report then shows the reference's numbers)."""
+    ref = reference.reference_dir(suite)
+    copied = 0
+    for c in cells:
+        record = read_cell(ref, c.cell_id)
+        if record is not None and read_cell(results_dir, c.cell_id) is None:
+            write_cell(results_dir, record)
+            copied += 1
+    return copied
 
 
 def _profile(suite: Suite, cells: list[Cell], options: RunOptions, results_dir: Path, cache: Path | None,
@@ -511,7 +547,7 @@ def build_report(results_dir: Path, console) -> Path | None:
         console.print("report: prt_bench.report.build_report is not available; skipped")
         return None
     try:
-        out = report_api(results_dir)
+        out = report_api(results_dir, Path(results_dir) / "report.pdf")
     except Exception as e:  # noqa: BLE001 - the results stand without the report
         console.print(f"[red]report failed[/red]: {type(e).__name__}: {e}")
         return None

@@ -118,3 +118,54 @@ def write_table(results: Path) -> Path:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class ResultsInUse(RuntimeError):
+    """Another run holds the results folder."""
+
+
+LOCK_FILE = ".run.lock"
+HOLDER_FILE = ".run.holder.json"
+
+
+class RunLock:
+    """One run at a time per results folder (two runs of one suite, or a Ray driver and a local
+    run on a shared filesystem, would race on the same cells).  An OS file lock (``filelock``):
+    released when the process ends, however it ends.  The holder (pid, host, command, start)
+    is written beside it so that the refusal can name it."""
+
+    def __init__(self, results: Path):
+        from filelock import FileLock
+
+        self.results = Path(results)
+        self.lock = FileLock(str(self.results / LOCK_FILE), timeout=0)
+
+    def __enter__(self) -> "RunLock":
+        import datetime
+        import os
+        import socket
+        import sys
+
+        from filelock import Timeout
+
+        self.results.mkdir(parents=True, exist_ok=True)
+        try:
+            self.lock.acquire()
+        except Timeout:
+            raise ResultsInUse(f"{self.results} is in use by another run ({self.holder()}); wait for it to finish, "
+                               "or give this run another --results folder") from None
+        atomic_write_json(self.results / HOLDER_FILE, {
+            "pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv),
+            "since": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
+        return self
+
+    def __exit__(self, *exc) -> None:
+        (self.results / HOLDER_FILE).unlink(missing_ok=True)
+        self.lock.release()
+
+    def holder(self) -> str:
+        try:
+            h = read_json(self.results / HOLDER_FILE)
+            return f"pid {h['pid']} on {h['host']} since {h['since']}: {h['command']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "holder unknown"
