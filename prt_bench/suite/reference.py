@@ -209,5 +209,8 @@ def update(suite: str, results: str | Path, report: bool = True) -> Path:
     if report:
         from prt_bench.report import build_report
 
-        build_report(dest, REPO_ROOT / "reports" / f"{suite}.pdf")
+        import os
+
+        # relative to here (the repository root, usually), so the report names no machine's path
+        build_report(Path(os.path.relpath(dest)), REPO_ROOT / "reports" / f"{suite}.pdf")
     return dest
