@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 import tempfile
 from importlib import metadata
@@ -15,7 +16,28 @@ from typing import Any
 MANIFEST = "prt_manifest.json"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# Names that become folder or file names (suites, leaderboard entries): a name, never a path.
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+
 _PACKAGES = ("prt-bench", "torch", "transformers", "peft", "lm_eval", "open_clip_torch", "safetensors")
+
+
+def name_problem(name: Any, what: str = "name") -> str | None:
+    """Why `name` cannot be a folder or file name under a root (None when it can)."""
+    if not isinstance(name, str) or not name:
+        return f"{what} is missing or not a string"
+    if "/" in name or "\\" in name or ".." in name or name.startswith(("~", ".")) or os.path.isabs(name):
+        return f"{what} {name!r} would reach outside its folder (a name, not a path, is required)"
+    if not NAME_RE.match(name):
+        return f"{what} {name!r} is not a plain name (1-80 letters, digits, '.', '_', '-')"
+    return None
+
+
+def finite_number(value: Any) -> bool:
+    """A real number that is not NaN or infinite (bools are not numbers here)."""
+    import math
+
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _umask() -> int:

@@ -10,6 +10,7 @@ log-probabilities and computes in float32 whatever dtype comes in.
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -48,8 +49,8 @@ def prt_logprobs(base_logits: Tensor, reward: Tensor, lam: float = 1.0) -> Tenso
     ``v = log softmax(f(x; θ_pt)) + r(x; θ) / λ``, ``p = softmax(v)``; returns ``log p``.
     The paper uses λ = 1 throughout.
     """
-    if lam <= 0:
-        raise ValueError(f"lam must be positive, got {lam}")
+    if not (math.isfinite(lam) and lam > 0):  # `lam <= 0` alone lets NaN through
+        raise ValueError(f"lam must be a finite number > 0, got {lam}")
     base_logits, reward = shared_vocab(base_logits, reward)
     return _log_softmax(_log_softmax(base_logits) + reward.float() / lam)
 
@@ -88,6 +89,8 @@ def prt_loss(
     of the entropy runs over the same positions as the cross-entropy (the ones whose label is
     not ``ignore_index``).
     """
+    if not (math.isfinite(alpha) and alpha >= 0):
+        raise ValueError(f"alpha must be a finite number >= 0, got {alpha}")
     log_p = prt_logprobs(base_logits.detach(), reward, lam)
     flat_logp = log_p.reshape(-1, log_p.shape[-1])
     flat_labels = labels.reshape(-1)

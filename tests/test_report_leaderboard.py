@@ -87,7 +87,7 @@ BAD = {
                                  "does not match its config"),
     "result relabelled": (lambda s: s["cells"][0].update(method="ft_target"), True, "but its config says"),
     "name escapes the output folder": (lambda s: s.update(name="../../etc/evil"), True,
-                                       "tries to escape the output folder"),
+                                       "would reach outside its folder"),
     "accuracy above 1": (_set_metric(1.5), True, "outside [0, 1]"),
     "negative accuracy": (_set_metric(-0.1), True, "outside [0, 1]"),
     "cell twice": (lambda s: s["cells"].append(copy.deepcopy(s["cells"][0])), True, "appears twice"),

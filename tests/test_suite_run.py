@@ -142,6 +142,55 @@ def test_sigkill_mid_run_then_rerun_matches_an_uninterrupted_run(reference, cach
     assert not (tmp_path / "results" / "smoke" / "profile").exists(), "--no-profile measures nothing"
 
 
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_killing_the_runner_leaves_no_cpu_worker_behind(cache, tmp_path, sig):
+    cmd = [sys.executable, "-m", "prt_bench.cli", "run", "--suite", "smoke", "--results", str(tmp_path / "results"),
+           "--runs", str(tmp_path / "runs"), "--cache", str(cache), "--gpus", "none", "--no-report",
+           "--no-progress", "--no-profile", "--workers", "2", "--only", SIGKILL_SLICE]
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        workers: list[int] = []
+        while len(workers) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+            children = _children(proc.pid)  # the pool's workers and multiprocessing's resource tracker
+            workers = [p for p in children if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        assert len(workers) == 2 and proc.poll() is None, "the run ended before its workers could be seen"
+        time.sleep(1.0)  # the workers are in their cells
+        os.kill(proc.pid, sig)
+        proc.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while any(_alive(p) for p in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(p) for p in children), f"processes of the run still running after {sig.name}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    if sig == signal.SIGTERM:
+        assert proc.returncode != 0
+        assert not (tmp_path / "results" / "smoke" / ".run.holder.json").exists(), "the lock's holder file is removed"
+
+
 def test_same_seed_gives_identical_metrics(reference, cache, tmp_path):
     root, _ = reference
     run_suite("smoke", options(tmp_path, cache=cache, only=LM_PRT_SLICE))

@@ -15,6 +15,7 @@ Generation runs every model with its own KV cache: one prefill, then one token p
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Callable, Sequence
 
 import torch
@@ -313,6 +314,10 @@ class PRTLM(CombinedLM):
             [1.0] if len(rewards) == 1 else None)
         if weights is None or len(weights) != len(rewards):
             raise ValueError(f"prt: {len(rewards)} rewards need as many reward_weights (w1;w2;...), got {reward_weights!r}")
+        if not all(math.isfinite(w) for w in weights):
+            raise ValueError(f"prt: reward_weights must be finite numbers, got {reward_weights!r}")
+        if not (math.isfinite(float(lam)) and float(lam) > 0):  # before any model loads
+            raise ValueError(f"prt: lam must be a finite number > 0, got {lam!r}")
         models = {"base": base, **{("reward" if len(rewards) == 1 else f"reward{i}"): r for i, r in enumerate(rewards)}}
         self.lam, self.reward_weights = float(lam), weights
         super().__init__(models, prt_combine(float(lam), weights), **common)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,8 +233,15 @@ def train_lm(method: str, base: str | Path, data: str | Path, out: str | Path, *
     from prt_bench.io import file_hash, write_manifest
     from prt_bench.lm.load import model_identity
 
-    if lam <= 0:
-        raise ValueError(f"lam must be positive, got {lam}")
+    if not (math.isfinite(lam) and lam > 0):
+        raise ValueError(f"lam must be a finite number > 0, got {lam}")
+    if not (math.isfinite(alpha) and alpha >= 0):
+        raise ValueError(f"alpha must be a finite number >= 0, got {alpha}")
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        # a stale adapter_config.json from another run would make every loader use that adapter
+        what = "a file" if not out.is_dir() else f"not empty ({', '.join(sorted(p.name for p in out.iterdir())[:5])})"
+        raise FileExistsError(f"--out {out} is {what}; give a new or empty folder")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(seed)
     rows = read_pairs(data)
@@ -263,6 +272,9 @@ def train_lm(method: str, base: str | Path, data: str | Path, out: str | Path, *
             loss = training_loss(method, model, frozen, batch, lam=lam, alpha=alpha) / grad_accum
             loss.backward()
             step_loss += loss.item()
+        if not math.isfinite(step_loss):  # NaN weights would follow; save nothing
+            raise FloatingPointError(f"training loss is {step_loss} at step {len(losses) + 1} of {total_steps} "
+                                     f"({method} on {base}); no checkpoint written")
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], max_grad_norm)
         optimizer.step()
         scheduler.step()
@@ -271,8 +283,10 @@ def train_lm(method: str, base: str | Path, data: str | Path, out: str | Path, *
         bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
     wall_s = time.perf_counter() - start
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    final, out = out, out.with_name(f".{out.name}.{os.getpid()}.tmp")  # complete or absent, never half written
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
     model.eval()
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
@@ -300,7 +314,10 @@ def train_lm(method: str, base: str | Path, data: str | Path, out: str | Path, *
         losses=losses,
         wall_s=wall_s,
     )
-    return out
+    if final.is_dir():
+        final.rmdir()  # empty (checked above)
+    os.replace(out, final)
+    return final
 
 
 def mean_loss(method: str, model, base, data: str | Path, tokenizer, *, lam: float = 1.0, max_length: int = 512,

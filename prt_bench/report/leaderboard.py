@@ -40,12 +40,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prt_bench.io import REPO_ROOT, atomic_write_json, atomic_write_text, config_hash, read_json
+from prt_bench.io import REPO_ROOT, atomic_write_json, atomic_write_text, config_hash, name_problem, read_json
 
 SUBMISSION_SCHEMA = "prt-bench/submission/1"
 CELL_SCHEMA = "prt-bench/cell/1"
 BUILTIN_SUITES = ("mini", "smoke", "paper-lm", "paper-vision")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 HASH_RE = re.compile(r"^[0-9a-f]{16}$")
 MAX_BYTES = 64 * 1024 * 1024
 # Metrics that are not rates (the part of the key before the comma); every other metric is.
@@ -148,16 +147,6 @@ def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _name_problem(name: Any) -> str | None:
-    if not isinstance(name, str) or not name:
-        return "name is missing or not a string"
-    if "/" in name or "\\" in name or ".." in name or name.startswith(("~", ".")) or os.path.isabs(name):
-        return f"name {name!r} tries to escape the output folder (a name, not a path, is required)"
-    if not NAME_RE.match(name):
-        return f"name {name!r} is not a plain name (1-80 letters, digits, '.', '_', '-')"
-    return None
-
-
 def _cell_problems(i: int, cell: Any, suite: str) -> list[str]:
     if not isinstance(cell, dict):
         return [f"cells[{i}] is not an object"]
@@ -220,7 +209,7 @@ def validate_submission(sub: Any, suites: set[str] | None = None) -> list[str]:
     suite = sub.get("suite")
     if suite not in suites:
         problems.append(f"unknown suite {suite!r} (known: {', '.join(sorted(suites))})")
-    p = _name_problem(sub.get("name"))
+    p = name_problem(sub.get("name"))
     if p:
         problems.append(p)
     cells = sub.get("cells")

@@ -54,6 +54,10 @@ def run(
     options = RunOptions(results=results, runs=runs, cache=cache, executor=executor, ray_address=ray_address,
                          gpus=gpu_list, workers=workers, only=only, dry_run=dry_run, report=report,
                          progress=progress, profile=profile, compare=compare, reuse_reference=reuse_reference)
+    import signal
+
+    # SIGTERM (timeout, systemd, Slurm) unwinds like Ctrl-C: the CPU pool is stopped, the lock released
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         summary = run_suite(suite, options, console)
     except SuiteError as e:

@@ -90,14 +90,26 @@ def _evaluate(cell: Cell, job: dict[str, Any]) -> tuple[dict[str, Any], str]:
             metrics[derived] = sum(metrics[p] for p in parts) / len(parts)
         if name in n and n[name] is not None:
             metrics["n_samples"] = n[name]
-        primary = task.get("primary_metric", "exact_match,strict-match")
-        return {cell.task: metrics}, primary
+        return {cell.task: metrics}, _checked_primary(metrics, task.get("primary_metric", "exact_match,strict-match"))
     opts = {k: v for k, v in {**options, **task}.items() if k == "batch_size"}
     out = adapters.vision_eval(cell.method, job["paths"], task["dataset"], task.get("split", "test"), opts, lam=lam)
     metrics = {f"{k},none": out[k] for k in ("acc1", "acc5", "mean_per_class_recall", "nll") if k in out}
     if "n" in out:
         metrics["n_samples"] = out["n"]
-    return {cell.task: metrics}, task.get("primary_metric", "acc1,none")
+    return {cell.task: metrics}, _checked_primary(metrics, task.get("primary_metric", "acc1,none"))
+
+
+def _checked_primary(metrics: dict[str, Any], primary: str) -> str:
+    """The cell's headline number must exist and be a finite number: a missing metric would
+    make the report quietly use another, and NaN would be recorded as a result."""
+    from prt_bench.io import finite_number
+
+    if primary not in metrics:
+        known = sorted(k for k, v in metrics.items() if finite_number(v) and "_stderr" not in k)
+        raise KeyError(f"primary_metric {primary!r} is not among the evaluator's metrics ({', '.join(known)})")
+    if not finite_number(metrics[primary]):
+        raise FloatingPointError(f"primary metric {primary} is {metrics[primary]!r}, not a finite number")
+    return primary
 
 
 def quiet_libraries() -> None:

@@ -363,8 +363,24 @@ def _store(job: dict[str, Any], record: dict[str, Any] | None, why: str | None, 
     progress.finish(cell_id)
 
 
+def _die_with_parent() -> None:
+    """Have the kernel kill this process when the process that started it dies, however it
+    dies (SIGKILL included): a killed runner must not leave workers training under PID 1."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):  # not Linux: the runner's SIGTERM handler still ends the pool
+        return
+    if os.getppid() == 1:  # the parent died before the line above
+        os._exit(1)
+
+
 def _pool_start(threads: int) -> None:
-    """Start-up of a CPU pool worker: its share of the cores, no GPU."""
+    """Start-up of a CPU pool worker: dies with the runner, its share of the cores, no GPU."""
+    _die_with_parent()
     os.environ["PRT_BENCH_THREADS"] = str(threads)
     os.environ["CUDA_VISIBLE_DEVICES"] = ""
     import torch
@@ -392,15 +408,16 @@ def _run_cpu_pool(jobs, progress, summary, workers: int, results_dir: Path) -> N
     threads = int(os.environ.get("PRT_BENCH_THREADS") or max(1, (os.cpu_count() or 1) // workers))
     waiting = list(jobs)
     pending: dict[Any, dict[str, Any]] = {}
-    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context("spawn"),
-                             initializer=_pool_start, initargs=(threads,)) as pool:
+    pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context("spawn"),
+                               initializer=_pool_start, initargs=(threads,))
 
-        def submit() -> None:  # `workers` cells in flight, so the display shows the running ones
-            while waiting and len(pending) < workers:
-                job = waiting.pop(0)
-                pending[pool.submit(_pool_job, job)] = job
-                progress.start(job["cell"]["cell_id"], f"{_label(job)} [cpu]")
+    def submit() -> None:  # `workers` cells in flight, so the display shows the running ones
+        while waiting and len(pending) < workers:
+            job = waiting.pop(0)
+            pending[pool.submit(_pool_job, job)] = job
+            progress.start(job["cell"]["cell_id"], f"{_label(job)} [cpu]")
 
+    try:
         submit()
         while pending:
             done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
@@ -412,6 +429,12 @@ def _run_cpu_pool(jobs, progress, summary, workers: int, results_dir: Path) -> N
                     record, why = None, f"worker failed: {type(e).__name__}: {e}"
                 _store(job, record, why, progress, summary, results_dir)
             submit()
+    except BaseException:  # SIGTERM (SystemExit), Ctrl-C: stop the cells now instead of waiting for them
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def _log_path(job: dict[str, Any]) -> Path:

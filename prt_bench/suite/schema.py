@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prt_bench.io import REPO_ROOT
+from prt_bench.io import REPO_ROOT, finite_number, name_problem
 
 SUITES_DIR = REPO_ROOT / "suites"
 MODALITIES = ("lm", "vision")
@@ -115,10 +115,31 @@ def load_suite(suite: str | Path) -> Suite:
 
     path = suite_path(suite)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_unique_key_loader())
     except yaml.YAMLError as e:
         raise SuiteError(f"{path}: not valid YAML: {e}") from None
     return parse_suite(raw, path)
+
+
+def _unique_key_loader():
+    """YAML's safe loader, except that a key given twice in one mapping is an error (YAML
+    itself keeps the last silently: a base declared twice, `lr` twice)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} appears twice in one mapping (lines {seen[key]} and {line})",
+                        key_node.start_mark)
+                seen[key] = line
+            return super().construct_mapping(node, deep)
+
+    return UniqueKeyLoader
 
 
 def parse_suite(raw: Any, path: Path) -> Suite:
@@ -127,6 +148,9 @@ def parse_suite(raw: Any, path: Path) -> Suite:
     _keys(raw, TOP_KEYS, where)
     if "name" not in raw:
         raise SuiteError(f"{where}: missing key 'name'")
+    problem = name_problem(raw["name"], "suite name")  # it names the results and checkpoint folders
+    if problem:
+        raise SuiteError(f"{where}: {problem}")
     seeds = raw.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise SuiteError(f"{where}: seeds must be a non-empty list of integers, got {seeds!r}")
@@ -177,6 +201,8 @@ def _section(raw: Any, modality: str, where: str) -> Section:
     train = raw.get("train", {}) or {}
     _mapping(train, f"{where}.train")
     _keys(train, TRAIN_KEYS[modality], f"{where}.train")
+    if "lam" in train and not (finite_number(train["lam"]) and train["lam"] > 0):
+        raise SuiteError(f"{where}.train.lam: must be a finite number > 0, got {train['lam']!r}")
     if modality == "lm":
         if "data" not in train and not all("train_data" in t for t in tasks.values()):
             raise SuiteError(f"{where}.train: missing key 'data' (the instruction data FT and PRT train on)")
@@ -285,8 +311,8 @@ def _transfers(raw: Any, bases: dict[str, Any], where: str) -> list[Transfer]:
 
 
 def _alpha(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise SuiteError(f"{where}: alpha must be a number >= 0, got {value!r}")
+    if not finite_number(value) or value < 0:
+        raise SuiteError(f"{where}: alpha must be a finite number >= 0, got {value!r}")
     return float(value)
 
 

@@ -19,6 +19,7 @@ agree on the label set: checkpoints trained on other classes are refused.
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import time
@@ -113,6 +114,8 @@ def eval_vision(
     """Evaluate one method on one dataset; returns (and with ``out`` writes) the result record."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if not (math.isfinite(lam) and lam > 0):
+        raise ValueError(f"lam must be a finite number > 0, got {lam}")
     if method == "ft" and ft is None:
         ft = target
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -144,7 +147,12 @@ def eval_vision(
                 bar.update(len(labels))
     if bar is not None:
         bar.close()
-    result: dict[str, Any] = metrics(torch.cat(all_logp), torch.cat(all_labels), len(data.classnames))
+    all_logp = torch.cat(all_logp)
+    bad = int(torch.isnan(all_logp).any(-1).sum())
+    if bad:  # NaN weights classify "something"; a score of them would be recorded as a result
+        raise FloatingPointError(f"{method}: the combined log-probabilities are NaN for {bad} of {len(data)} images "
+                                 f"of {data.name} (corrupt or diverged weights?); no result")
+    result: dict[str, Any] = metrics(all_logp, torch.cat(all_labels), len(data.classnames))
     result.update({
         "schema": "prt-bench/vision-eval/1",
         "n": len(data),

@@ -158,6 +158,9 @@ def train_vision(
                         return frozen_base(x if mask is None else x[mask.to(x.device)])
                 base_out = cache.get(index.to(device), base_logits) if cache is not None else base_logits()
             loss = train_step(classifier, optimizer, params, x, labels, grad_clip, base_out, lam=lam, alpha=alpha)
+            if not math.isfinite(loss):  # the step already applied NaN updates; save nothing
+                raise FloatingPointError(f"training loss is {loss} at step {step + 1} of {steps} ({method} on {base}); "
+                                         "no checkpoint written")
             schedule.step()
             sync(device)
             step_times.append(time.perf_counter() - start)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 
 import numpy as np
 import torch
@@ -19,9 +20,12 @@ FILES = {"train": "train", "test": "t10k"}
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """An idx file (the MNIST format): magic (0, 0, dtype 0x08, ndim), big-endian sizes, bytes."""
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    if data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+    try:
+        with gzip.open(path, "rb") as f:
+            data = f.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:  # click would print a bare "Aborted." for EOFError
+        raise OSError(f"{path}: truncated or corrupt gzip file ({type(e).__name__}: {e})") from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise ValueError(f"{path} is not an unsigned-byte idx file")
     ndim = data[3]
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
