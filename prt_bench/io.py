@@ -138,6 +138,7 @@ def environment(device: str | None = None) -> dict[str, Any]:
     try:
         import torch
 
+        env["threads"] = torch.get_num_threads()  # results are bitwise reproducible only at one count
         env["device"] = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if torch.cuda.is_available():
             env["gpu"] = torch.cuda.get_device_name(0)

@@ -185,3 +185,162 @@ def test_a_truncated_data_file_is_named_with_its_cause(tmp_path, monkeypatch):
     monkeypatch.setenv("PRT_BENCH_DATA", str(tmp_path))  # what the suite's checks read
     with pytest.raises(SuiteError, match=r"missing data for 'fashion_mnist' \(test\): .*truncated or corrupt"):
         _require_dataset("fashion_mnist", "test", "suite.yaml: vision", "fmnist")
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("vision.train.lr", "fast", "train.lr: must be a finite number > 0, got 'fast'"),
+    ("vision.train.batch_size", 0, "train.batch_size: must be an integer >= 1, got 0"),
+    ("vision.train.steps", 2.5, "train.steps: must be an integer >= 1, got 2.5"),
+    ("lm.tasks.gsm8k.limit", -1, "tasks.gsm8k.limit: must be an integer >= 1, got -1"),
+    ("lm.train.max_steps", 0, "train.max_steps: must be an integer >= 1, got 0"),
+])
+def test_option_types_and_ranges_are_checked_when_the_file_is_read(tmp_path, key, value, message):
+    with pytest.raises(SuiteError, match=re_escape(message)):
+        parse_suite(smoke(**{key: value}), tmp_path / "bad.yaml")
+
+
+def re_escape(text: str) -> str:
+    import re
+
+    return re.escape(text)
+
+
+def test_an_unknown_tiny_family_and_empty_transfers_are_refused(tmp_path):
+    doc = smoke()
+    doc["lm"]["families"]["tiny-llama"]["tiny-llama-s"]["tiny"]["family"] = "lama"
+    with pytest.raises(SuiteError, match="unknown tiny family 'lama'"):
+        parse_suite(doc, tmp_path / "bad.yaml")
+    with pytest.raises(SuiteError, match="lm.transfers: needs at least one transfer"):
+        parse_suite(smoke(**{"lm.transfers": []}), tmp_path / "bad.yaml")
+
+
+def test_only_matching_nothing_executor_and_workers_are_errors_before_any_work(tmp_path):
+    from typer.testing import CliRunner
+
+    from prt_bench.cli import app
+
+    common = ["run", "--suite", "smoke", "--results", str(tmp_path / "r"), "--runs", str(tmp_path / "runs"),
+              "--cache", str(tmp_path / "cache"), "--gpus", "none", "--no-report", "--no-profile", "--no-progress"]
+    nothing = CliRunner().invoke(app, common + ["--only", "no-such-cell*"])
+    assert nothing.exit_code == 2 and "matches no cell of suite smoke" in nothing.output
+    for flags, message in ((["--executor", "lokal"], "unknown executor 'lokal'"), (["--workers", "0"], "at least 1")):
+        run = CliRunner().invoke(app, common + flags)
+        assert run.exit_code == 2 and message in run.output
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "r").exists()
+
+
+def test_read_pairs_names_the_file_and_line_of_a_bad_row(tmp_path):
+    from prt_bench.lm.train import read_pairs
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "a", "response": "b"}\nnot json\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:2: not a JSON line"):
+        read_pairs(bad)
+    bad.write_text('["prompt", "response"]\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:1: each line needs string fields"):
+        read_pairs(bad)
+
+
+def test_train_lm_refuses_zero_steps_and_a_zero_batch(pairs, tmp_path):
+    from prt_bench.lm.train import train_lm
+
+    with pytest.raises(ValueError, match="max_steps must be at least 1"):
+        train_lm("ft", str(tmp_path / "no-base"), pairs, tmp_path / "o", max_steps=0)
+    with pytest.raises(ValueError, match="batch_size and grad_accum must be >= 1"):
+        train_lm("ft", str(tmp_path / "no-base"), pairs, tmp_path / "o", batch_size=0)
+
+
+def test_a_missing_local_model_folder_is_named_and_pickled_weights_are_refused(tiny_llama, tmp_path):
+    import shutil
+
+    from prt_bench.lm.load import load_causal_lm
+
+    with pytest.raises(FileNotFoundError, match="no model folder at"):
+        load_causal_lm(str(tmp_path / "runs" / "missing"))
+    pickled = tmp_path / "pickled"
+    shutil.copytree(tiny_llama, pickled)
+    model = load_causal_lm(str(pickled))
+    (pickled / "model.safetensors").unlink()
+    torch.save(model.state_dict(), pickled / "pytorch_model.bin")
+    with pytest.raises(OSError):  # transformers: no safetensors file, and .bin is not allowed
+        load_causal_lm(str(pickled))
+
+
+def test_the_combination_of_nan_weights_is_an_error_not_an_answer(tiny_llama, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from prt_bench.lm.lm_eval_models import PRTLM, generate
+
+    broken = tmp_path / "nan-reward"
+    shutil.copytree(tiny_llama, broken)
+    weights = load_file(broken / "model.safetensors")
+    weights = {k: torch.full_like(v, NAN) if k == "model.norm.weight" else v for k, v in weights.items()}
+    save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
+    lm = PRTLM(base=str(tiny_llama), reward=str(broken))
+    with pytest.raises(FloatingPointError, match="gives NaN logits"):
+        generate(lm.models, lm.combine, [[5, 6, 7]], max_new_tokens=2, pad_id=lm.pad_id, eos_id=None)
+    with pytest.raises(FloatingPointError, match="gives NaN logits"):
+        lm._loglikelihood_tokens([(None, [5, 6], [7])], disable_tqdm=True)
+
+
+def test_a_marker_without_weights_is_no_checkpoint_and_changed_weights_are_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    from prt_bench.suite.execute import COMPLETE, checkpoint_done, mark_complete, verify_checkpoint
+
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / COMPLETE).write_text("")
+    assert not checkpoint_done(ckpt)
+    save_file({"w": torch.ones(3)}, ckpt / "model.safetensors")
+    assert checkpoint_done(ckpt)
+    verify_checkpoint(ckpt)  # `touch .complete` (adopted from outside): nothing to compare
+    mark_complete(ckpt, "0" * 16)
+    verify_checkpoint(ckpt)
+    save_file({"w": torch.full((3,), NAN)}, ckpt / "model.safetensors")
+    with pytest.raises(ValueError, match=r"model.safetensors: weights changed since training"):
+        verify_checkpoint(ckpt)
+    (ckpt / "model.safetensors").unlink()
+    assert not checkpoint_done(ckpt)
+
+
+def test_corrupt_cell_records_are_named_and_count_as_not_done(tmp_path):
+    from prt_bench.suite.store import CorruptRecord, read_cell, write_table
+
+    cells = tmp_path / "cells"
+    cells.mkdir()
+    (cells / ("a" * 16 + ".json")).write_text("[1, 2]")
+    (cells / ("b" * 16 + ".json")).write_text('{"cell_id": "bbbb')
+    with pytest.warns(CorruptRecord, match="aaaaaaaaaaaaaaaa.json: a cell record must be a JSON object"):
+        assert read_cell(tmp_path, "a" * 16) is None
+    with pytest.warns(CorruptRecord, match="bbbbbbbbbbbbbbbb.json: unreadable cell record"):
+        assert read_cell(tmp_path, "b" * 16) is None
+    with pytest.warns(CorruptRecord):
+        assert write_table(tmp_path).read_text().count("\n") == 1  # the header only
+
+
+def test_an_empty_evaluation_split_is_refused_by_the_checks():
+    from prt_bench.suite.checks import _require_dataset
+
+    with pytest.raises(SuiteError, match=r"the split 'test\[5:5\]' of 'fashion_mnist' holds no images"):
+        _require_dataset("fashion_mnist", "test[5:5]", "suite.yaml: vision", "fmnist")
+
+
+def test_dry_run_shows_training_sizes_and_warns_of_absurd_ones(tmp_path, capsys):
+    import yaml
+
+    from prt_bench.suite.runner import RunOptions, run_suite
+
+    path = tmp_path / "big.yaml"
+    path.write_text(yaml.safe_dump(smoke(**{"vision.train.steps": 10**9})))
+    run_suite(path, RunOptions(results=tmp_path / "r", runs=tmp_path / "runs", gpus=[], dry_run=True))
+    out = capsys.readouterr().out
+    assert "examples]" in out and "trains on more than 100,000,000 examples" in out
+
+
+def test_the_environment_record_names_the_thread_count():
+    from prt_bench.io import environment
+
+    assert environment()["threads"] == torch.get_num_threads()

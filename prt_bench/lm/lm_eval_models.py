@@ -68,6 +68,15 @@ def next_token(logprobs: torch.Tensor, do_sample: bool, temperature: float, top_
     return torch.multinomial(scores.softmax(-1), 1, generator=generator).squeeze(-1)
 
 
+def refuse_nan(logits: Sequence[torch.Tensor]) -> Sequence[torch.Tensor]:
+    """NaN weights still "answer" (the combination reads NaN as a forbidden token, so some token
+    wins); a score of them is not a result."""
+    for role, x in enumerate(logits):
+        if bool(torch.isnan(x).any()):
+            raise FloatingPointError(f"model {role} of the combination gives NaN logits (corrupt or diverged weights?)")
+    return logits
+
+
 def cache_keyword(model: Any) -> str:
     """The forward keyword of the KV cache: `cache` from transformers 5.24 on (`past_key_values`
     is deprecated there and goes in 5.40), `past_key_values` before."""
@@ -100,7 +109,7 @@ def generate(models: Sequence[Any], combine: Combine, prompts: Sequence[Sequence
         # logits_to_keep=1: the prefill needs the last position only, not [batch, prompt, vocab]
         logits = [m(input_ids=step_ids, attention_mask=mask, position_ids=step_pos, use_cache=True, logits_to_keep=1,
                     **{arg: c}).logits[:, -1] for m, c, arg in zip(models, caches, cache_args)]
-        token = next_token(combine(logits), do_sample, temperature, top_p, top_k, generator)
+        token = next_token(combine(refuse_nan(logits)), do_sample, temperature, top_p, top_k, generator)
         token = torch.where(done, torch.full_like(token, pad_id), token)
         for row in (~done).nonzero().flatten().tolist():
             out[row].append(int(token[row]))
@@ -198,7 +207,7 @@ class CombinedLM(TemplateLM):
         keep = torch.arange(start, input_ids.shape[1], device=input_ids.device)
         logits = [m(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep).logits
                   for m in self.models]
-        return self.combine(logits)
+        return self.combine(refuse_nan(logits))
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
         # Longest first (lm-eval's habit): the first batch shows at once whether memory suffices.

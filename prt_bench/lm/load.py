@@ -41,6 +41,17 @@ def resolve_dtype(dtype: Any):
     return names[dtype]
 
 
+def _local(spec: str | Path) -> bool:
+    """A local folder, or a spec that can only mean one (absolute, ./, ../, ~, or more than
+    one '/'): a missing one is named as such, not reported as a hub id that failed."""
+    s = str(spec)
+    if Path(s).expanduser().is_dir():
+        return True
+    if s.startswith(("/", "./", "../", "~")) or s.count("/") > 1 or Path(s).exists():
+        raise FileNotFoundError(f"no model folder at {s}" + (" (it is a file)" if Path(s).is_file() else ""))
+    return False
+
+
 def load_tokenizer(spec: str | Path, trust_remote_code: bool = False):
     """The tokenizer of a checkpoint, or of an adapter folder's base when it saved none."""
     from transformers import AutoTokenizer
@@ -60,13 +71,17 @@ def load_causal_lm(spec: str | Path, *, dtype: Any = None, device: str | None = 
     torch_dtype = resolve_dtype(dtype)
     if torch_dtype is not None:
         kwargs["dtype"] = torch_dtype
-    if is_adapter_dir(spec):
+
+    def load(path: str):
+        # never unpickle: a local folder must hold safetensors (pytorch_model.bin is refused)
+        return AutoModelForCausalLM.from_pretrained(path, **kwargs, **({"use_safetensors": True} if _local(path) else {}))
+
+    if _local(spec) and is_adapter_dir(spec):
         from peft import PeftModel
 
-        model = AutoModelForCausalLM.from_pretrained(adapter_base(spec), **kwargs)
-        model = PeftModel.from_pretrained(model, str(spec)).merge_and_unload()
+        model = PeftModel.from_pretrained(load(adapter_base(spec)), str(spec)).merge_and_unload()
     else:
-        model = AutoModelForCausalLM.from_pretrained(str(spec), **kwargs)
+        model = load(str(spec))
     if device:
         model.to(device)
     return model.eval()

@@ -38,8 +38,12 @@ def read_pairs(path: str | Path) -> list[dict[str, str]]:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            row = json.loads(line)
-            if not isinstance(row.get("prompt"), str) or not isinstance(row.get("response"), str):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{n}: not a JSON line ({e.msg} at column {e.colno})") from None
+            if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) \
+                    or not isinstance(row.get("response"), str):
                 raise ValueError(f"{path}:{n}: each line needs string fields 'prompt' and 'response'")
             rows.append(row)
     if not rows:
@@ -237,6 +241,11 @@ def train_lm(method: str, base: str | Path, data: str | Path, out: str | Path, *
         raise ValueError(f"lam must be a finite number > 0, got {lam}")
     if not (math.isfinite(alpha) and alpha >= 0):
         raise ValueError(f"alpha must be a finite number >= 0, got {alpha}")
+    if max_steps is not None and max_steps < 1:  # 0 used to mean "use epochs" silently
+        raise ValueError(f"max_steps must be at least 1 (or None for epochs), got {max_steps}")
+    if batch_size < 1 or grad_accum < 1 or not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"batch_size and grad_accum must be >= 1 and lr a finite number > 0, "
+                         f"got {batch_size}, {grad_accum}, {lr}")
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         # a stale adapter_config.json from another run would make every loader use that adapter

@@ -14,6 +14,7 @@ def report(
 ) -> None:
     """Build the PDF report of a results folder, with the same tables as Markdown."""
     from rich.console import Console
+    from rich.markup import escape
 
     from prt_bench.report.build import build_report, report_summary
 
@@ -24,7 +25,7 @@ def report(
         try:
             pdf = build_report(results, out)
         except (FileNotFoundError, ValueError) as e:
-            console.print(f"[red]error:[/] {e}")
+            console.print(f"[red]error:[/] {escape(str(e))}")
             raise typer.Exit(2) from e
     info = report_summary(pdf)
     console.print(f"report: {pdf} ({info['pages']} pages); tables: {info['markdown']}")
@@ -37,6 +38,7 @@ def submit(
 ) -> None:
     """Pack a results folder into a checksummed leaderboard submission."""
     from rich.console import Console
+    from rich.markup import escape
 
     from prt_bench.io import atomic_write_json
     from prt_bench.report.leaderboard import SubmissionError, pack_submission
@@ -45,7 +47,7 @@ def submit(
     try:
         sub = pack_submission(results, name=name)
     except SubmissionError as e:
-        console.print(f"[red]cannot submit:[/] {e}")
+        console.print(f"[red]cannot submit:[/] {escape(str(e))}")
         raise typer.Exit(2) from e
     atomic_write_json(out, sub).chmod(0o644)
     console.print(f"submission: {out} (suite {sub['suite']}, name {sub['name']}, {len(sub['cells'])} cells, "
@@ -59,6 +61,7 @@ def leaderboard(
 ) -> None:
     """Validate every submission in a folder and write the leaderboard (Markdown and CSV)."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from prt_bench.report.leaderboard import build_leaderboard
@@ -67,7 +70,7 @@ def leaderboard(
     try:
         outcome = build_leaderboard(submissions, out_dir)
     except FileNotFoundError as e:
-        console.print(f"[red]error:[/] {e}")
+        console.print(f"[red]error:[/] {escape(str(e))}")
         raise typer.Exit(2) from e
     for fname, sub in outcome.accepted:
         console.print(f"[green]accepted[/] {fname}: {sub['name']} ({sub['suite']}, {len(sub['cells'])} cells)")

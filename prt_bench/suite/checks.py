@@ -120,11 +120,12 @@ def _classnames(dataset: str, where: str, task: str) -> list[str]:
 
 def _require_dataset(dataset: str, split: str, where: str, task: str) -> None:
     from prt_bench.vision.datasets import get_dataset
-    from prt_bench.vision.datasets.registry import parse_split
 
     try:
-        get_dataset(dataset, f"{parse_split(split)[0]}[:1]")
+        n = len(get_dataset(dataset, split))
     except (FileNotFoundError, OSError) as e:
         raise SuiteError(f"{where}.tasks.{task}: missing data for {dataset!r} ({split}): {e}") from None
     except (KeyError, ValueError) as e:
         raise SuiteError(f"{where}.tasks.{task}: unknown dataset or split {dataset!r} ({split}): {e}") from None
+    if n == 0:
+        raise SuiteError(f"{where}.tasks.{task}: the split {split!r} of {dataset!r} holds no images")

@@ -39,6 +39,7 @@ def run(
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from rich.console import Console
+    from rich.markup import escape
 
     from prt_bench.suite.runner import RunOptions, run_suite
     from prt_bench.suite.schema import SuiteError
@@ -49,6 +50,10 @@ def run(
     import sys
 
     console = Console(file=sys.stderr)  # this stream, not one a running cell redirects
+    if executor not in ("local", "ray"):
+        raise typer.BadParameter(f"unknown executor {executor!r}; use local or ray", param_hint="--executor")
+    if workers is not None and workers < 1:
+        raise typer.BadParameter(f"must be at least 1, got {workers}", param_hint="--workers")
     if workers is None:
         workers = max(1, min(4, os.cpu_count() or 1))
     options = RunOptions(results=results, runs=runs, cache=cache, executor=executor, ray_address=ray_address,
@@ -72,7 +77,7 @@ def run(
     console.print(f"suite {summary.suite}: {summary.total} cells, {summary.already_done} already done{reused}, "
                   f"{len(summary.ran)} run now, {len(summary.failed)} failed, in {summary.wall_s:.1f} s")
     for cell_id, why in summary.failed.items():
-        console.print(f"  [red]failed[/red] {cell_id}: {why}")
+        console.print(f"  [red]failed[/red] {cell_id}: {escape(why)}")
     typer.echo(f"results: {summary.results_dir}/cells/  table: {summary.table}")
     if summary.report:
         typer.echo(f"report: {summary.report}")

@@ -30,7 +30,37 @@ def cell_from_dict(d: dict[str, Any]) -> Cell:
 
 
 def checkpoint_done(path: str | Path) -> bool:
-    return (Path(path) / COMPLETE).is_file()
+    """A complete checkpoint: the marker *and* weights (a marker alone is not a checkpoint)."""
+    path = Path(path)
+    return (path / COMPLETE).is_file() and any(path.glob("*.safetensors"))
+
+
+def mark_complete(path: Path, cell_id: str) -> None:
+    """The marker holds the sha256 of every weight file, checked before the checkpoint is used."""
+    from prt_bench.io import atomic_write_json, file_hash
+
+    atomic_write_json(path / COMPLETE, {"cell_id": cell_id,
+                                        "sha256": {p.name: file_hash(p) for p in sorted(path.glob("*.safetensors"))}})
+
+
+def verify_checkpoint(path: str | Path) -> None:
+    """Refuse weights that changed since training (a marker without hashes, as `touch .complete`
+    writes for a checkpoint trained outside the runner, has nothing to compare)."""
+    import json
+
+    from prt_bench.io import file_hash
+
+    path = Path(path)
+    try:
+        expected = json.loads((path / COMPLETE).read_text(encoding="utf-8"))["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    for name, digest in expected.items():
+        if not (path / name).is_file():
+            raise FileNotFoundError(f"{path / name}: weight file missing; delete {path} to train it again")
+        if file_hash(path / name) != digest:
+            raise ValueError(f"{path / name}: weights changed since training (sha256 differs from {path / COMPLETE}); "
+                             f"delete {path} to train it again")
 
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
@@ -72,13 +102,15 @@ def _train(cell: Cell, job: dict[str, Any]) -> dict[str, Any]:
         train = adapters.lm_train if cell.modality == "lm" else adapters.vision_train
         train(cell.method, job["paths"]["base"], job["paths"]["data"], tmp, seed=cell.seed, alpha=cell.alpha,
               options=cell.config["train"])
-        (tmp / COMPLETE).write_text(cell.cell_id + "\n")
+        mark_complete(tmp, cell.cell_id)
         adapters._replace_dir(tmp, out)
     manifest = read_manifest(out) or {}
     return {cell.task: {f"{k},none": manifest[k] for k in ("initial_loss", "final_loss") if k in manifest}}
 
 
 def _evaluate(cell: Cell, job: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    for role in cell.needs:  # the trained checkpoints this cell combines
+        verify_checkpoint(job["paths"][role])
     task = cell.config["task_config"]
     options = cell.config["eval"]
     lam = cell.config["lam"]

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from rich.markup import escape
+
 from prt_bench.io import atomic_write_json, config_hash, read_json
 from prt_bench.suite.plan import base_ref
 from prt_bench.suite.schema import Suite
@@ -121,7 +123,7 @@ def write_profiles(results_dir: Path, todo: dict[str, dict[str, Any]], resolve: 
         try:
             record = measure(request, resolve)
         except Exception as e:  # noqa: BLE001 - the results stand without the profile
-            console.print(f"[red]profile {modality} failed[/red]: {type(e).__name__}: {e}")
+            console.print(f"[red]profile {modality} failed[/red]: {type(e).__name__}: {escape(str(e))}")
             continue
         out = path(results_dir, modality)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from rich.markup import escape
+
 from prt_bench.io import atomic_write_json
 from prt_bench.suite import adapters, checks, reference
 from prt_bench.suite.execute import checkpoint_done, run_job
@@ -97,6 +99,8 @@ def run_suite(suite_ref: str | Path, options: RunOptions, console=None) -> RunSu
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     matrix = expand(suite)
     cells = select(matrix, options.only)
+    if options.only and not cells:
+        raise SuiteError(f"--only {options.only!r} matches no cell of suite {suite.name} (see --dry-run for the labels)")
     results_dir = Path(options.results) / suite.name
     runs_dir = Path(options.runs) / suite.name
     if reference.inside_reference(results_dir):
@@ -521,12 +525,14 @@ class _Progress:
     """Cells done/total and the cells running now (rich)."""
 
     def __init__(self, total: int, done: int, enabled: bool, console):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
 
         self.console = console
         self.running: dict[str, str] = {}
         self.progress = Progress(TextColumn("[bold]cells"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                 TextColumn("{task.description}"), console=console, disable=not enabled)
+                                 TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.description}"),
+                                 console=console, disable=not enabled)
         self.task = self.progress.add_task("", total=total, completed=done)
 
     def __enter__(self):
@@ -549,17 +555,38 @@ class _Progress:
         self._show()
 
     def fail(self, label: str, why: str) -> None:
-        self.console.print(f"[red]failed[/red] {label}: {why}")
+        self.console.print(f"[red]failed[/red] {escape(label)}: {escape(why)}")
+
+
+LARGE_TRAINING = 10**8  # examples (steps x batch): far beyond any suite of this project
+
+
+def training_size(cell: Cell) -> int | None:
+    """Examples a training cell processes (steps x batch x accumulation), when its options say."""
+    train = cell.config.get("train") or {}
+    steps = train.get("steps") or train.get("max_steps")
+    if cell.kind != "train" or not steps or not train.get("batch_size"):
+        return None
+    return int(steps * train["batch_size"] * train.get("grad_accum", 1))
 
 
 def print_matrix(cells: list[Cell], done: set[str], todo: list[Cell], console) -> None:
-    """One line per cell: id, status, what it is (plain text, so it can be grepped)."""
+    """One line per cell: id, status, what it is, and for training the examples it processes
+    (plain text, so it can be grepped); a warning for training far beyond any sensible size."""
     pending = {c.cell_id for c in todo}
+    large = []
     for c in cells:
         status = "to run" if c.cell_id in pending else "done"
         if c.cell_id in pending and c.cell_id in done:
             status = "to run (checkpoint gone)"
-        console.print(f"{c.cell_id}  {status:<8}  {c.label}", highlight=False, soft_wrap=True)
+        size = training_size(c)
+        cost = f"  [{size:,} examples]" if size else ""
+        console.print(f"{c.cell_id}  {status:<8}  {c.label}{cost}", highlight=False, soft_wrap=True, markup=False)
+        if size and size > LARGE_TRAINING and c.cell_id in pending:
+            large.append(c.label)
+    for label in large:
+        console.print(f"warning: {label} trains on more than {LARGE_TRAINING:,} examples (steps x batch); is that meant?",
+                      markup=False, style="yellow", soft_wrap=True)
 
 
 def build_report(results_dir: Path, console) -> Path | None:
@@ -572,7 +599,7 @@ def build_report(results_dir: Path, console) -> Path | None:
     try:
         out = report_api(results_dir, Path(results_dir) / "report.pdf")
     except Exception as e:  # noqa: BLE001 - the results stand without the report
-        console.print(f"[red]report failed[/red]: {type(e).__name__}: {e}")
+        console.print(f"[red]report failed[/red]: {type(e).__name__}: {escape(str(e))}")
         return None
     return Path(out) if out else None
 

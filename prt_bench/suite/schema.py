@@ -48,6 +48,17 @@ EVAL_KEYS = {
     "vision": {"batch_size"},
 }
 HF_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+# Types and ranges of the numeric options (train, eval, tasks): checked when the file is read, so
+# that `lr: "fast"` or `batch_size: 0` fail at once, naming the key, not per cell after the bases.
+_INT, _NUM = (int,), (int, float)
+OPTION_RULES: dict[str, tuple[tuple[type, ...], float, bool]] = {   # key: (types, bound, bound allowed)
+    "lr": (_NUM, 0, False), "lam": (_NUM, 0, False), "epochs": (_NUM, 0, False), "grad_clip": (_NUM, 0, False),
+    "max_grad_norm": (_NUM, 0, False), "weight_decay": (_NUM, 0, True), "warmup": (_NUM, 0, True),
+    "lora_dropout": (_NUM, 0, True), "steps": (_INT, 1, True), "max_steps": (_INT, 1, True),
+    "batch_size": (_INT, 1, True), "grad_accum": (_INT, 1, True), "max_length": (_INT, 1, True),
+    "lora_r": (_INT, 1, True), "lora_alpha": (_NUM, 0, False), "limit": (_INT, 1, True),
+    "num_fewshot": (_INT, 0, True), "max_gen_toks": (_INT, 1, True),
+}
 
 
 class SuiteError(ValueError):
@@ -180,6 +191,8 @@ def _section(raw: Any, modality: str, where: str) -> Section:
             bases[name] = {**_base(spec, modality, f"{where}.families.{family}.{name}"), "family": str(family)}
 
     transfers = _transfers(raw["transfers"], bases, f"{where}.transfers")
+    if not transfers:
+        raise SuiteError(f"{where}.transfers: needs at least one transfer (source -> target)")
     methods = raw.get("methods", list(METHODS))
     if not isinstance(methods, list) or not methods:
         raise SuiteError(f"{where}.methods: must be a non-empty list, got {methods!r}")
@@ -201,8 +214,7 @@ def _section(raw: Any, modality: str, where: str) -> Section:
     train = raw.get("train", {}) or {}
     _mapping(train, f"{where}.train")
     _keys(train, TRAIN_KEYS[modality], f"{where}.train")
-    if "lam" in train and not (finite_number(train["lam"]) and train["lam"] > 0):
-        raise SuiteError(f"{where}.train.lam: must be a finite number > 0, got {train['lam']!r}")
+    _options(train, f"{where}.train")
     if modality == "lm":
         if "data" not in train and not all("train_data" in t for t in tasks.values()):
             raise SuiteError(f"{where}.train: missing key 'data' (the instruction data FT and PRT train on)")
@@ -213,6 +225,9 @@ def _section(raw: Any, modality: str, where: str) -> Section:
     evaluation = raw.get("eval", {}) or {}
     _mapping(evaluation, f"{where}.eval")
     _keys(evaluation, EVAL_KEYS[modality], f"{where}.eval")
+    _options(evaluation, f"{where}.eval")
+    for name, task in tasks.items():
+        _options(task, f"{where}.tasks.{name}")
 
     alpha = _alpha(raw.get("alpha", 0.0), f"{where}.alpha")
     sweep = raw.get("alpha_sweep") or {}
@@ -250,6 +265,13 @@ def _base(spec: Any, modality: str, where: str) -> dict[str, Any]:
         _open_clip_tag(value, where)
     if kind == "tiny" and not isinstance(value, dict):
         raise SuiteError(f"{where}: tiny takes a mapping of model options, got {value!r}")
+    if kind == "tiny" and modality == "lm":
+        from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+        family = value.get("family", "llama")
+        if family not in CONFIG_MAPPING_NAMES:
+            raise SuiteError(f"{where}: unknown tiny family {family!r} (a transformers model type: llama, qwen2, "
+                             "mistral, ...)")
     if kind in ("path", "mini") and not isinstance(value, str):
         raise SuiteError(f"{where}: {kind} takes a string, got {value!r}")
     if kind == "mini":
@@ -314,6 +336,18 @@ def _alpha(value: Any, where: str) -> float:
     if not finite_number(value) or value < 0:
         raise SuiteError(f"{where}: alpha must be a finite number >= 0, got {value!r}")
     return float(value)
+
+
+def _options(options: dict[str, Any], where: str) -> None:
+    for key, value in options.items():
+        if key not in OPTION_RULES or value is None:
+            continue
+        types, bound, inclusive = OPTION_RULES[key]
+        kind = "an integer" if types == _INT else "a finite number"
+        ok = isinstance(value, types) and not isinstance(value, bool) and finite_number(value) \
+            and (value >= bound if inclusive else value > bound)
+        if not ok:
+            raise SuiteError(f"{where}.{key}: must be {kind} {'>=' if inclusive else '>'} {bound:g}, got {value!r}")
 
 
 def _mapping(value: Any, where: str) -> None:

@@ -29,16 +29,33 @@ def cell_path(results: Path, cell_id: str) -> Path:
     return cells_dir(results) / f"{cell_id}.json"
 
 
+class CorruptRecord(RuntimeWarning):
+    """A cell record that cannot be read: the cell counts as not done (and runs again)."""
+
+
+def _read_record(p: Path) -> dict[str, Any] | None:
+    import warnings
+
+    try:
+        record = read_json(p)
+    except (OSError, ValueError) as e:
+        warnings.warn(f"{p}: unreadable cell record ({e}); the cell counts as not done", CorruptRecord, stacklevel=3)
+        return None
+    if not isinstance(record, dict):
+        warnings.warn(f"{p}: a cell record must be a JSON object, found {type(record).__name__}; the cell counts as "
+                      "not done", CorruptRecord, stacklevel=3)
+        return None
+    return record
+
+
 def read_cell(results: Path, cell_id: str) -> dict[str, Any] | None:
-    """The stored record of a finished cell, or None (absent, unreadable or not done)."""
+    """The stored record of a finished cell, or None (absent, unreadable -- with a warning naming
+    the file -- or not done)."""
     p = cell_path(results, cell_id)
     if not p.is_file():
         return None
-    try:
-        record = read_json(p)
-    except (OSError, ValueError):
-        return None
-    if record.get("status") != "done" or record.get("cell_id") != cell_id:
+    record = _read_record(p)
+    if record is None or record.get("status") != "done" or record.get("cell_id") != cell_id:
         return None
     return record
 
@@ -76,8 +93,8 @@ def write_cell(results: Path, record: dict[str, Any]) -> Path:
 def all_cells(results: Path) -> list[dict[str, Any]]:
     out = []
     for p in sorted(cells_dir(results).glob("*.json")):
-        record = read_json(p)
-        if record.get("status") == "done":
+        record = _read_record(p)
+        if record is not None and record.get("status") == "done":
             out.append(record)
     return out
 
