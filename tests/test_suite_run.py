@@ -179,7 +179,7 @@ def test_killing_the_runner_leaves_no_cpu_worker_behind(cache, tmp_path, sig):
         time.sleep(1.0)  # the workers are in their cells
         os.kill(proc.pid, sig)
         proc.wait(timeout=60)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while any(_alive(p) for p in children) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not any(_alive(p) for p in children), f"processes of the run still running after {sig.name}"

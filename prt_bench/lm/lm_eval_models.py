@@ -171,6 +171,10 @@ class CombinedLM(TemplateLM):
 
     # --- what lm-eval asks of a TemplateLM
     @property
+    def device(self) -> torch.device:  # lm-eval's LM has it only from 0.4.8 or so
+        return self._device
+
+    @property
     def eot_token_id(self) -> int:
         return self.tokenizer.eos_token_id
 

@@ -367,7 +367,7 @@ def _store(job: dict[str, Any], record: dict[str, Any] | None, why: str | None, 
     progress.finish(cell_id)
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
     """Have the kernel kill this process when the process that started it dies, however it
     dies (SIGKILL included): a killed runner must not leave workers training under PID 1."""
     import ctypes
@@ -378,13 +378,13 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG (Linux)
     except (OSError, AttributeError):  # not Linux: the runner's SIGTERM handler still ends the pool
         return
-    if os.getppid() == 1:  # the parent died before the line above
+    if os.getppid() != parent:  # the parent died before the line above (we were reparented)
         os._exit(1)
 
 
-def _pool_start(threads: int) -> None:
+def _pool_start(threads: int, runner: int) -> None:
     """Start-up of a CPU pool worker: dies with the runner, its share of the cores, no GPU."""
-    _die_with_parent()
+    _die_with_parent(runner)
     os.environ["PRT_BENCH_THREADS"] = str(threads)
     os.environ["CUDA_VISIBLE_DEVICES"] = ""
     import torch
@@ -413,7 +413,7 @@ def _run_cpu_pool(jobs, progress, summary, workers: int, results_dir: Path) -> N
     waiting = list(jobs)
     pending: dict[Any, dict[str, Any]] = {}
     pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context("spawn"),
-                               initializer=_pool_start, initargs=(threads,))
+                               initializer=_pool_start, initargs=(threads, os.getpid()))
 
     def submit() -> None:  # `workers` cells in flight, so the display shows the running ones
         while waiting and len(pending) < workers:
