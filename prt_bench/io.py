@@ -1,4 +1,5 @@
-"""Files prt-bench writes: atomic JSON, content hashes, manifests, environment records."""
+"""Files prt-bench writes: atomic JSON and folders, content hashes, manifests, environment records,
+and the schema ids of the records it writes."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import tempfile
 from importlib import metadata
@@ -14,6 +16,13 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST = "prt_manifest.json"
+# Schema ids of the JSON records (a reader refuses a record of another schema).
+CELL_SCHEMA = "prt-bench/cell/1"
+PROFILE_SCHEMA = "prt-bench/profile/1"
+SUBMISSION_SCHEMA = "prt-bench/submission/1"
+COMPARISON_SCHEMA = "prt-bench/comparison/1"
+MINI_LM_SCHEMA = "prt-bench/mini-lm/1"
+VISION_EVAL_SCHEMA = "prt-bench/vision-eval/1"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Names that become folder or file names (suites, leaderboard entries): a name, never a path.
@@ -62,6 +71,35 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def staging_dir(out: str | os.PathLike) -> Path:
+    """A fresh sibling folder to build ``out`` in, ``.NAME.PID.tmp`` (the runner removes those
+    whose process is gone); see ``publish_dir``."""
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    return tmp
+
+
+def publish_dir(tmp: str | os.PathLike, out: str | os.PathLike, *, replace: bool = True) -> Path:
+    """Move a finished folder into place: ``out`` is complete or absent, never half written.
+
+    ``replace``: an ``out`` already there (a stale or empty one) is removed first.  Otherwise an
+    ``out`` that appeared meanwhile (a concurrent build of the same content) is kept and ``tmp``
+    dropped."""
+    tmp, out = Path(tmp), Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if replace and out.exists():
+        shutil.rmtree(out)
+    try:
+        os.replace(tmp, out)
+    except OSError:
+        if replace or not out.is_dir():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:

@@ -171,7 +171,7 @@ def test_a_truncated_data_file_is_named_with_its_cause(tmp_path, monkeypatch):
     import shutil
 
     from prt_bench.data import require_data_file
-    from prt_bench.suite.checks import _require_dataset
+    from prt_bench.suite.modalities.vision import require_dataset
     from prt_bench.vision.datasets import get_dataset
 
     folder = tmp_path / "fashion_mnist"
@@ -183,8 +183,8 @@ def test_a_truncated_data_file_is_named_with_its_cause(tmp_path, monkeypatch):
     with pytest.raises(OSError, match=r"t10k-labels-idx1-ubyte.gz: truncated or corrupt gzip file \(EOFError"):
         get_dataset("fashion_mnist", "test", data_dir=tmp_path)
     monkeypatch.setenv("PRT_BENCH_DATA", str(tmp_path))  # what the suite's checks read
-    with pytest.raises(SuiteError, match=r"missing data for 'fashion_mnist' \(test\): .*truncated or corrupt"):
-        _require_dataset("fashion_mnist", "test", "suite.yaml: vision", "fmnist")
+    with pytest.raises(ValueError, match=r"missing data for 'fashion_mnist' \(test\): .*truncated or corrupt"):
+        require_dataset("fashion_mnist", "test", "suite.yaml: vision", "fmnist")
 
 
 @pytest.mark.parametrize("key,value,message", [
@@ -322,10 +322,10 @@ def test_corrupt_cell_records_are_named_and_count_as_not_done(tmp_path):
 
 
 def test_an_empty_evaluation_split_is_refused_by_the_checks():
-    from prt_bench.suite.checks import _require_dataset
+    from prt_bench.suite.modalities.vision import require_dataset
 
-    with pytest.raises(SuiteError, match=r"the split 'test\[5:5\]' of 'fashion_mnist' holds no images"):
-        _require_dataset("fashion_mnist", "test[5:5]", "suite.yaml: vision", "fmnist")
+    with pytest.raises(ValueError, match=r"the split 'test\[5:5\]' of 'fashion_mnist' holds no images"):
+        require_dataset("fashion_mnist", "test[5:5]", "suite.yaml: vision", "fmnist")
 
 
 def test_dry_run_shows_training_sizes_and_warns_of_absurd_ones(tmp_path, capsys):

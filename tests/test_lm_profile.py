@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from prt_bench.lm.profile import SCHEMA, profile_lm
+from prt_bench.io import PROFILE_SCHEMA as SCHEMA
+from prt_bench.lm.profile import profile_lm
 
 
 def test_profile_measures_every_method_side_by_side_with_ratios(tiny_llama):

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from prt_bench.io import REPO_ROOT, read_json
-from prt_bench.report.results import PROFILE_SCHEMA, load_results
-from prt_bench.suite import profile as suite_profile
+from prt_bench.io import PROFILE_SCHEMA
+from prt_bench.report.results import load_results
+from prt_bench.suite import modalities
 from prt_bench.suite.plan import expand
 from prt_bench.suite.runner import RunOptions, run_suite, select
 from prt_bench.suite.schema import load_suite
@@ -276,7 +277,7 @@ def test_the_run_writes_a_cost_profile_of_each_modality_on_the_suites_bases(refe
         # every row measured (a per-token decode time is a difference of two medians: only its sign is noisy)
         assert all(math.isfinite(r["time_s"]) and math.isfinite(r["peak_mem_mb"]) for r in prof["rows"])
         assert all(r["time_s"] > 0 for r in prof["rows"] if r["phase"] != "decode")
-        assert prof["run"]["config"]["settings"] == suite_profile.SETTINGS[modality]
+        assert prof["run"]["config"]["settings"] == modalities.get(modality).profile_settings
     # the first transfer of each section: its source trains, its target decodes / classifies
     assert profiles["vision"]["run"]["bases"] == {"source": "tiny-vit-s", "target": "tiny-vit-m"}
     assert profiles["vision"]["config"]["model"] == "tiny-vit-s (source)"
@@ -292,7 +293,8 @@ def test_a_profile_of_other_settings_is_measured_again_alone(reference, cache, t
     root, _ = reference
     shutil.copytree(root / "results", tmp_path / "results")
     vision_before = (tmp_path / "results" / "smoke" / "profile" / "vision.json").stat().st_mtime_ns
-    monkeypatch.setitem(suite_profile.SETTINGS, "lm", {**suite_profile.SETTINGS["lm"], "repeats": 2})
+    lm = modalities.get("lm")
+    monkeypatch.setattr(lm, "profile_settings", {**lm.profile_settings, "repeats": 2})
     summary = run_suite("smoke", options(tmp_path, cache=cache, profile=True))
     assert summary.ran == [] and summary.profiles == [tmp_path / "results" / "smoke" / "profile" / "lm.json"]
     assert profiles_of(tmp_path)["lm"]["settings"]["repeats"] == 2

@@ -149,7 +149,7 @@ def test_a_changed_training_option_changes_only_the_cells_that_depend_on_it(tmp_
 def test_chat_training_data_becomes_prompt_response_rows_in_the_tulu_format(tmp_path):
     import json
 
-    from prt_bench.suite.adapters import chat_dataset_jsonl
+    from prt_bench.suite.modalities.lm import chat_dataset_jsonl
 
     src = tmp_path / "chat"
     src.mkdir()

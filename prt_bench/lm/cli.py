@@ -9,42 +9,33 @@ import typer
 from typing_extensions import Annotated
 
 
-def train_lm(
-    method: Annotated[str, typer.Option(help="ft: fine-tune the base; prt: train a portable reward on it.")],
-    base: Annotated[str, typer.Option(help="Base model: hub id or local folder.")],
-    data: Annotated[Path, typer.Option(help="JSONL with 'prompt' and 'response' fields.", exists=True, dir_okay=False)],
-    out: Annotated[Path, typer.Option(help="Output folder (checkpoint + tokenizer + prt_manifest.json).")],
-    alpha: Annotated[float, typer.Option(help="Entropy weight of eq. 12 (PRT).")] = 0.0,
-    lam: Annotated[float, typer.Option(help="λ of eq. 6: v = log π_base + r / λ (PRT).")] = 1.0,
-    lora: Annotated[bool, typer.Option("--lora", help="Train a peft LoRA adapter instead of all weights.")] = False,
-    lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = 8,
-    seed: Annotated[int, typer.Option()] = 0,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW).")] = 2e-5,
-    epochs: Annotated[float, typer.Option()] = 1.0,
-    max_steps: Annotated[Optional[int], typer.Option(help="Optimizer steps; overrides --epochs.")] = None,
-    batch_size: Annotated[int, typer.Option()] = 8,
-    grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.")] = 1,
-    max_length: Annotated[int, typer.Option(help="Tokens per example (prompt cut first).")] = 512,
-    warmup: Annotated[float, typer.Option(help="Warm-up: fraction of steps (<1) or step count.")] = 0.03,
-    schedule: Annotated[str, typer.Option(help="cosine | linear | constant_with_warmup.")] = "cosine",
-    chat_template: Annotated[Optional[bool], typer.Option(
-        "--chat-template/--plain", help="Force the tokenizer's chat template or the plain format "
-        "(default: the template when the tokenizer has one).")] = None,
-    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code")] = False,
-    device: Annotated[Optional[str], typer.Option(help="cpu / cuda (default: cuda when available).")] = None,
-    dtype: Annotated[Optional[str], typer.Option(help="float32 / bfloat16 / float16 (default: checkpoint's).")] = None,
-) -> None:
-    """Fine-tune a language model (ft) or train a portable reward for it (prt)."""
+def _train_lm(**values) -> None:
     import os
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from prt_bench.lm.train import train_lm as run
 
-    path = run(method, base, data, out, alpha=alpha, lam=lam, lora=lora, lora_r=lora_r, lora_alpha=2 * lora_r,
-               seed=seed, lr=lr, epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum,
-               max_length=max_length, warmup=warmup, schedule=schedule, chat_template=chat_template,
-               trust_remote_code=trust_remote_code, device=device, dtype=dtype)
-    typer.echo(str(path))
+    typer.echo(str(run(**values)))
+
+
+def _train_lm_command():
+    """`prt-bench train lm`: its hyperparameter options are the fields of ``LMTrainConfig``."""
+    from prt_bench.lm.train import LMTrainConfig
+    from prt_bench.recipe import cli_command, option
+
+    head = [option("method", str, ..., help="ft: fine-tune the base; prt: train a portable reward on it."),
+            option("base", str, ..., help="Base model: hub id or local folder."),
+            option("data", Path, ..., help="JSONL with 'prompt' and 'response' fields.", exists=True, dir_okay=False),
+            option("out", Path, ..., help="Output folder (checkpoint + tokenizer + prt_manifest.json)."),
+            option("alpha", float, 0.0, help="Entropy weight of eq. 12 (PRT)."),
+            option("seed", int, 0)]
+    tail = [option("trust_remote_code", bool, False, "--trust-remote-code"),
+            option("device", Optional[str], None, help="cpu / cuda (default: cuda when available).")]
+    return cli_command(LMTrainConfig, head, tail, _train_lm,
+                       "Fine-tune a language model (ft) or train a portable reward for it (prt).")
+
+
+train_lm = _train_lm_command()
 
 
 def profile_lm(

@@ -18,40 +18,15 @@ Times are medians over repeats after a warm-up.  Without model folders the model
 from __future__ import annotations
 
 import multiprocessing as mp
-import resource
 import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-SCHEMA = "prt-bench/profile/1"
+from prt_bench.io import PROFILE_SCHEMA
+
 DEFAULT_SIZE = dict(hidden=256, layers=10, heads=4, kv_heads=2, max_positions=1024)  # ~9.6M parameters
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
-
-
-def _reset_peak_rss() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # resets VmHWM (Linux >= 4.0)
-        return True
-    except OSError:
-        return False
-
-
-def _peak_rss_mb() -> float:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def _warm_up(model_paths: list[str], device: str) -> None:
@@ -130,21 +105,20 @@ def _memory(job: dict[str, Any]) -> float:
     import torch
 
     from prt_bench.lm.load import load_causal_lm
+    from prt_bench.meter import PeakMemory
 
     if job["threads"]:
         torch.set_num_threads(job["threads"])
     cuda = job["device"].startswith("cuda")
     _warm_up(job["models"], job["device"])
-    _reset_peak_rss()
-    baseline = _rss_mb()
     if cuda:
         torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-    work = _workload(job, lambda p: load_causal_lm(p, device=job["device"], dtype=job["dtype"]))
-    for fn in work.values():
-        fn()
-        fn()  # the second train step is the first with optimizer state
-    return torch.cuda.max_memory_allocated() / 2**20 if cuda else _peak_rss_mb() - baseline
+    with PeakMemory(job["device"]) as meter:
+        work = _workload(job, lambda p: load_causal_lm(p, device=job["device"], dtype=job["dtype"]))
+        for fn in work.values():
+            fn()
+            fn()  # the second train step is the first with optimizer state
+    return meter.growth_mb
 
 
 def _timings(jobs: list[dict[str, Any]]) -> list[dict[str, float]]:
@@ -283,7 +257,7 @@ def profile_lm(base: str | None = None, reward: str | None = None, ft: str | Non
     ratios["prt/ft train memory"] = (row("train", "prt", train_batch)["peak_mem_mb"]
                                      / row("train", "ft", train_batch)["peak_mem_mb"])
     return {
-        "schema": SCHEMA,
+        "schema": PROFILE_SCHEMA,
         "modality": "lm",
         "device": device,
         "memory_measure": "torch.cuda.max_memory_allocated" if device.startswith("cuda")

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
+
+from prt_bench.recipe import RecipeConfig
 
 IGNORE = -100
 METHODS = ("ft", "prt")
@@ -219,24 +219,52 @@ def make_optimizer(model, lr: float, weight_decay: float, total_steps: int, warm
 
 # --------------------------------------------------------------------------------- the recipe
 
-def train_lm(method: str, base: str | Path, data: str | Path, out: str | Path, *, alpha: float = 0.0,
-             lam: float = 1.0, lora: bool = False, lora_r: int = 8, lora_alpha: int = 16, lora_dropout: float = 0.0,
-             seed: int = 0, lr: float = 2e-5, epochs: float = 1.0, max_steps: int | None = None,
-             batch_size: int = 8, grad_accum: int = 1, max_length: int = 512, warmup: float = 0.03,
-             schedule: str = "cosine", weight_decay: float = 0.0, max_grad_norm: float = 1.0,
-             chat_template: bool | None = None, trust_remote_code: bool = False, device: str | None = None,
-             dtype: Any = None, progress: bool = True) -> Path:
+@dataclass(frozen=True)
+class LMTrainConfig(RecipeConfig):
+    """The recipe's hyperparameters: its keywords, a suite's `train:` keys, the CLI's options and
+    the manifest's record (``alpha`` and ``seed`` are the suite's own axes, passed apart)."""
+
+    lam: float = field(default=1.0, metadata={"help": "λ of eq. 6: v = log π_base + r / λ (PRT)."})
+    lora: bool = field(default=False, metadata={"help": "Train a peft LoRA adapter instead of all weights.",
+                                                "flag": "--lora/--full"})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: float = field(default=16, metadata={"help": "LoRA scaling alpha."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
+    lr: float = field(default=2e-5, metadata={"help": "Peak learning rate (AdamW)."})
+    epochs: float = field(default=1.0, metadata={"help": "Passes over the data (unless --max-steps)."})
+    max_steps: Optional[int] = field(default=None, metadata={"help": "Optimizer steps; overrides --epochs."})
+    batch_size: int = field(default=8, metadata={"help": "Examples per forward pass."})
+    grad_accum: int = field(default=1, metadata={"help": "Gradient accumulation steps."})
+    max_length: int = field(default=512, metadata={"help": "Tokens per example (prompt cut first)."})
+    warmup: float = field(default=0.03, metadata={"help": "Warm-up: fraction of steps (<1) or step count."})
+    schedule: str = field(default="cosine", metadata={"help": "cosine | linear | constant_with_warmup."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient-norm clip."})
+    chat_template: Optional[bool] = field(default=None, metadata={
+        "help": "Force the tokenizer's chat template or the plain format (default: the template when the "
+                "tokenizer has one).", "flag": "--chat-template/--plain"})
+    dtype: Optional[str] = field(default=None, metadata={"help": "float32 / bfloat16 / float16 (default: the "
+                                                                "checkpoint's)."})
+
+
+def train_lm(method: str, base: str | Path, data: str | Path, out: str | Path, *, alpha: float = 0.0, seed: int = 0,
+             trust_remote_code: bool = False, device: str | None = None, progress: bool = True,
+             config: LMTrainConfig | None = None, **options: Any) -> Path:
     """Train an FT model (``method="ft"``) or a PRT reward (``method="prt"``) on ``data``; returns ``out``.
 
+    The hyperparameters are ``config``'s or ``options`` (keywords of ``LMTrainConfig``).
     ``max_steps`` (optimizer steps) overrides ``epochs``; ``warmup`` below 1 is a fraction of
     the steps, otherwise a step count.  Same seed on CPU gives identical weights.
     """
     import torch
     from tqdm.auto import tqdm
 
-    from prt_bench.io import file_hash, write_manifest
+    from prt_bench.io import file_hash, publish_dir, staging_dir, write_manifest
     from prt_bench.lm.load import model_identity
 
+    c = config or LMTrainConfig.from_options(options)
+    lam, lr, max_steps, batch_size, grad_accum, max_length = c.lam, c.lr, c.max_steps, c.batch_size, c.grad_accum, \
+        c.max_length
     if not (math.isfinite(lam) and lam > 0):
         raise ValueError(f"lam must be a finite number > 0, got {lam}")
     if not (math.isfinite(alpha) and alpha >= 0):
@@ -254,16 +282,16 @@ def train_lm(method: str, base: str | Path, data: str | Path, out: str | Path, *
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(seed)
     rows = read_pairs(data)
-    run = prepare_models(method, base, lora=lora, lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-                         device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    run = prepare_models(method, base, lora=c.lora, lora_r=c.lora_r, lora_alpha=c.lora_alpha,
+                         lora_dropout=c.lora_dropout, device=device, dtype=c.dtype, trust_remote_code=trust_remote_code)
     model, frozen, tokenizer = run.model, run.base, run.tokenizer
-    chat = uses_chat_template(tokenizer, chat_template)
+    chat = uses_chat_template(tokenizer, c.chat_template)
     examples = [encode_pair(tokenizer, r["prompt"], r["response"], max_length, chat) for r in rows]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     steps_per_epoch = math.ceil(math.ceil(len(examples) / batch_size) / grad_accum)
-    total_steps = max_steps or max(1, math.ceil(epochs * steps_per_epoch))
-    optimizer, scheduler = make_optimizer(model, lr, weight_decay, total_steps, warmup, schedule)
+    total_steps = max_steps or max(1, math.ceil(c.epochs * steps_per_epoch))
+    optimizer, scheduler = make_optimizer(model, lr, c.weight_decay, total_steps, c.warmup, c.schedule)
     generator = torch.Generator().manual_seed(seed)
 
     def endless_batches():
@@ -284,7 +312,7 @@ def train_lm(method: str, base: str | Path, data: str | Path, out: str | Path, *
         if not math.isfinite(step_loss):  # NaN weights would follow; save nothing
             raise FloatingPointError(f"training loss is {step_loss} at step {len(losses) + 1} of {total_steps} "
                                      f"({method} on {base}); no checkpoint written")
-        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], max_grad_norm)
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], c.max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -292,9 +320,7 @@ def train_lm(method: str, base: str | Path, data: str | Path, out: str | Path, *
         bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
     wall_s = time.perf_counter() - start
 
-    final, out = out, out.with_name(f".{out.name}.{os.getpid()}.tmp")  # complete or absent, never half written
-    if out.exists():
-        shutil.rmtree(out)
+    final, out = out, staging_dir(out)  # complete or absent, never half written
     out.mkdir(parents=True)
     model.eval()
     model.save_pretrained(out, safe_serialization=True)
@@ -305,17 +331,10 @@ def train_lm(method: str, base: str | Path, data: str | Path, out: str | Path, *
         kind="lm",
         method=method,
         trained="reward" if method == "prt" else "model",
-        format="peft-lora" if lora else "full",
+        format="peft-lora" if c.lora else "full",
         base=model_identity(base, model),
         data={"path": str(Path(data).resolve()), "sha256": file_hash(data), "rows": len(rows)},
-        hyperparameters={
-            "alpha": alpha, "lam": lam, "lora": lora, "lora_r": lora_r if lora else None,
-            "lora_alpha": lora_alpha if lora else None, "lora_dropout": lora_dropout if lora else None,
-            "lr": lr, "epochs": epochs, "max_steps": max_steps, "steps": total_steps, "batch_size": batch_size,
-            "grad_accum": grad_accum, "max_length": max_length, "warmup": warmup, "schedule": schedule,
-            "weight_decay": weight_decay, "max_grad_norm": max_grad_norm, "chat_template": chat,
-            "dtype": str(dtype) if dtype else None,
-        },
+        hyperparameters={"alpha": alpha, **c.to_dict(), "chat_template": chat, "steps": total_steps},
         seed=seed,
         device=device,
         initial_loss=sum(losses[:window]) / window,
@@ -323,10 +342,7 @@ def train_lm(method: str, base: str | Path, data: str | Path, out: str | Path, *
         losses=losses,
         wall_s=wall_s,
     )
-    if final.is_dir():
-        final.rmdir()  # empty (checked above)
-    os.replace(out, final)
-    return final
+    return publish_dir(out, final)  # replaces an empty folder (checked above)
 
 
 def mean_loss(method: str, model, base, data: str | Path, tokenizer, *, lam: float = 1.0, max_length: int = 512,

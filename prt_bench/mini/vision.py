@@ -20,14 +20,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from prt_bench.io import MANIFEST, REPO_ROOT, config_hash, deep_merge, read_manifest
+from prt_bench.io import MANIFEST, REPO_ROOT, config_hash, deep_merge, publish_dir, read_manifest, staging_dir
 
 FAMILY_FILE = Path(__file__).with_name("vision.yaml")
 CONFIG_DIR = Path(__file__).with_name("vision_configs")
@@ -94,6 +93,9 @@ def pretrain(model_cfg: dict, preprocess_cfg: dict, images, captions: list[str],
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     warm = max(1, round(warmup * steps))
+    # prt_bench.schedule.warmup_cosine's curve, kept in this world's own rounding (pi * (s - warm) / n
+    # differs from pi * ((s - warm) / n) in the last bit on a third of the steps): the committed
+    # bases and results are this arithmetic's; it moves to the shared schedule with the world's rebuild.
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, steps - warm))))
     loss_fn = ClipLoss()
@@ -177,8 +179,7 @@ def build_vision_world(cache_root: str | os.PathLike | None = None, variant: str
             torch.set_num_threads(threads)
         timing = {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - cpu0, "threads": used_threads,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-        tmp = root / f".{name}.{os.getpid()}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
+        tmp = staging_dir(paths[name])
         noise = CaptionNoise(**family["data_versions"][version]["captions"])
         save_base(model, tmp, spec["model_cfg"], family["preprocess"], kind="vision-base", mini="vision",
                   name=name, variant=variant, world_hash=digest, role=spec.get("role"), config=spec["config"],
@@ -186,8 +187,7 @@ def build_vision_world(cache_root: str | os.PathLike | None = None, variant: str
                         "noise_rate": noise.noise_rate, "measured_caption_shares": measured_shares(kinds)},
                   train={**family["train"], "steps": spec["steps"], "seed": spec["seed"]},
                   log=log, timing=timing)
-        shutil.rmtree(paths[name], ignore_errors=True)
-        os.replace(tmp, paths[name])
+        publish_dir(tmp, paths[name])
     if todo or not (root / "family.json").is_file():
         from prt_bench.io import atomic_write_json
 

@@ -40,10 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prt_bench.io import REPO_ROOT, atomic_write_json, atomic_write_text, config_hash, name_problem, read_json
+from prt_bench.io import CELL_SCHEMA, REPO_ROOT, SUBMISSION_SCHEMA, atomic_write_json, atomic_write_text, config_hash, name_problem, read_json
 
-SUBMISSION_SCHEMA = "prt-bench/submission/1"
-CELL_SCHEMA = "prt-bench/cell/1"
 BUILTIN_SUITES = ("mini", "smoke", "paper-lm", "paper-vision")
 HASH_RE = re.compile(r"^[0-9a-f]{16}$")
 MAX_BYTES = 64 * 1024 * 1024

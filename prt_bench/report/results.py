@@ -16,21 +16,13 @@ from typing import Any
 
 import pandas as pd
 
-from prt_bench.io import read_json
+from prt_bench import methods
+from prt_bench.io import CELL_SCHEMA, PROFILE_SCHEMA, read_json
 
-CELL_SCHEMA = "prt-bench/cell/1"
-PROFILE_SCHEMA = "prt-bench/profile/1"
 
-# Method names of the results store, in the order the report shows them.
-METHODS = ("zeroshot", "ft_source", "ft_target", "prt", "eft", "reward_only")
-METHOD_LABELS = {
-    "zeroshot": "base alone",
-    "ft_source": "FT (source)",
-    "ft_target": "FT (target)",
-    "prt": "PRT",
-    "eft": "EFT",
-    "reward_only": "reward only",
-}
+# Method names of the results store, in the order the report shows them, and their labels.
+METHODS = methods.METHODS
+METHOD_LABELS = methods.LABELS
 KEY = ["modality", "task", "method", "source", "target", "alpha"]
 
 

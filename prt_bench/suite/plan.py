@@ -13,7 +13,7 @@ Per task, seed and transfer source -> target (method names as in the results sto
 - ``ft_target``    the target fine-tuned: the upper bound         (train: ft of target)
 - ``prt``          target base + reward trained on the source     (train: prt of source)
 - ``eft``          target + (ft of source - source)               (train: ft of source)
-- ``reward_only``  softmax of the reward alone (vision)           (train: prt of source)
+- ``reward_only``  softmax of the reward alone                   (train: prt of source)
 - ``same_base``    (option) prt/eft on the source itself, scenario "same_base"
 - the alpha sweep: prt (and reward_only) at each alpha of ``alpha_sweep`` for its transfers.
 """
@@ -23,7 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from prt_bench import methods as method_table
 from prt_bench.io import config_hash
+from prt_bench.suite import modalities
 from prt_bench.suite.schema import Section, Suite, Transfer
 
 
@@ -48,27 +50,12 @@ class Cell:
             extra = f" alpha={self.alpha:g}" if self.method == "prt" else ""
             return f"train {self.modality} {self.method} {self.target} on {self.task}{extra} seed={self.seed}"
         pair = f"{self.source} -> {self.target}" if self.source and self.source != self.target else self.target
-        extra = f" alpha={self.alpha:g}" if self.method in ("prt", "reward_only") else ""
+        extra = f" alpha={self.alpha:g}" if self.method in method_table.WITH_ALPHA else ""
         return f"eval {self.modality} {self.task} {self.method} {pair}{extra} seed={self.seed}"
 
 
 def base_ref(section: Section, name: str) -> dict[str, Any]:
     return {"name": name, **section.bases[name]}
-
-
-def train_data(section: Section, task: str) -> tuple[str, Any]:
-    """(name, spec) of what a task's training cells train on; tasks sharing it share the cells."""
-    spec = section.tasks[task]
-    if section.modality == "lm":
-        data = spec.get("train_data", section.train.get("data"))
-        return _data_name(data), data
-    dataset = spec.get("train_dataset", spec["dataset"])
-    return dataset, {"dataset": dataset, "split": spec.get("train_split", "train")}
-
-
-def _data_name(data: dict[str, Any]) -> str:
-    (kind, value), = data.items()
-    return str(value).rstrip("/").split("/")[-1].removesuffix(".jsonl") if kind != "mini" else str(value)
 
 
 def expand(suite: Suite) -> list[Cell]:
@@ -84,7 +71,7 @@ def expand(suite: Suite) -> list[Cell]:
 
 def _expand_task(section: Section, task: str, seed: int, cells: dict[str, Cell]) -> None:
     methods = set(section.methods)
-    data_name, data = train_data(section, task)
+    data_name, data = modalities.get(section.modality).train_data(section, task)
     hyper = {k: v for k, v in section.train.items() if k != "data"}
 
     def train(method: str, base: str, alpha: float = 0.0) -> str:
@@ -104,7 +91,7 @@ def _expand_task(section: Section, task: str, seed: int, cells: dict[str, Cell])
                   "source": base_ref(section, source) if source else None, "scenario": scenario,
                   "eval": section.eval, "lam": float(section.train.get("lam", 1.0)), "seed": seed,
                   "trained": dict(sorted((needs or {}).items()))}
-        if method in ("prt", "reward_only"):
+        if method in method_table.WITH_ALPHA:
             config["alpha"] = alpha
         cell = Cell(config_hash(config), "eval", section.modality, task, scenario, method, source, target,
                     alpha, seed, config, dict(needs or {}))

@@ -1,6 +1,6 @@
 """The cost profile of a suite run: ``<results>/<suite>/profile/<modality>.json``, the files the
-report's cost section reads (schema ``prt-bench/profile/1``, as ``prt-bench profile lm|vision
---out`` writes them).
+report's cost section reads (schema ``prt-bench/profile/1``, as ``prt-bench profile <modality>
+--out`` writes them; each modality's ``profile`` measures it).
 
 For every modality the run covers, one small profile (seconds on a CPU) of the suite's first
 transfer: FT and PRT train steps of its source (PRT trains the reward there), and inference of
@@ -22,23 +22,18 @@ from typing import Any, Callable
 from rich.markup import escape
 
 from prt_bench.io import atomic_write_json, config_hash, read_json
+from prt_bench.suite import modalities
 from prt_bench.suite.plan import base_ref
 from prt_bench.suite.schema import Suite
 
 VERSION = 1
-# Small enough for seconds per modality on a CPU; medians over a few steps.
-SETTINGS = {
-    "vision": {"train_batch": 64, "infer_batch": 128, "steps": 5, "warmup": 2},
-    "lm": {"batch_sizes": [1, 8], "prompt_len": 16, "new_tokens": 8, "train_batch": 4, "train_seq_len": 64,
-           "repeats": 3},
-}
 OWN_BASES = ("mini", "tiny")  # base specs the suite builds itself: cheap to profile, no hub
 
 
-def requests(suite: Suite, modalities: set[str], device: str) -> dict[str, dict[str, Any]]:
+def requests(suite: Suite, names: set[str], device: str) -> dict[str, dict[str, Any]]:
     """modality -> what its profile measures (a JSON-able dict; its hash keys the file)."""
     out = {}
-    for modality in sorted(modalities):
+    for modality in sorted(names):
         section = suite.sections.get(modality)
         if section is None or not section.transfers:
             continue
@@ -46,7 +41,7 @@ def requests(suite: Suite, modalities: set[str], device: str) -> dict[str, dict[
         source, target = base_ref(section, t.source), base_ref(section, t.target)
         own = all(any(k in spec for k in OWN_BASES) for spec in (source, target))
         out[modality] = {"version": VERSION, "modality": modality, "device": device,
-                         "settings": SETTINGS[modality],
+                         "settings": modalities.get(modality).profile_settings,  # seconds on a CPU
                          "source": source if own else None, "target": target if own else None}
     return out
 
@@ -74,24 +69,7 @@ def measure(request: dict[str, Any], resolve: Callable[[str, str], str]) -> dict
              if request["source"] else None)
     paths = {role: resolve(modality, name) for role, name in names.items()} if names else None
     start = time.perf_counter()
-    if modality == "vision":
-        from prt_bench.vision.profile import profile_vision
-
-        if paths:
-            record = profile_vision(paths["source"], paths["target"], device=device, progress=False, **settings)
-        else:
-            record = profile_vision(device=device, progress=False, **settings)
-    else:
-        from prt_bench.lm.profile import profile_lm
-
-        lm_settings = {**settings, "batch_sizes": tuple(settings["batch_sizes"])}
-        if paths:
-            # decoding: the target alone, the reward (source architecture) alone, PRT, EFT (FT and
-            # pre-trained model both of the source's architecture); training: the source
-            record = profile_lm(paths["target"], paths["source"], paths["source"], paths["source"],
-                                trainee=paths["source"], device=device, isolate=False, progress=False, **lm_settings)
-        else:
-            record = profile_lm(device=device, isolate=False, progress=False, **lm_settings)
+    record = modalities.get(modality).profile(paths, device, settings)
     if names:
         _name_models(record, paths, names)
     record["run"] = {"config": request, "config_hash": config_hash(request), "bases": names,

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prt_bench.io import REPO_ROOT, atomic_write_json, read_json
+from prt_bench.io import COMPARISON_SCHEMA, REPO_ROOT, atomic_write_json, read_json
 
 REFERENCE_ROOT = REPO_ROOT / "results" / "reference"
 DEFAULT_TOLERANCE = 1e-6  # float noise; a metric that moves by one test item is "different"
@@ -67,7 +67,7 @@ class Comparison:
         return counts["different"] == counts["only_a"] == counts["only_b"] == 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"schema": "prt-bench/comparison/1", "a": self.a, "b": self.b, "tolerance": self.tolerance,
+        return {"schema": COMPARISON_SCHEMA, "a": self.a, "b": self.b, "tolerance": self.tolerance,
                 "counts": self.counts(), "reproduced": self.reproduced,
                 "largest": [c.cell_id for c in self.largest()], "cells": [asdict(c) for c in self.cells]}
 

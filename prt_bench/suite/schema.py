@@ -1,53 +1,34 @@
 """Suite files: what a suite may say, and the checks that run before any model is touched.
 
-A suite (``suites/<name>.yaml``) has one section per modality (``lm``, ``vision``).  Each
-section names its base families, the transfers (source base -> target base, with the
+A suite (``suites/<name>.yaml``) has one section per modality (the names registered in
+``prt_bench.suite.modalities``, which also say what each section may hold).  Each section
+names its base families, the transfers (source base -> target base, with the
 paper's scenario), its tasks, the training recipe's hyperparameters, the methods to run and
 the PRT alpha sweep.  Everything here is static: no model, tokenizer or dataset is loaded
 (``--dry-run`` of the paper suites works offline).  The checks that need files (tokenizers,
-label sets, data) live in ``prt_bench.suite.checks``.
+label sets, data) are the modalities' ``check_files``.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prt_bench import methods as method_table
 from prt_bench.io import REPO_ROOT, finite_number, name_problem
+from prt_bench.suite import modalities
 
 SUITES_DIR = REPO_ROOT / "suites"
-MODALITIES = ("lm", "vision")
-METHODS = ("zeroshot", "ft_source", "ft_target", "prt", "eft", "reward_only")
+MODALITIES = modalities.names()
+METHODS = method_table.METHODS
 SCENARIOS = ("upscaling", "update", "other_arch", "same_base")
 PAPER_ALPHAS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 0.1)
 
-TOP_KEYS = {"name", "description", "seeds", "lm", "vision"}
+TOP_KEYS = {"name", "description", "seeds", *MODALITIES}
 SECTION_KEYS = {"families", "transfers", "same_base", "tasks", "train", "eval", "methods", "alpha", "alpha_sweep"}
 TRANSFER_KEYS = {"source", "target", "scenario"}
 SWEEP_KEYS = {"alphas", "transfers"}
-# A base is exactly one of these (plus `revision` for hub ids).
-BASE_KINDS = {"lm": ("hf", "path", "mini", "tiny"), "vision": ("open_clip", "path", "mini", "tiny")}
-BASE_EXTRA = {"hf": {"revision"}, "mini": {"variant"}}
-TASK_KEYS = {
-    "lm": {"lm_eval_task", "primary_metric", "derived", "limit", "num_fewshot", "batch_size", "max_gen_toks",
-           "apply_chat_template", "train_data"},
-    "vision": {"dataset", "split", "train_dataset", "train_split", "primary_metric", "batch_size"},
-}
-TRAIN_DATA_KINDS = ("path", "mini", "shared", "hf_dataset")
-# Training and evaluation options the recipes take; the runner passes them through as keywords.
-TRAIN_KEYS = {
-    "lm": {"data", "lam", "lora", "lora_r", "lora_alpha", "lora_dropout", "lr", "epochs", "max_steps", "batch_size",
-           "grad_accum", "max_length", "warmup", "schedule", "weight_decay", "max_grad_norm", "chat_template",
-           "dtype"},
-    "vision": {"lam", "steps", "lr", "batch_size", "warmup", "weight_decay", "grad_clip", "cache_base"},
-}
-EVAL_KEYS = {
-    "lm": {"batch_size", "limit", "dtype", "max_gen_toks"},
-    "vision": {"batch_size"},
-}
-HF_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 # Types and ranges of the numeric options (train, eval, tasks): checked when the file is read, so
 # that `lr: "fast"` or `batch_size: 0` fail at once, naming the key, not per cell after the bases.
 _INT, _NUM = (int,), (int, float)
@@ -177,6 +158,7 @@ def parse_suite(raw: Any, path: Path) -> Suite:
 def _section(raw: Any, modality: str, where: str) -> Section:
     _mapping(raw, where)
     _keys(raw, SECTION_KEYS, where)
+    mod = modalities.get(modality)
     for key in ("families", "transfers", "tasks"):
         if key not in raw:
             raise SuiteError(f"{where}: missing key {key!r}")
@@ -199,6 +181,9 @@ def _section(raw: Any, modality: str, where: str) -> Section:
     for m in methods:
         if m not in METHODS:
             raise SuiteError(f"{where}.methods: unknown method {m!r} (known: {', '.join(METHODS)})")
+        if m not in mod.methods:
+            raise SuiteError(f"{where}.methods: {m} is not defined for {modality} (it defines: "
+                             f"{', '.join(mod.methods)})")
 
     tasks = raw["tasks"]
     _mapping(tasks, f"{where}.tasks")
@@ -206,25 +191,21 @@ def _section(raw: Any, modality: str, where: str) -> Section:
         raise SuiteError(f"{where}.tasks: needs at least one task")
     for name, task in tasks.items():
         _mapping(task, f"{where}.tasks.{name}")
-        _keys(task, TASK_KEYS[modality], f"{where}.tasks.{name}")
-        required = "lm_eval_task" if modality == "lm" else "dataset"
-        if required not in task:
-            raise SuiteError(f"{where}.tasks.{name}: missing key {required!r}")
+        _keys(task, mod.task_keys, f"{where}.tasks.{name}")
+        if mod.task_required not in task:
+            raise SuiteError(f"{where}.tasks.{name}: missing key {mod.task_required!r}")
 
     train = raw.get("train", {}) or {}
     _mapping(train, f"{where}.train")
-    _keys(train, TRAIN_KEYS[modality], f"{where}.train")
+    _keys(train, mod.train_keys, f"{where}.train")
     _options(train, f"{where}.train")
-    if modality == "lm":
-        if "data" not in train and not all("train_data" in t for t in tasks.values()):
-            raise SuiteError(f"{where}.train: missing key 'data' (the instruction data FT and PRT train on)")
-        for label, data in [("train.data", train.get("data"))] + [
-                (f"tasks.{n}.train_data", t.get("train_data")) for n, t in tasks.items()]:
-            if data is not None:
-                _train_data(data, f"{where}.{label}")
+    try:
+        mod.check_section(train, tasks, where)
+    except ValueError as e:
+        raise SuiteError(str(e)) from None
     evaluation = raw.get("eval", {}) or {}
     _mapping(evaluation, f"{where}.eval")
-    _keys(evaluation, EVAL_KEYS[modality], f"{where}.eval")
+    _keys(evaluation, mod.eval_keys, f"{where}.eval")
     _options(evaluation, f"{where}.eval")
     for name, task in tasks.items():
         _options(task, f"{where}.tasks.{name}")
@@ -241,8 +222,6 @@ def _section(raw: Any, modality: str, where: str) -> Section:
             raise SuiteError(f"{where}.alpha_sweep.transfers: {t.source} -> {t.target} is not one of the transfers")
     if sweep_alphas and not sweep_transfers:
         raise SuiteError(f"{where}.alpha_sweep: alphas given but no transfers to sweep")
-    if "reward_only" in methods and modality == "lm":
-        raise SuiteError(f"{where}.methods: reward_only is defined for vision only (softmax of the reward alone)")
     sweep_transfers = [next(x for x in transfers if (x.source, x.target) == (t.source, t.target))
                        for t in sweep_transfers]
     return Section(modality=modality, bases=bases, transfers=transfers, same_base=bool(raw.get("same_base", False)),
@@ -251,37 +230,29 @@ def _section(raw: Any, modality: str, where: str) -> Section:
 
 
 def _base(spec: Any, modality: str, where: str) -> dict[str, Any]:
+    mod = modalities.get(modality)
     _mapping(spec, where)
-    kinds = [k for k in BASE_KINDS[modality] if k in spec]
+    kinds = [k for k in mod.base_kinds if k in spec]
     if len(kinds) != 1:
-        raise SuiteError(f"{where}: a {modality} base is exactly one of {', '.join(BASE_KINDS[modality])}; "
+        raise SuiteError(f"{where}: a {modality} base is exactly one of {', '.join(mod.base_kinds)}; "
                          f"got keys {sorted(spec)}")
     kind = kinds[0]
-    _keys(spec, {kind} | BASE_EXTRA.get(kind, set()), where)
+    _keys(spec, {kind} | mod.base_extra.get(kind, set()), where)
     value = spec[kind]
-    if kind == "hf" and not (isinstance(value, str) and HF_ID.match(value)):
-        raise SuiteError(f"{where}: unknown model {value!r}: a hub id looks like 'org/name'")
-    if kind == "open_clip":
-        _open_clip_tag(value, where)
     if kind == "tiny" and not isinstance(value, dict):
         raise SuiteError(f"{where}: tiny takes a mapping of model options, got {value!r}")
-    if kind == "tiny" and modality == "lm":
-        from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
-
-        family = value.get("family", "llama")
-        if family not in CONFIG_MAPPING_NAMES:
-            raise SuiteError(f"{where}: unknown tiny family {family!r} (a transformers model type: llama, qwen2, "
-                             "mistral, ...)")
     if kind in ("path", "mini") and not isinstance(value, str):
         raise SuiteError(f"{where}: {kind} takes a string, got {value!r}")
+    try:
+        mod.check_base(kind, value, where)
+    except ValueError as e:
+        raise SuiteError(f"{where}: {e}") from None
     if kind == "mini":
         # The mini world's family file names its bases; its hash goes into every cell's config,
         # so a changed mini world reruns the cells built on it.
-        from prt_bench.suite.adapters import mini_family
-
         try:
-            world, names = mini_family(modality, spec.get("variant", "default"))
-        except (ImportError, AttributeError) as e:
+            world, names = mod.mini_family(spec.get("variant", "default"))
+        except (ImportError, AttributeError, NotImplementedError) as e:
             raise SuiteError(f"{where}: the mini {modality} world is not available ({e})") from None
         except (ValueError, FileNotFoundError) as e:
             raise SuiteError(f"{where}: {e}") from None
@@ -289,27 +260,6 @@ def _base(spec: Any, modality: str, where: str) -> dict[str, Any]:
             raise SuiteError(f"{where}: unknown model {value!r}: the mini {modality} world has {', '.join(names)}")
         return {**spec, "world": world}
     return dict(spec)
-
-
-def _open_clip_tag(value: Any, where: str) -> None:
-    """MODEL:TAG must be in open_clip's pretrained registry (no download needed to know)."""
-    if not isinstance(value, str) or value.count(":") != 1:
-        raise SuiteError(f"{where}: open_clip base is 'MODEL:TAG' (e.g. 'ViT-B-16:laion2b_s34b_b88k'), got {value!r}")
-    import open_clip
-
-    model, tag = value.split(":")
-    known = open_clip.list_pretrained()
-    if (model, tag) not in known:
-        tags = sorted(t for m, t in known if m == model)
-        hint = f"known tags for {model}: {', '.join(tags)}" if tags else f"{model!r} is not an open_clip model"
-        raise SuiteError(f"{where}: unknown model {value!r} ({hint})")
-
-
-def _train_data(data: Any, where: str) -> None:
-    _mapping(data, where)
-    kinds = [k for k in TRAIN_DATA_KINDS if k in data]
-    if len(kinds) != 1 or len(data) != 1:
-        raise SuiteError(f"{where}: training data is exactly one of {', '.join(TRAIN_DATA_KINDS)}; got {data!r}")
 
 
 def _transfers(raw: Any, bases: dict[str, Any], where: str) -> list[Transfer]:

@@ -14,9 +14,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from prt_bench.io import atomic_write_json, atomic_write_text, read_json
+from prt_bench.io import CELL_SCHEMA, atomic_write_json, atomic_write_text, read_json
 
-SCHEMA = "prt-bench/cell/1"
 TABLE_COLUMNS = ["cell_id", "suite", "modality", "task", "scenario", "method", "source", "target", "alpha", "seed",
                  "metric", "value", "stderr", "wall_s", "peak_mem_mb"]
 
@@ -63,7 +62,7 @@ def read_cell(results: Path, cell_id: str) -> dict[str, Any] | None:
 def make_record(cell, suite: str, results: dict[str, Any], primary_metric: str | None, environment: dict[str, Any],
                 timing: dict[str, float], **extra: Any) -> dict[str, Any]:
     return {
-        "schema": SCHEMA,
+        "schema": CELL_SCHEMA,
         "cell_id": cell.cell_id,
         "suite": suite,
         "kind": cell.kind,
@@ -108,7 +107,7 @@ def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for task_metrics in r.get("results", {}).values():
             for key, value in sorted(task_metrics.items()):
                 name, _, filt = key.partition(",")
-                # lm-eval's metrics are "<metric>,<filter>"; bookkeeping like n_samples stays in the JSON
+                # metrics are "<metric>,<filter>"; bookkeeping like n_samples stays in the JSON
                 if not filt or name.endswith("_stderr") or not _is_number(value):
                     continue
                 stderr = task_metrics.get(f"{name}_stderr,{filt}" if filt else f"{name}_stderr")

@@ -1,20 +1,18 @@
-"""`python -m prt_bench.suite.worker JOB.json`: run one cell in its own process (one GPU each,
-chosen by the runner through CUDA_VISIBLE_DEVICES) and store its record."""
+"""`python -m prt_bench.suite.worker JOB.json RECORD.json`: run one cell in its own process (one
+GPU each, chosen by the runner through CUDA_VISIBLE_DEVICES) and write its record to RECORD.json
+for the runner to store."""
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-from prt_bench.io import read_json
-from prt_bench.suite.execute import run_job
-from prt_bench.suite.store import write_cell
+from prt_bench.io import atomic_write_json, read_json
+from prt_bench.suite.execute import Job, run_job
 
 
 def main(argv: list[str]) -> int:
-    job = read_json(argv[0])
-    record = run_job(job)
-    write_cell(Path(job["results"]), record)
+    job = Job.from_dict(read_json(argv[0]))
+    atomic_write_json(argv[1], run_job(job))
     return 0
 
 

@@ -17,37 +17,36 @@ def _fail(e: Exception) -> None:
     raise typer.Exit(2)
 
 
-def train_vision(
-    method: Annotated[str, typer.Option(help="ft: fine-tune the image tower; prt: train a portable reward.")],
-    base: Annotated[str, typer.Option(help=BASE_HELP)],
-    dataset: Annotated[str, typer.Option(help="Registry name (fashion_mnist, cars, ...) or an image folder.")],
-    out: Annotated[Path, typer.Option(help="Output folder (open_clip layout + prt_manifest.json).")],
-    alpha: Annotated[float, typer.Option(help="Entropy weight of eq. 12 (PRT).")] = 0.0,
-    lam: Annotated[float, typer.Option(help="λ of eq. 6: v = log π_base + r / λ (PRT).")] = 1.0,
-    steps: Annotated[int, typer.Option(help="Optimizer steps (the paper: 2000).")] = 2000,
-    lr: Annotated[float, typer.Option(help="Peak learning rate, AdamW (the paper: 1e-5).")] = 1e-5,
-    batch_size: Annotated[int, typer.Option(help="Images per step (the paper: 128).")] = 128,
-    warmup: Annotated[Optional[int], typer.Option(help="Warm-up steps (default: a quarter of --steps).")] = None,
-    weight_decay: Annotated[float, typer.Option()] = 0.1,
-    grad_clip: Annotated[float, typer.Option(help="Gradient-norm clip.")] = 1.0,
-    seed: Annotated[int, typer.Option()] = 0,
-    split: Annotated[str, typer.Option(help="Training split; slices allowed: train[:5000].")] = "train",
-    data_dir: Annotated[Optional[Path], typer.Option(help="Data dir (default: $PRT_BENCH_DATA or ../shared/data).")] = None,
-    cache_base: Annotated[bool, typer.Option("--cache-base/--no-cache-base",
-                                             help="Cache the frozen base's logits per image (PRT).")] = True,
-    workers: Annotated[int, typer.Option(help="DataLoader workers decoding images from disk.")] = 0,
-    device: Annotated[Optional[str], typer.Option(help="cpu / cuda (default: cuda when available).")] = None,
-) -> None:
-    """Fine-tune an open_clip image classifier (ft) or train a portable reward for it (prt)."""
+def _train_vision(workers: int = 0, **values) -> None:
     from prt_bench.vision.train import train_vision as run
 
     try:
-        path = run(method, base, dataset, out, alpha=alpha, lam=lam, steps=steps, lr=lr, batch_size=batch_size,
-                   seed=seed, warmup=warmup, weight_decay=weight_decay, grad_clip=grad_clip, split=split,
-                   data_dir=data_dir, cache_base=cache_base, num_workers=workers, device=device)
-    except (ValueError, KeyError, FileNotFoundError) as e:
+        path = run(num_workers=workers, **values)
+    except (ValueError, KeyError, FileNotFoundError, TypeError) as e:
         _fail(e)
     typer.echo(str(path))
+
+
+def _train_vision_command():
+    """`prt-bench train vision`: its hyperparameter options are the fields of ``VisionTrainConfig``."""
+    from prt_bench.recipe import cli_command, option
+    from prt_bench.vision.train import VisionTrainConfig
+
+    head = [option("method", str, ..., help="ft: fine-tune the image tower; prt: train a portable reward."),
+            option("base", str, ..., help=BASE_HELP),
+            option("dataset", str, ..., help="Registry name (fashion_mnist, cars, ...) or an image folder."),
+            option("out", Path, ..., help="Output folder (open_clip layout + prt_manifest.json)."),
+            option("alpha", float, 0.0, help="Entropy weight of eq. 12 (PRT)."),
+            option("seed", int, 0)]
+    tail = [option("split", str, "train", help="Training split; slices allowed: train[:5000]."),
+            option("data_dir", Optional[Path], None, help="Data dir (default: $PRT_BENCH_DATA or ../shared/data)."),
+            option("workers", int, 0, help="DataLoader workers decoding images from disk."),
+            option("device", Optional[str], None, help="cpu / cuda (default: cuda when available).")]
+    return cli_command(VisionTrainConfig, head, tail, _train_vision,
+                       "Fine-tune an open_clip image classifier (ft) or train a portable reward for it (prt).")
+
+
+train_vision = _train_vision_command()
 
 
 def eval_vision(

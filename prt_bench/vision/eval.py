@@ -28,15 +28,14 @@ from typing import Any
 
 import torch
 
-from prt_bench import prt
-from prt_bench.io import atomic_write_json, environment
+from prt_bench import methods, prt
+from prt_bench.io import VISION_EVAL_SCHEMA, atomic_write_json, environment
 from prt_bench.vision import bases, heads, transforms
 from prt_bench.vision.datasets import ImageClassification, get_dataset
-from prt_bench.vision.measure import PeakMemory, sync
+from prt_bench.meter import PeakMemory, sync
 
-METHODS = ("zeroshot", "ft", "prt", "eft", "reward")
-NEEDS = {"zeroshot": ("target",), "ft": ("ft",), "prt": ("target", "reward"), "eft": ("target", "ft", "pt"),
-         "reward": ("reward",)}
+METHODS = methods.COMBINATIONS
+NEEDS = methods.ROLES
 
 
 def check_label_set(role: str, base: bases.Base, classnames: list[str], dataset: str) -> None:
@@ -154,12 +153,12 @@ def eval_vision(
                                  f"of {data.name} (corrupt or diverged weights?); no result")
     result: dict[str, Any] = metrics(all_logp, torch.cat(all_labels), len(data.classnames))
     result.update({
-        "schema": "prt-bench/vision-eval/1",
+        "schema": VISION_EVAL_SCHEMA,
         "n": len(data),
         "config": {"method": method, "dataset": data.name, "split": data.split, "lam": lam, "batch_size": batch_size,
                    "classes": len(data.classnames), **{k: (str(v) if v is not None else None) for k, v in specs.items()}},
         "timings": {"wall_s": time.perf_counter() - t0, "load_s": load_s, "inference_s": sum(batch_times),
-                    "batch_s_median": statistics.median(batch_times), "peak_mem_mb": memory.peak_mb,
+                    "batch_s_median": statistics.median(batch_times), "peak_mem_mb": memory.growth_mb,
                     "device": str(device)},
         "environment": environment(str(device)),
     })

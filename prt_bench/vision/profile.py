@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
-from prt_bench.io import atomic_write_json, environment
+from prt_bench.io import PROFILE_SCHEMA, atomic_write_json, environment
 from prt_bench.vision import bases, heads
-from prt_bench.vision.measure import PeakMemory, sync, tensor_mb
+from prt_bench.meter import PeakMemory, sync, tensor_mb
 from prt_bench.vision.train import BaseLogitsCache, train_step
 
 TARGETS = {"prt/ft train time": 1.05, "prt/eft inference time": 0.70}
@@ -143,7 +143,7 @@ def _memory(make, warmup: int, steps: int, device) -> tuple[float, float]:
             worker.step()
     held = tensor_mb(worker)
     del worker
-    return held, held + m.peak_mb
+    return held, held + m.growth_mb
 
 
 def _interleaved(workers: dict[str, Any], steps: int, warmup: int) -> tuple[dict[str, float], dict[str, float]]:
@@ -228,7 +228,7 @@ def _profile_vision(model: str, target: str | None, *, train_batch: int, infer_b
         "prt/eft inference time": infer_cpu["prt"] / infer_cpu["eft"],
     }
     result = {
-        "schema": "prt-bench/profile/1", "modality": "vision", "device": str(device), "rows": rows,
+        "schema": PROFILE_SCHEMA, "modality": "vision", "device": str(device), "rows": rows,
         "extra_rows": [{"phase": "train", "method": "prt", "batch": train_batch, "time_s": train_t["prt_uncached"],
                         "cpu_s": train_cpu["prt_uncached"], "model": model, "cached_base": False}],
         "ratios": ratios, "ratios_cpu_time": ratios_cpu if str(device) == "cpu" else None, "targets": TARGETS,

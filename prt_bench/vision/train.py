@@ -24,28 +24,22 @@ import math
 import os
 import statistics
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
 
 from prt_bench import prt
 from prt_bench.io import atomic_write_json, config_hash
+from prt_bench.meter import PeakMemory, sync
+from prt_bench.recipe import RecipeConfig
+from prt_bench.schedule import warmup_cosine
 from prt_bench.vision import bases, heads, transforms
 from prt_bench.vision.datasets import ImageClassification, get_dataset
-from prt_bench.vision.measure import PeakMemory, sync
 
 METHODS = ("ft", "prt")
-
-
-def warmup_cosine(warmup: int, steps: int):
-    """lr multiplier: linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``steps``."""
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, steps - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-    return factor
 
 
 def batches(n: int, batch_size: int, generator: torch.Generator):
@@ -86,6 +80,22 @@ def train_step(classifier, optimizer, params, x, labels, grad_clip: float, base_
     return loss.detach().item()
 
 
+@dataclass(frozen=True)
+class VisionTrainConfig(RecipeConfig):
+    """The recipe's hyperparameters: its keywords, a suite's `train:` keys, the CLI's options and
+    the manifest's record (``alpha`` and ``seed`` are the suite's own axes, passed apart)."""
+
+    lam: float = field(default=1.0, metadata={"help": "λ of eq. 6: v = log π_base + r / λ (PRT)."})
+    steps: int = field(default=2000, metadata={"help": "Optimizer steps (the paper: 2000)."})
+    lr: float = field(default=1e-5, metadata={"help": "Peak learning rate, AdamW (the paper: 1e-5)."})
+    batch_size: int = field(default=128, metadata={"help": "Images per step (the paper: 128)."})
+    warmup: Optional[int] = field(default=None, metadata={"help": "Warm-up steps (default: a quarter of --steps)."})
+    weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay."})
+    grad_clip: float = field(default=1.0, metadata={"help": "Gradient-norm clip."})
+    cache_base: bool = field(default=True, metadata={"help": "Cache the frozen base's logits per image (PRT).",
+                                                     "flag": "--cache-base/--no-cache-base"})
+
+
 def train_vision(
     method: str,
     base: str | os.PathLike,
@@ -93,22 +103,21 @@ def train_vision(
     out: str | os.PathLike,
     *,
     alpha: float = 0.0,
-    lam: float = 1.0,
-    steps: int = 2000,
-    lr: float = 1e-5,
-    batch_size: int = 128,
     seed: int = 0,
-    warmup: int | None = None,
-    weight_decay: float = 0.1,
-    grad_clip: float = 1.0,
     split: str = "train",
     data_dir: str | os.PathLike | None = None,
-    cache_base: bool = True,
     num_workers: int = 0,
     device: str | None = None,
     progress: bool = True,
+    config: VisionTrainConfig | None = None,
+    **options: Any,
 ) -> Path:
-    """Train an FT model or a PRT reward on ``dataset`` from ``base``; returns the checkpoint folder."""
+    """Train an FT model or a PRT reward on ``dataset`` from ``base``; returns the checkpoint folder.
+    The hyperparameters are ``config``'s or ``options`` (keywords of ``VisionTrainConfig``)."""
+    c = config or VisionTrainConfig.from_options(options)
+    lam, steps, lr, batch_size, weight_decay, grad_clip, cache_base = (c.lam, c.steps, c.lr, c.batch_size,
+                                                                       c.weight_decay, c.grad_clip, c.cache_base)
+    warmup = c.warmup
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if steps < 1 or batch_size < 1:
@@ -137,7 +146,7 @@ def train_vision(
 
     params = [p for p in classifier.tower.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup, steps))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, steps, warmup))
     cache = BaseLogitsCache(len(data), len(data.classnames), device) if frozen_base is not None and cache_base else None
 
     generator = torch.Generator().manual_seed(seed)
@@ -173,12 +182,10 @@ def train_vision(
 
     config = {
         "method": method, "base": str(base), "dataset": data.name, "split": data.split, "n_train": len(data),
-        "alpha": alpha, "lam": lam, "steps": steps, "lr": lr, "batch_size": batch_size, "seed": seed,
-        "warmup": warmup, "weight_decay": weight_decay, "grad_clip": grad_clip, "cache_base": cache_base,
-        "augmentation": None,
+        "alpha": alpha, **c.to_dict(), "warmup": warmup, "seed": seed, "augmentation": None,
     }
     timings = {"wall_s": time.perf_counter() - t0, "step_s_median": statistics.median(step_times),
-               "peak_mem_mb": memory.peak_mb, "device": str(device)}
+               "peak_mem_mb": memory.growth_mb, "device": str(device)}
     out = Path(out)
     bases.save_base(
         model, out, loaded.model_cfg, loaded.preprocess_cfg,

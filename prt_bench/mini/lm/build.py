@@ -16,8 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from prt_bench.io import (REPO_ROOT, atomic_write_json, atomic_write_text, config_hash, deep_merge, read_manifest,
-                          write_manifest)
+from prt_bench.io import (MINI_LM_SCHEMA, REPO_ROOT, atomic_write_json, atomic_write_text, config_hash, deep_merge,
+                          publish_dir, read_manifest, staging_dir, write_manifest)
 
 FAMILY_YAML = Path(__file__).resolve().parents[1] / "lm_bases.yaml"
 CACHE = REPO_ROOT / ".cache" / "mini" / "lm"
@@ -94,23 +94,10 @@ def build_tokenizer(cfg: dict, root: Path, data: dict):
         with open(data[task]["train"], encoding="utf-8") as f:
             texts += [r["prompt"] + " " + r["response"] for r in map(json.loads, f)]
     tok = train_bpe(texts, cfg["tokenizer"]["vocab_size"])
-    tmp = root / f".tokenizer.{os.getpid()}.tmp"
+    tmp = staging_dir(path)
     tok.save_pretrained(tmp)
-    _publish(tmp, path)
+    publish_dir(tmp, path, replace=False)
     return AutoTokenizer.from_pretrained(path)
-
-
-def _publish(tmp: Path, final: Path) -> None:
-    """Rename a finished folder into place; if a concurrent build got there first, keep theirs
-    (same config, same bytes) and drop ours."""
-    import shutil
-
-    try:
-        os.replace(tmp, final)
-    except OSError:
-        if not final.is_dir():
-            raise
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def base_config(cfg: dict, base: dict) -> dict:
@@ -173,7 +160,7 @@ def _pretrain_with(job: dict) -> dict:
     tok = AutoTokenizer.from_pretrained(job["tokenizer"])
     tokens = pack(corpus_docs(cfg, base["corpus"]), tok)
     p = job["config"]["pretrain"]
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp = staging_dir(out)
     init = out.parent / base["init"] if base.get("init") else None
     stats = pretrain(tmp, family=base["family"], arch=cfg["sizes"][base["size"]], tokens=tokens, tokenizer=tok,
                      steps=base["steps"], batch_size=p["batch_size"], block_size=p["block_size"], lr=p["lr"],
@@ -187,7 +174,7 @@ def _pretrain_with(job: dict) -> dict:
         import shutil
 
         shutil.rmtree(out)  # a stale base of an older config
-    _publish(tmp, out)
+    publish_dir(tmp, out, replace=False)  # a concurrent build of the same config got there first: keep it
     return {"name": base["name"], **stats}
 
 
@@ -271,7 +258,7 @@ def build_lm(variant: str = "default", out: str | os.PathLike | None = None, *, 
             j["threads"] = threads
         built = _run_jobs(todo, jobs, cfg)
     record = {
-        "schema": "prt-bench/mini-lm/1",
+        "schema": MINI_LM_SCHEMA,
         "variant": variant,
         "root": str(root),
         "config_hash": root.name,

@@ -6,9 +6,10 @@ Qwen2ForCausalLM, ...), saved with save_pretrained (safetensors) next to the sha
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
+
+from prt_bench.schedule import warmup_cosine
 
 
 def pack(docs: list[str], tokenizer):
@@ -21,14 +22,6 @@ def pack(docs: list[str], tokenizer):
         ids.extend(enc)
         ids.append(eos)
     return torch.tensor(ids, dtype=torch.long)
-
-
-def lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
-    """Linear warm-up, then cosine down to lr/10."""
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    t = (step - warmup) / max(1, steps - warmup)
-    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
 def grow(small, config):
@@ -95,7 +88,7 @@ def pretrain(out: Path, *, family: str, arch: dict, tokens, tokenizer, steps: in
     loss_ema = None
     for step in bar:
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, steps, lr, warmup)
+            g["lr"] = warmup_cosine(step, steps, warmup, peak=lr, floor=0.1)  # down to lr/10
         starts = torch.randint(0, n, (batch_size,), generator=gen)
         x = torch.stack([tokens[s: s + block_size] for s in starts.tolist()])
         loss = model(input_ids=x, labels=x).loss

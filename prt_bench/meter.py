@@ -1,10 +1,12 @@
-"""Peak memory of one phase of work, on GPU or CPU, so phases can be compared in one process.
+"""The memory meter of the whole project: the peak of one window of work, on GPU or CPU.
 
-``PeakMemory`` gives the growth of the peak over what was in use when the window opened.
-GPU: ``torch.cuda.max_memory_allocated`` after a reset (what the paper reports).  CPU (Linux):
-the peak resident set size, reset by writing 5 to ``/proc/self/clear_refs``; freed heap is
-first handed back with ``malloc_trim`` so an earlier phase's leftovers do not hide this one's
-growth.  ``tensor_mb`` counts what models, optimiser states and caches hold already.
+``PeakMemory`` gives the window's peak (``peak_mb``) and its growth over what was in use when
+the window opened (``growth_mb``).  GPU: ``torch.cuda.max_memory_allocated`` after a reset (what
+the paper reports).  CPU (Linux): the resident set's high-water mark ``VmHWM``, reset by writing
+5 to ``/proc/self/clear_refs``; freed heap is first handed back with ``malloc_trim`` so an
+earlier phase's leftovers do not hide this one's growth.  Where the mark cannot be reset, the
+process's peak so far (``ru_maxrss``) is all there is.  ``tensor_mb`` counts what models,
+optimiser states and caches hold already.  torch is imported only when a meter is used.
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ import gc
 import resource
 import sys
 from pathlib import Path
-
-import torch
 
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -41,18 +41,22 @@ def _trim() -> None:
 
 
 class PeakMemory:
-    """``with PeakMemory(device) as m: ...`` then ``m.peak_mb``."""
+    """``with PeakMemory(device) as m: ...`` then ``m.peak_mb`` and ``m.growth_mb``."""
 
-    def __init__(self, device: str | torch.device = "cpu"):
+    def __init__(self, device="cpu"):
+        import torch
+
         self.cuda = torch.device(device).type == "cuda"
-        self.peak_mb = float("nan")
+        self.peak_mb = self.growth_mb = float("nan")
 
     def __enter__(self) -> "PeakMemory":
+        import torch
+
         _trim()
         if self.cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-            self.start = torch.cuda.memory_allocated()
+            self.start = torch.cuda.memory_allocated() / 2**20
             return self
         self.resettable = False
         try:
@@ -60,22 +64,30 @@ class PeakMemory:
             self.resettable = True
         except OSError:
             pass
-        self.start = _status_kb("VmRSS") if self.resettable else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        self.start = (_status_kb("VmRSS") or 0) / 1024 if self.resettable else _max_rss_mb()
         return self
 
     def __exit__(self, *exc) -> None:
+        import torch
+
         if self.cuda:
             torch.cuda.synchronize()
-            self.peak_mb = max(0, torch.cuda.max_memory_allocated() - self.start) / 2**20
+            self.peak_mb = torch.cuda.max_memory_allocated() / 2**20
         elif self.resettable:
-            self.peak_mb = max(0, (_status_kb("VmHWM") or 0) - (self.start or 0)) / 1024
-        else:  # peak of the process so far (kB on Linux, bytes on macOS): growth is all we can say
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            scale = 2**20 if sys.platform == "darwin" else 1024
-            self.peak_mb = max(0, peak - self.start) / scale
+            self.peak_mb = (_status_kb("VmHWM") or 0) / 1024
+        else:  # the peak of the process so far: the growth is all it can say about this window
+            self.peak_mb = _max_rss_mb()
+        self.growth_mb = max(0.0, self.peak_mb - self.start)
 
 
-def sync(device: str | torch.device) -> None:
+def _max_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux, bytes on macOS
+    return peak / (2**20 if sys.platform == "darwin" else 1024)
+
+
+def sync(device) -> None:
+    import torch
+
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
 
@@ -83,6 +95,8 @@ def sync(device: str | torch.device) -> None:
 def tensor_mb(*objects) -> float:
     """MB held by the tensors of modules, optimisers (their states), tensors, or objects with a
     ``__dict__`` of those; each storage counted once."""
+    import torch
+
     seen: dict[int, int] = {}
 
     def visit(obj, depth=0):

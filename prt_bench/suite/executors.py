@@ -1,0 +1,224 @@
+"""Where cells run.  Every executor takes the same typed jobs (``execute.Job``) and reports
+each one back through two callbacks, ``started(job, where)`` and ``finished(job, record, why)``
+(``record`` None when it failed, ``why`` says how); the runner alone writes records.
+
+- ``InProcess``     one cell after the other in the runner's process;
+- ``CpuPool``       ``workers`` cells at once in spawned processes, each on its share of the cores;
+- ``GpuProcesses``  one process per visible GPU (``CUDA_VISIBLE_DEVICES``), one cell each at a time;
+- ``RayTasks``      Ray tasks, one GPU each when the cluster has GPUs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import traceback
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any, Callable
+
+from prt_bench.io import atomic_write_json, read_json
+from prt_bench.suite.execute import Job, quiet_libraries, run_job
+
+Started = Callable[[Job, str], None]
+Finished = Callable[[Job, "dict[str, Any] | None", "str | None"], None]
+EXECUTORS = ("local", "ray")
+
+
+def make_executor(executor: str = "local", gpus: list[str] | None = None, workers: int = 1,
+                  ray_address: str | None = None):
+    """``executor`` local: the GPUs given (None: every visible one), else ``workers`` CPU processes
+    (1: this process); ray: Ray tasks."""
+    if executor == "ray":
+        return RayTasks(ray_address)
+    if executor != "local":
+        raise ValueError(f"unknown executor {executor!r} ({' or '.join(EXECUTORS)})")
+    gpus = visible_gpus() if gpus is None else gpus
+    if gpus:
+        return GpuProcesses(gpus)
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    return CpuPool(workers) if workers > 1 else InProcess()
+
+
+def visible_gpus() -> list[str]:
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def run_logged(job: Job) -> tuple[dict[str, Any] | None, str | None]:
+    """One cell, what the libraries print going to the cell's log: (record, None) or (None, why)."""
+    log = job.log
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w", encoding="utf-8") as f, contextlib.redirect_stderr(f), contextlib.redirect_stdout(f):
+        try:
+            return run_job(job), None
+        except Exception as e:  # noqa: BLE001 - one failed cell must not stop the matrix
+            traceback.print_exc(file=f)
+            return None, f"{type(e).__name__}: {e} (log: {log})"
+
+
+class InProcess:
+    """Cells one after the other in this process."""
+
+    def run(self, jobs: list[Job], started: Started, finished: Finished) -> None:
+        for job in jobs:
+            started(job, "")
+            finished(job, *run_logged(job))
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel kill this process when the process that started it dies, however it
+    dies (SIGKILL included): a killed runner must not leave workers training under PID 1."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):  # not Linux: the runner's SIGTERM handler still ends the pool
+        return
+    if os.getppid() != parent:  # the parent died before the line above (we were reparented)
+        os._exit(1)
+
+
+def _pool_start(threads: int, runner: int) -> None:
+    """Start-up of a CPU pool worker: dies with the runner, its share of the cores, no GPU."""
+    _die_with_parent(runner)
+    os.environ["PRT_BENCH_THREADS"] = str(threads)
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _pool_job(job: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    quiet_libraries()
+    return run_logged(Job.from_dict(job))
+
+
+class CpuPool:
+    """Cells ``workers`` at a time on the CPU, in worker processes that each use an equal share of
+    the cores (one thread each on a 2-core machine with 2 workers).  Small models gain little
+    from a second thread, so whole cells are spread over the cores."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+
+    def run(self, jobs: list[Job], started: Started, finished: Finished) -> None:
+        import multiprocessing as mp
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+        if not jobs:
+            return
+        threads = int(os.environ.get("PRT_BENCH_THREADS") or max(1, (os.cpu_count() or 1) // self.workers))
+        waiting = list(jobs)
+        pending: dict[Any, Job] = {}
+        pool = ProcessPoolExecutor(min(self.workers, len(jobs)), mp_context=mp.get_context("spawn"),
+                                   initializer=_pool_start, initargs=(threads, os.getpid()))
+
+        def submit() -> None:  # `workers` cells in flight, so the display shows the running ones
+            while waiting and len(pending) < self.workers:
+                job = waiting.pop(0)
+                pending[pool.submit(_pool_job, job.to_dict())] = job
+                started(job, "cpu")
+
+        try:
+            submit()
+            while pending:
+                done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+                for fut in done:
+                    job = pending.pop(fut)
+                    try:
+                        record, why = fut.result()
+                    except Exception as e:  # noqa: BLE001 - a worker that died takes only its cell
+                        record, why = None, f"worker failed: {type(e).__name__}: {e}"
+                    finished(job, record, why)
+                submit()
+        except BaseException:  # SIGTERM (SystemExit), Ctrl-C: stop the cells now instead of waiting for them
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.kill()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
+
+
+class GpuProcesses:
+    """One cell per GPU at a time, each in its own process (``python -m prt_bench.suite.worker``)
+    that sees only its GPU and writes the record to a file this process reads back."""
+
+    def __init__(self, gpus: list[str]):
+        self.gpus = gpus
+
+    def run(self, jobs: list[Job], started: Started, finished: Finished) -> None:
+        import queue
+
+        free: queue.Queue[str] = queue.Queue()
+        for g in self.gpus:
+            free.put(g)
+        job_dir = Path(tempfile.mkdtemp(prefix="prt-bench-jobs-"))
+
+        def one(job: Job):
+            gpu = free.get()
+            try:
+                started(job, f"GPU {gpu}")
+                path, record = job_dir / f"{job.cell_id}.json", job_dir / f"{job.cell_id}.record.json"
+                atomic_write_json(path, job.to_dict())
+                env = {**os.environ, "CUDA_VISIBLE_DEVICES": gpu}
+                job.log.parent.mkdir(parents=True, exist_ok=True)
+                with open(job.log, "w", encoding="utf-8") as log:
+                    proc = subprocess.run([sys.executable, "-m", "prt_bench.suite.worker", str(path), str(record)],
+                                          env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+                return job, proc, record
+            finally:
+                free.put(gpu)
+
+        with ThreadPoolExecutor(max_workers=len(self.gpus)) as pool:
+            for fut in as_completed([pool.submit(one, job) for job in jobs]):
+                job, proc, record = fut.result()
+                if proc.returncode == 0 and record.is_file():
+                    finished(job, read_json(record), None)
+                else:
+                    last = (job.log.read_text(encoding="utf-8").strip().splitlines() or ["no output"])[-1]
+                    finished(job, None, f"{last} (exit {proc.returncode}, log: {job.log})")
+
+
+class RayTasks:
+    """The same jobs as Ray tasks, one GPU each when the cluster has GPUs."""
+
+    def __init__(self, address: str | None = None):
+        self.address = address
+
+    def run(self, jobs: list[Job], started: Started, finished: Finished) -> None:
+        import ray
+
+        if not ray.is_initialized():
+            # the settings that decide where data and models come from travel with the tasks
+            passed = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "PRT_BENCH_DATA", "HF_HOME", "TOKENIZERS_PARALLELISM")
+            runtime_env = {"env_vars": {k: os.environ[k] for k in passed if k in os.environ}}
+            if self.address:
+                ray.init(address=self.address, log_to_driver=False, runtime_env=runtime_env)
+            else:
+                ray.init(include_dashboard=False, log_to_driver=False, runtime_env=runtime_env)
+        gpus = ray.cluster_resources().get("GPU", 0)
+        remote = ray.remote(num_gpus=1 if gpus else 0, max_retries=0)(_ray_job)
+        pending = {}
+        for job in jobs:
+            pending[remote.remote(job.to_dict())] = job
+            started(job, "ray")
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            job = pending.pop(ready[0])
+            try:
+                record, why = ray.get(ready[0]), None
+            except Exception as e:  # noqa: BLE001 - a failed task takes only its cell
+                record, why = None, f"{type(e).__name__}: {e}".splitlines()[0]
+            finished(job, record, why)
+
+
+def _ray_job(job: dict[str, Any]) -> dict[str, Any]:
+    return run_job(Job.from_dict(job))

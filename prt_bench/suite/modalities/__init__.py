@@ -1,0 +1,146 @@
+"""The modality contract: everything the suite core needs to know about one kind of model.
+
+The suite core (``schema``, ``plan``, ``store``, ``runner``, ``execute``, ``profile``) names no
+modality: it looks a section's modality up here and calls it.  A modality is one file in this
+folder that subclasses ``Modality`` and registers itself with ``@register``, the way lm-eval
+registers its models; ``lm`` and ``vision`` are the two there are.  A third one is a third file.
+
+What a modality provides, in the order a run needs it:
+
+- what its suite section may say: base kinds, task/train/eval keys (the train keys come from
+  its recipe's config dataclass), the methods it defines, extra checks (``check_section``);
+- its world: the mini family (``mini_family``, ``build_world``), tiny models (``build_tiny``);
+- what the cells train on (``train_data``, ``resolve_data``);
+- the checks that need files, before any training (``check_files``);
+- the work of a cell: ``train`` a checkpoint, ``evaluate`` a method into metrics;
+- the cost profile of one source -> target pair (``profile``).
+
+Importing this package is light: the modality files import their libraries (torch, lm-eval,
+open_clip) inside the methods that use them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from prt_bench.io import REPO_ROOT
+
+REGISTRY: dict[str, "Modality"] = {}
+
+
+def register(cls: type["Modality"]) -> type["Modality"]:
+    """Class decorator: one instance of the modality under its ``name``."""
+    if cls.name in REGISTRY:
+        raise ValueError(f"modality {cls.name!r} is registered twice")
+    REGISTRY[cls.name] = cls()
+    return cls
+
+
+def get(name: str) -> "Modality":
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown modality {name!r} (known: {', '.join(REGISTRY)})") from None
+
+
+def names() -> tuple[str, ...]:
+    return tuple(REGISTRY)
+
+
+def repo_path(p: str) -> Path:
+    """Relative paths in suite files are relative to the repository root."""
+    path = Path(p).expanduser()
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+class Modality:
+    """The contract (see the module's docstring); defaults are what most modalities want."""
+
+    name: ClassVar[str]
+    base_kinds: ClassVar[tuple[str, ...]]               # a base spec is exactly one of these keys
+    base_extra: ClassVar[dict[str, set[str]]] = {}      # further keys a kind allows (e.g. hf: revision)
+    hub_kinds: ClassVar[tuple[str, ...]] = ()           # base/data kinds that may reach a model hub
+    task_keys: ClassVar[set[str]]
+    task_required: ClassVar[str]                        # the key every task must have
+    eval_keys: ClassVar[set[str]]
+    methods: ClassVar[tuple[str, ...]]                  # the suite methods (prt_bench.methods) it defines
+    default_primary: ClassVar[str]                      # the headline metric when a task names none
+    profile_settings: ClassVar[dict[str, Any]]          # the runner's profile: seconds on a CPU
+
+    @property
+    def train_keys(self) -> set[str]:
+        """The training options a suite may set: the fields of the recipe's config."""
+        raise NotImplementedError
+
+    loggers: ClassVar[tuple[str, ...]] = ()             # its libraries' loggers, silenced while cells run
+
+    def quiet(self) -> None:
+        """Silence the modality's libraries (the runner shows its own progress)."""
+        import logging
+
+        for name in self.loggers:
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+    # --- the suite file
+    def check_base(self, kind: str, value: Any, where: str) -> None:
+        """Refuse a base the modality cannot load (raise ValueError with the reason)."""
+
+    def check_section(self, train: dict[str, Any], tasks: dict[str, dict[str, Any]], where: str) -> None:
+        """Checks of a whole section beyond keys and types (raise ValueError)."""
+
+    # --- worlds and models the suite builds itself
+    def mini_family(self, variant: str) -> tuple[str, list[str]]:
+        """(world hash, base names) of the mini world, read without building it."""
+        raise NotImplementedError(f"the {self.name} modality has no mini world")
+
+    def build_world(self, cache: Path | None, variant: str, progress: bool, only: list[str] | None) -> dict[str, str]:
+        """Build (or find cached) the mini world: base name -> folder, and whatever else its cells
+        need under other keys (e.g. training data)."""
+        raise NotImplementedError(f"the {self.name} modality has no mini world")
+
+    def build_tiny(self, options: dict[str, Any], out: Path) -> None:
+        """A randomly initialised tiny model written to ``out`` (for smoke suites)."""
+        raise NotImplementedError(f"the {self.name} modality has no tiny models")
+
+    def resolve_base(self, spec: dict[str, Any]) -> str | None:
+        """What the recipes load for a hub-kind base spec (None: not one of its hub kinds)."""
+        return None
+
+    # --- what cells train on
+    def train_data(self, section, task: str) -> tuple[str, Any]:
+        """(name, spec) of what a task's training cells train on; tasks sharing it share the cells."""
+        raise NotImplementedError
+
+    def resolve_data(self, data: Any, world: dict[str, str] | None, cache: Path | None) -> Any:
+        """A training-data spec -> what the training recipe takes."""
+        return data
+
+    def job_env(self, world: dict[str, str] | None) -> dict[str, str]:
+        """Environment variables a cell's process needs (e.g. where task files find the world's data)."""
+        return {}
+
+    # --- checks that need files
+    def check_files(self, suite, section, resolved: dict[str, str] | None, world: dict[str, str] | None) -> None:
+        """Raise ValueError for the first problem; called before the bases are built (``resolved``
+        None) and after (base name -> what the recipes load)."""
+
+    # --- the work of a cell
+    def train(self, method: str, base: str, data: Any, out: Path, *, seed: int, alpha: float,
+              options: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def evaluate(self, method: str, paths: dict[str, str], task: dict[str, Any], options: dict[str, Any], *,
+                 lam: float, seed: int) -> dict[str, Any]:
+        """Metrics of one evaluation cell as ``{"<metric>,<filter>": value, ..., "n_samples": n}``."""
+        raise NotImplementedError
+
+    # --- cost
+    def profile(self, paths: dict[str, str] | None, device: str, settings: dict[str, Any]) -> dict[str, Any]:
+        """A profile record (``prt-bench/profile/1``) of FT vs PRT vs EFT on ``paths`` (source,
+        target), or on small models built on the spot when ``paths`` is None."""
+        raise NotImplementedError
+
+
+# the modalities of this project (each registers itself)
+from prt_bench.suite.modalities import lm, vision  # noqa: E402,F401

@@ -1,0 +1,286 @@
+"""Language models: transformers checkpoints trained by ``prt_bench.lm.train`` and evaluated
+through lm-eval with the ``hf``, ``prt`` and ``eft`` models; tasks are lm-eval task files
+under ``tasks/``; PRT and EFT need one tokenizer shared by source and target."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from prt_bench.io import REPO_ROOT, atomic_write_text
+from prt_bench.suite.modalities import Modality, register, repo_path
+
+TASKS_DIR = REPO_ROOT / "tasks"
+TRAIN_DATA_KINDS = ("path", "mini", "shared", "hf_dataset")
+HF_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+
+
+@register
+class LanguageModels(Modality):
+    name = "lm"
+    base_kinds = ("hf", "path", "mini", "tiny")
+    base_extra = {"hf": {"revision"}, "mini": {"variant"}}
+    hub_kinds = ("hf", "hf_dataset")
+    task_keys = {"lm_eval_task", "primary_metric", "derived", "limit", "num_fewshot", "batch_size", "max_gen_toks",
+                 "apply_chat_template", "train_data"}
+    task_required = "lm_eval_task"
+    eval_keys = {"batch_size", "limit", "dtype", "max_gen_toks"}
+    methods = ("zeroshot", "ft_source", "ft_target", "prt", "eft")
+    default_primary = "exact_match,strict-match"
+    profile_settings = {"batch_sizes": [1, 8], "prompt_len": 16, "new_tokens": 8, "train_batch": 4,
+                        "train_seq_len": 64, "repeats": 3}
+
+    loggers = ("lm_eval", "lm-eval", "transformers", "datasets")
+
+    def quiet(self) -> None:
+        super().quiet()
+        try:
+            import transformers
+
+            transformers.utils.logging.set_verbosity_error()
+            transformers.utils.logging.disable_progress_bar()
+        except ImportError:
+            pass
+        try:
+            import datasets
+
+            datasets.utils.logging.set_verbosity_error()
+            datasets.utils.logging.disable_progress_bar()
+        except ImportError:
+            pass
+
+    @property
+    def train_keys(self) -> set[str]:
+        from prt_bench.lm.train import LMTrainConfig
+
+        return LMTrainConfig.keys() | {"data"}
+
+    # --- the suite file
+    def check_base(self, kind: str, value: Any, where: str) -> None:
+        if kind == "hf" and not (isinstance(value, str) and HF_ID.match(value)):
+            raise ValueError(f"unknown model {value!r}: a hub id looks like 'org/name'")
+        if kind == "tiny":
+            from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+            family = value.get("family", "llama")
+            if family not in CONFIG_MAPPING_NAMES:
+                raise ValueError(f"unknown tiny family {family!r} (a transformers model type: llama, qwen2, "
+                                 "mistral, ...)")
+
+    def check_section(self, train: dict[str, Any], tasks: dict[str, dict[str, Any]], where: str) -> None:
+        if "data" not in train and not all("train_data" in t for t in tasks.values()):
+            raise ValueError(f"{where}.train: missing key 'data' (the instruction data FT and PRT train on)")
+        for label, data in self._data_specs(train, tasks):
+            if data is not None:
+                if not isinstance(data, dict):
+                    raise ValueError(f"{where}.{label}: expected a mapping, got {type(data).__name__}: {data!r}")
+                kinds = [k for k in TRAIN_DATA_KINDS if k in data]
+                if len(kinds) != 1 or len(data) != 1:
+                    raise ValueError(f"{where}.{label}: training data is exactly one of "
+                                     f"{', '.join(TRAIN_DATA_KINDS)}; got {data!r}")
+
+    @staticmethod
+    def _data_specs(train: dict[str, Any], tasks: dict[str, dict[str, Any]]) -> list[tuple[str, Any]]:
+        return [("train.data", train.get("data"))] + [(f"tasks.{n}.train_data", t.get("train_data"))
+                                                       for n, t in tasks.items()]
+
+    # --- worlds and models the suite builds itself
+    def mini_family(self, variant: str) -> tuple[str, list[str]]:
+        from prt_bench.mini import lm
+
+        family = lm.load_family(variant)
+        return lm.world_hash(family), list(family["bases"])
+
+    def build_world(self, cache: Path | None, variant: str, progress: bool, only: list[str] | None) -> dict[str, str]:
+        from prt_bench.mini.lm import build_lm_world
+
+        root = cache / "mini" / "lm" if cache else None
+        world = build_lm_world(cache_root=root, variant=variant, progress=progress, only=only)
+        return {k: str(v) for k, v in world.items()}
+
+    def build_tiny(self, options: dict[str, Any], out: Path) -> None:
+        from prt_bench.lm.tiny import build_tiny_lm, byte_level_tokenizer
+
+        opts = dict(options)
+        family = opts.pop("family", "llama")
+        seed = opts.pop("seed", 0)
+        build_tiny_lm(out, family, byte_level_tokenizer(), seed=seed, **opts)
+
+    def resolve_base(self, spec: dict[str, Any]) -> str | None:
+        return spec.get("hf")
+
+    # --- what cells train on
+    def train_data(self, section, task: str) -> tuple[str, Any]:
+        data = section.tasks[task].get("train_data", section.train.get("data"))
+        (kind, value), = data.items()
+        name = str(value).rstrip("/").split("/")[-1].removesuffix(".jsonl") if kind != "mini" else str(value)
+        return name, data
+
+    def resolve_data(self, data: Any, world: dict[str, str] | None, cache: Path | None) -> str:
+        """A training-data spec -> a local prompt/response JSONL."""
+        (kind, value), = data.items()
+        if kind == "path":
+            return str(repo_path(value))
+        if kind == "shared":
+            from prt_bench.data import require_data_file
+
+            return str(require_data_file(value))
+        if kind == "mini":
+            key = f"data:{value}"
+            if world is None or key not in world:
+                raise KeyError(f"the mini lm world provides no training data {value!r}")
+            return world[key]
+        return str(chat_dataset_jsonl(value, cache))
+
+    def job_env(self, world: dict[str, str] | None) -> dict[str, str]:
+        if not world:
+            return {}
+        from prt_bench.mini.lm.tasks import ENV_VAR
+
+        return {ENV_VAR: world["data_dir"]}  # where the mini tasks' lm-eval files read their data
+
+    # --- checks that need files
+    def check_files(self, suite, section, resolved: dict[str, str] | None, world: dict[str, str] | None) -> None:
+        where = f"{suite.path}: lm"
+        if resolved is not None:
+            self._check_tokenizers(section, resolved, where)
+        known = lm_task_names(TASKS_DIR)
+        for name, task in section.tasks.items():
+            if task["lm_eval_task"] not in known:
+                raise ValueError(f"{where}.tasks.{name}: unknown lm-eval task {task['lm_eval_task']!r} "
+                                 f"(tasks in {TASKS_DIR}: {', '.join(sorted(known))})")
+        for label, data in self._data_specs(section.train, section.tasks):
+            if data is None or "hf_dataset" in data or ("mini" in data and (resolved is None or world is None)):
+                continue
+            try:
+                path = self.resolve_data(data, world, None)
+            except (KeyError, FileNotFoundError) as e:
+                raise ValueError(f"{where}.{label}: missing data: {e}") from None
+            if not Path(path).is_file():
+                raise ValueError(f"{where}.{label}: missing data: {path} does not exist")
+
+    @staticmethod
+    def _check_tokenizers(section, resolved: dict[str, str], where: str) -> None:
+        from prt_bench.lm.load import load_tokenizer
+        from prt_bench.lm.vocab import tokenizer_difference
+
+        tokenizers: dict[str, Any] = {}
+
+        def tok(name: str):
+            if name not in tokenizers:
+                try:
+                    tokenizers[name] = load_tokenizer(resolved[name])
+                except Exception as e:  # noqa: BLE001
+                    raise ValueError(f"{where}: cannot load the tokenizer of {name} ({resolved[name]}): {e}") from e
+            return tokenizers[name]
+
+        for t in section.transfers:
+            diff = tokenizer_difference(tok(t.source), tok(t.target))
+            if diff:
+                raise ValueError(f"{where}.transfers: source {t.source} and target {t.target} have different "
+                                 f"tokenizers ({diff}); PRT and EFT need one shared tokenizer")
+
+    # --- the work of a cell
+    def train(self, method: str, base: str, data: Any, out: Path, *, seed: int, alpha: float,
+              options: dict[str, Any]) -> None:
+        from prt_bench.lm.train import train_lm
+
+        train_lm(method, base, data, out, alpha=alpha, seed=seed, progress=False, **options)
+
+    def evaluate(self, method: str, paths: dict[str, str], task: dict[str, Any], options: dict[str, Any], *,
+                 lam: float, seed: int) -> dict[str, Any]:
+        """Through lm-eval with the `hf`, `prt` or `eft` model, the task's derived metrics added."""
+        import lm_eval
+        import torch
+        from lm_eval.tasks import TaskManager
+
+        if method in ("prt", "eft"):
+            import prt_bench.lm.lm_eval_models  # noqa: F401  (registers `prt` and `eft`)
+        dtype = options.get("dtype", "float32")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        if method in ("zeroshot", "ft_source", "ft_target"):
+            model, args = "hf", f"pretrained={paths['model']},dtype={dtype},device={device}"
+        elif method == "prt":
+            model, args = ("prt", f"base={paths['target']},reward={paths['reward']},lam={lam},dtype={dtype},"
+                                  f"device={device}")
+        elif method == "eft":
+            model, args = ("eft", f"base={paths['target']},ft={paths['ft']},pt={paths['source']},dtype={dtype},"
+                                  f"device={device}")
+        else:
+            raise ValueError(f"no language evaluation for method {method!r}")
+        gen_kwargs = f"max_gen_toks={task['max_gen_toks']}" if "max_gen_toks" in task else None
+        out = lm_eval.simple_evaluate(
+            model=model, model_args=args, tasks=[task["lm_eval_task"]],
+            task_manager=TaskManager(include_path=str(TASKS_DIR), include_defaults=False),
+            num_fewshot=task.get("num_fewshot"), batch_size=task.get("batch_size", options.get("batch_size", 1)),
+            limit=task.get("limit", options.get("limit")), gen_kwargs=gen_kwargs,
+            apply_chat_template=task.get("apply_chat_template", False),
+            random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
+            log_samples=False,
+        )
+        name = task["lm_eval_task"]
+        results = out["results"]
+        metrics = dict(results.get(name, next(iter(results.values()), {})))
+        for derived, parts in (task.get("derived") or {}).items():
+            metrics[derived] = sum(metrics[p] for p in parts) / len(parts)
+        n = (out.get("n-samples") or {}).get(name) or {}
+        if n.get("effective", n.get("original")) is not None:
+            metrics["n_samples"] = n.get("effective", n.get("original"))
+        return metrics
+
+    # --- cost
+    def profile(self, paths: dict[str, str] | None, device: str, settings: dict[str, Any]) -> dict[str, Any]:
+        from prt_bench.lm.profile import profile_lm
+
+        settings = {**settings, "batch_sizes": tuple(settings["batch_sizes"])}
+        if paths is None:
+            return profile_lm(device=device, isolate=False, progress=False, **settings)
+        # decoding: the target alone, the reward (source architecture) alone, PRT, EFT (FT and
+        # pre-trained model both of the source's architecture); training: the source
+        return profile_lm(paths["target"], paths["source"], paths["source"], paths["source"], trainee=paths["source"],
+                          device=device, isolate=False, progress=False, **settings)
+
+
+def lm_task_names(tasks_dir: Path) -> set[str]:
+    """The lm-eval task names defined under ``tasks_dir`` (read without lm-eval)."""
+    import yaml
+
+    names = set()
+    for p in tasks_dir.rglob("*.yaml"):
+        try:
+            doc = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError:
+            doc = None  # lm-eval's !function tags: the name is still readable below
+        if isinstance(doc, dict) and isinstance(doc.get("task"), str):
+            names.add(doc["task"])
+        else:
+            for line in p.read_text(encoding="utf-8").splitlines():
+                if line.startswith("task:"):
+                    names.add(line.split(":", 1)[1].strip().strip("'\""))
+    return names
+
+
+def chat_dataset_jsonl(dataset_id: str, cache: Path | None) -> Path:
+    """A hub chat dataset (rows of `messages`, as Tulu v2) as prompt/response JSONL, cached.
+
+    One row per conversation: the prompt is every turn before the last assistant turn in the
+    Tulu chat format (``<|user|>\\n...\\n<|assistant|>\\n``), the response that last turn.
+    """
+    import json
+
+    out = (cache or REPO_ROOT / ".cache") / "data" / (dataset_id.replace("/", "__") + ".jsonl")
+    if out.is_file():
+        return out
+    from datasets import load_dataset
+
+    lines = []
+    for row in load_dataset(dataset_id, split="train"):
+        messages = row["messages"]
+        last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
+        if last is None:
+            continue
+        prompt = "".join(f"<|{m['role']}|>\n{m['content']}\n" for m in messages[:last]) + "<|assistant|>\n"
+        lines.append(json.dumps({"prompt": prompt, "response": messages[last]["content"]}))
+    atomic_write_text(out, "\n".join(lines) + "\n")
+    return out

@@ -1,0 +1,151 @@
+"""Vision: open_clip image classifiers trained by ``prt_bench.vision.train`` and evaluated by
+``prt_bench.vision.eval`` (CLIP_benchmark's metrics); tasks are datasets of the vision
+registry; PRT and EFT need one label set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prt_bench import methods as method_table
+from prt_bench.suite.modalities import Modality, register
+
+
+@register
+class Vision(Modality):
+    name = "vision"
+    base_kinds = ("open_clip", "path", "mini", "tiny")
+    base_extra = {"mini": {"variant"}}
+    hub_kinds = ("open_clip",)
+    task_keys = {"dataset", "split", "train_dataset", "train_split", "primary_metric", "batch_size"}
+    task_required = "dataset"
+    eval_keys = {"batch_size"}
+    methods = method_table.METHODS
+    default_primary = "acc1,none"
+    profile_settings = {"train_batch": 64, "infer_batch": 128, "steps": 5, "warmup": 2}
+
+    loggers = ("open_clip",)
+
+    @property
+    def train_keys(self) -> set[str]:
+        from prt_bench.vision.train import VisionTrainConfig
+
+        return VisionTrainConfig.keys()
+
+    # --- the suite file
+    def check_base(self, kind: str, value: Any, where: str) -> None:
+        if kind != "open_clip":
+            return
+        # MODEL:TAG must be in open_clip's pretrained registry (no download needed to know)
+        if not isinstance(value, str) or value.count(":") != 1:
+            raise ValueError(f"open_clip base is 'MODEL:TAG' (e.g. 'ViT-B-16:laion2b_s34b_b88k'), got {value!r}")
+        import open_clip
+
+        model, tag = value.split(":")
+        known = open_clip.list_pretrained()
+        if (model, tag) not in known:
+            tags = sorted(t for m, t in known if m == model)
+            hint = f"known tags for {model}: {', '.join(tags)}" if tags else f"{model!r} is not an open_clip model"
+            raise ValueError(f"unknown model {value!r} ({hint})")
+
+    # --- worlds and models the suite builds itself
+    def mini_family(self, variant: str) -> tuple[str, list[str]]:
+        from prt_bench.mini import vision
+
+        family = vision.load_family(variant)
+        return vision.world_hash(family), list(family["bases"])
+
+    def build_world(self, cache: Path | None, variant: str, progress: bool, only: list[str] | None) -> dict[str, str]:
+        from prt_bench.mini.vision import build_vision_world
+
+        root = cache / "mini" / "vision" if cache else None
+        world = build_vision_world(cache_root=root, variant=variant, progress=progress, only=only)
+        return {k: str(v) for k, v in world.items()}
+
+    def build_tiny(self, options: dict[str, Any], out: Path) -> None:
+        from prt_bench.vision.bases import new_base, save_base
+
+        base = new_base(options["config"], seed=options.get("seed", 0))
+        save_base(base.model, out, base.model_cfg, base.preprocess_cfg, kind="vision-base", tiny=options)
+
+    def resolve_base(self, spec: dict[str, Any]) -> str | None:
+        return spec.get("open_clip")
+
+    # --- what cells train on: the registry finds the files of {"dataset": name, "split": ...}
+    def train_data(self, section, task: str) -> tuple[str, Any]:
+        spec = section.tasks[task]
+        dataset = spec.get("train_dataset", spec["dataset"])
+        return dataset, {"dataset": dataset, "split": spec.get("train_split", "train")}
+
+    # --- checks that need files: label sets first (known from the registry without data), then the data
+    def check_files(self, suite, section, resolved: dict[str, str] | None, world: dict[str, str] | None) -> None:
+        if resolved is not None:
+            return
+        where = f"{suite.path}: vision"
+        for name, task in section.tasks.items():
+            train_name = task.get("train_dataset", task["dataset"])
+            if _classnames(train_name, where, name) != _classnames(task["dataset"], where, name):
+                raise ValueError(f"{where}.tasks.{name}: the reward is trained on {train_name!r} and evaluated on "
+                                 f"{task['dataset']!r}, whose label sets differ; PRT needs one label set")
+            for dataset, split in ((task["dataset"], task.get("split", "test")),
+                                   (train_name, task.get("train_split", "train"))):
+                require_dataset(dataset, split, where, name)
+
+    # --- the work of a cell
+    def train(self, method: str, base: str, data: Any, out: Path, *, seed: int, alpha: float,
+              options: dict[str, Any]) -> None:
+        from prt_bench.vision.train import train_vision
+
+        train_vision(method, base, data["dataset"], out, split=data.get("split", "train"), alpha=alpha, seed=seed,
+                     progress=False, **options)
+
+    def evaluate(self, method: str, paths: dict[str, str], task: dict[str, Any], options: dict[str, Any], *,
+                 lam: float, seed: int) -> dict[str, Any]:
+        from prt_bench.vision.eval import eval_vision
+
+        kind = method_table.COMBINATION[method]
+        kwargs: dict[str, Any] = {k: v for k, v in {**options, **task}.items() if k == "batch_size"}
+        if kind in ("prt", "reward"):
+            kwargs.update(reward=paths["reward"], lam=lam)
+        if kind == "eft":
+            kwargs.update(ft=paths["ft"], pt=paths["source"])
+        target = paths["model"] if kind == "ft" else paths["target"]
+        out = eval_vision(kind, target, task["dataset"], split=task.get("split", "test"), progress=False, **kwargs)
+        metrics = {f"{k},none": out[k] for k in ("acc1", "acc5", "mean_per_class_recall", "nll") if k in out}
+        if "n" in out:
+            metrics["n_samples"] = out["n"]
+        return metrics
+
+    # --- cost
+    def profile(self, paths: dict[str, str] | None, device: str, settings: dict[str, Any]) -> dict[str, Any]:
+        from prt_bench.vision.profile import profile_vision
+
+        if paths is None:
+            return profile_vision(device=device, progress=False, **settings)
+        return profile_vision(paths["source"], paths["target"], device=device, progress=False, **settings)
+
+
+def _classnames(dataset: str, where: str, task: str) -> list[str]:
+    from prt_bench.vision.datasets import REGISTRY, get_dataset
+
+    if dataset in REGISTRY:
+        return list(REGISTRY[dataset].classnames)
+    try:
+        return list(get_dataset(dataset, "test").classnames)
+    except (KeyError, ValueError) as e:
+        raise ValueError(f"{where}.tasks.{task}: unknown dataset {dataset!r}: {e}") from None
+    except (FileNotFoundError, OSError) as e:
+        raise ValueError(f"{where}.tasks.{task}: missing data for {dataset!r}: {e}") from None
+
+
+def require_dataset(dataset: str, split: str, where: str, task: str) -> None:
+    from prt_bench.vision.datasets import get_dataset
+
+    try:
+        n = len(get_dataset(dataset, split))
+    except (FileNotFoundError, OSError) as e:
+        raise ValueError(f"{where}.tasks.{task}: missing data for {dataset!r} ({split}): {e}") from None
+    except (KeyError, ValueError) as e:
+        raise ValueError(f"{where}.tasks.{task}: unknown dataset or split {dataset!r} ({split}): {e}") from None
+    if n == 0:
+        raise ValueError(f"{where}.tasks.{task}: the split {split!r} of {dataset!r} holds no images")
