@@ -228,7 +228,7 @@ def test_written_punkt_tables_load_in_nltk_as_the_packaged_model(tmp_path, monke
 
 
 def test_smollm2_training_pairs_continue_the_zeroshot_prompt(evaluated, tmp_path):
-    from prt_bench.real.smollm2 import write_gsm8k_pairs
+    from prt_bench.real.tasks import write_gsm8k_pairs
 
     _, requests = evaluated
     rows = [json.loads(line) for line in write_gsm8k_pairs(tmp_path / "pairs.jsonl", 5, seed=1).read_text().splitlines()]

@@ -124,3 +124,21 @@ def ensure_punkt_tab() -> None:
             f"check that nltk accepts that directory (NLTK_DATA={os.environ.get('NLTK_DATA', '')!r}, "
             f"nltk {nltk.__version__}, python {sys.version.split()[0]})"
         )
+
+
+def write_gsm8k_pairs(out: str | os.PathLike, n: int, seed: int = 0, data_dir: str | None = None) -> Path:
+    """``n`` GSM8K training problems (a seeded sample) as prompt/response rows in the plain
+    format that ``gsm8k_local_zeroshot`` prompts with: "Question: q\\nAnswer:" + " solution"."""
+    import json
+    import random
+
+    from prt_bench.io import atomic_write_text
+
+    rows = [json.loads(line) for line in require_data_file("gsm8k/train.jsonl", data_dir).read_text(
+        encoding="utf-8").splitlines() if line.strip()]
+    if not 0 < n <= len(rows):
+        raise ValueError(f"train subset size must be in 1..{len(rows)}, got {n}")
+    picked = random.Random(seed).sample(range(len(rows)), n)
+    lines = [json.dumps({"prompt": f"Question: {rows[i]['question']}\nAnswer:", "response": f" {rows[i]['answer']}"})
+             for i in picked]
+    return atomic_write_text(out, "\n".join(lines) + "\n")

@@ -13,9 +13,9 @@ from prt_bench.suite.schema import Suite
 
 
 def resolve_base(modality: str, spec: dict[str, Any], cache: Path | None, world: dict[str, str] | None = None) -> str:
-    hub = modalities.get(modality).resolve_base(spec)
-    if hub is not None:
-        return hub
+    own = modalities.get(modality).resolve_base(spec, cache)
+    if own is not None:
+        return own
     if "path" in spec:
         return str(repo_path(spec["path"]))
     if "tiny" in spec:

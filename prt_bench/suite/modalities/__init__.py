@@ -103,8 +103,9 @@ class Modality:
         """A randomly initialised tiny model written to ``out`` (for smoke suites)."""
         raise NotImplementedError(f"the {self.name} modality has no tiny models")
 
-    def resolve_base(self, spec: dict[str, Any]) -> str | None:
-        """What the recipes load for a hub-kind base spec (None: not one of its hub kinds)."""
+    def resolve_base(self, spec: dict[str, Any], cache: Path | None) -> str | None:
+        """What the recipes load for a base of a kind of its own (a hub id, a converted file);
+        None for the kinds every modality shares (path, mini, tiny)."""
         return None
 
     # --- what cells train on

@@ -12,14 +12,14 @@ from prt_bench.io import REPO_ROOT, atomic_write_text
 from prt_bench.suite.modalities import Modality, register, repo_path
 
 TASKS_DIR = REPO_ROOT / "tasks"
-TRAIN_DATA_KINDS = ("path", "mini", "shared", "hf_dataset")
+TRAIN_DATA_KINDS = ("path", "mini", "shared", "hf_dataset", "gsm8k")
 HF_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
 
 @register
 class LanguageModels(Modality):
     name = "lm"
-    base_kinds = ("hf", "path", "mini", "tiny")
+    base_kinds = ("hf", "path", "mini", "tiny", "gguf")
     base_extra = {"hf": {"revision"}, "mini": {"variant"}}
     hub_kinds = ("hf", "hf_dataset")
     task_keys = {"lm_eval_task", "primary_metric", "derived", "limit", "num_fewshot", "batch_size", "max_gen_toks",
@@ -60,6 +60,9 @@ class LanguageModels(Modality):
     def check_base(self, kind: str, value: Any, where: str) -> None:
         if kind == "hf" and not (isinstance(value, str) and HF_ID.match(value)):
             raise ValueError(f"unknown model {value!r}: a hub id looks like 'org/name'")
+        if kind == "gguf" and not (isinstance(value, str) and (value.endswith(".gguf") and value.count(":") <= 1)):
+            raise ValueError(f"a gguf base is a .gguf path or 'PACKAGE:FILE.gguf' inside an installed package, "
+                             f"got {value!r}")
         if kind == "tiny":
             from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
@@ -79,6 +82,11 @@ class LanguageModels(Modality):
                 if len(kinds) != 1 or len(data) != 1:
                     raise ValueError(f"{where}.{label}: training data is exactly one of "
                                      f"{', '.join(TRAIN_DATA_KINDS)}; got {data!r}")
+                if kinds == ["gsm8k"] and not (isinstance(data["gsm8k"], dict) and set(data["gsm8k"]) == {"n", "seed"}
+                                               and all(isinstance(v, int) for v in data["gsm8k"].values())
+                                               and data["gsm8k"]["n"] >= 1):
+                    raise ValueError(f"{where}.{label}.gsm8k: takes {{n: PROBLEMS, seed: SEED}} (integers, n >= 1), "
+                                     f"got {data['gsm8k']!r}")
 
     @staticmethod
     def _data_specs(train: dict[str, Any], tasks: dict[str, dict[str, Any]]) -> list[tuple[str, Any]]:
@@ -107,13 +115,19 @@ class LanguageModels(Modality):
         seed = opts.pop("seed", 0)
         build_tiny_lm(out, family, byte_level_tokenizer(), seed=seed, **opts)
 
-    def resolve_base(self, spec: dict[str, Any]) -> str | None:
+    def resolve_base(self, spec: dict[str, Any], cache: Path | None) -> str | None:
+        if "gguf" in spec:
+            from prt_bench.lm.gguf import convert_gguf
+
+            return str(convert_gguf(spec["gguf"], cache or REPO_ROOT / ".cache"))
         return spec.get("hf")
 
     # --- what cells train on
     def train_data(self, section, task: str) -> tuple[str, Any]:
         data = section.tasks[task].get("train_data", section.train.get("data"))
         (kind, value), = data.items()
+        if kind == "gsm8k":
+            return f"gsm8k-n{value['n']}-seed{value['seed']}", data
         name = str(value).rstrip("/").split("/")[-1].removesuffix(".jsonl") if kind != "mini" else str(value)
         return name, data
 
@@ -126,6 +140,11 @@ class LanguageModels(Modality):
             from prt_bench.data import require_data_file
 
             return str(require_data_file(value))
+        if kind == "gsm8k":  # n seeded GSM8K training problems in gsm8k_local_zeroshot's format
+            from prt_bench.real.tasks import write_gsm8k_pairs
+
+            out = (cache or REPO_ROOT / ".cache") / "data" / f"gsm8k-train-n{value['n']}-seed{value['seed']}.jsonl"
+            return str(out if out.is_file() else write_gsm8k_pairs(out, value["n"], value["seed"]))
         if kind == "mini":
             key = f"data:{value}"
             if world is None or key not in world:
@@ -195,12 +214,16 @@ class LanguageModels(Modality):
         import torch
         from lm_eval.tasks import TaskManager
 
+        from prt_bench.lm.load import is_adapter_dir
+
         if method in ("prt", "eft"):
             import prt_bench.lm.lm_eval_models  # noqa: F401  (registers `prt` and `eft`)
         dtype = options.get("dtype", "float32")
         device = "cuda" if torch.cuda.is_available() else "cpu"
         if method in ("zeroshot", "ft_source", "ft_target"):
             model, args = "hf", f"pretrained={paths['model']},dtype={dtype},device={device}"
+            if method != "zeroshot" and is_adapter_dir(paths["model"]):  # LoRA FT: hf's own peft= loading
+                args = f"pretrained={paths['target']},peft={paths['model']},dtype={dtype},device={device}"
         elif method == "prt":
             model, args = ("prt", f"base={paths['target']},reward={paths['reward']},lam={lam},dtype={dtype},"
                                   f"device={device}")

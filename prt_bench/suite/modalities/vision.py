@@ -68,7 +68,7 @@ class Vision(Modality):
         base = new_base(options["config"], seed=options.get("seed", 0))
         save_base(base.model, out, base.model_cfg, base.preprocess_cfg, kind="vision-base", tiny=options)
 
-    def resolve_base(self, spec: dict[str, Any]) -> str | None:
+    def resolve_base(self, spec: dict[str, Any], cache: Path | None) -> str | None:
         return spec.get("open_clip")
 
     # --- what cells train on: the registry finds the files of {"dataset": name, "split": ...}
