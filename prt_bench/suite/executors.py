@@ -149,7 +149,8 @@ class CpuPool:
 
 class GpuProcesses:
     """One cell per GPU at a time, each in its own process (``python -m prt_bench.suite.worker``)
-    that sees only its GPU and writes the record to a file this process reads back."""
+    that sees only its GPU, dies with the runner and writes the record to a file this process
+    reads back."""
 
     def __init__(self, gpus: list[str]):
         self.gpus = gpus
@@ -161,6 +162,7 @@ class GpuProcesses:
         for g in self.gpus:
             free.put(g)
         job_dir = Path(tempfile.mkdtemp(prefix="prt-bench-jobs-"))
+        runner = os.getpid()
 
         def one(job: Job):
             gpu = free.get()
@@ -172,7 +174,8 @@ class GpuProcesses:
                 job.log.parent.mkdir(parents=True, exist_ok=True)
                 with open(job.log, "w", encoding="utf-8") as log:
                     proc = subprocess.run([sys.executable, "-m", "prt_bench.suite.worker", str(path), str(record)],
-                                          env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+                                          env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
+                                          preexec_fn=lambda: _die_with_parent(runner))
                 return job, proc, record
             finally:
                 free.put(gpu)

@@ -20,12 +20,11 @@ from prt_bench.io import REPO_ROOT, finite_number, name_problem
 from prt_bench.suite import modalities
 
 SUITES_DIR = REPO_ROOT / "suites"
-MODALITIES = modalities.names()
 METHODS = method_table.METHODS
 SCENARIOS = ("upscaling", "update", "other_arch", "same_base")
 PAPER_ALPHAS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 0.1)
 
-TOP_KEYS = {"name", "description", "seeds", *MODALITIES}
+TOP_KEYS = {"name", "description", "seeds"}   # and one section per registered modality
 SECTION_KEYS = {"families", "transfers", "same_base", "tasks", "train", "eval", "methods", "alpha", "alpha_sweep"}
 TRANSFER_KEYS = {"source", "target", "scenario"}
 SWEEP_KEYS = {"alphas", "transfers"}
@@ -137,7 +136,8 @@ def _unique_key_loader():
 def parse_suite(raw: Any, path: Path) -> Suite:
     where = str(path)
     _mapping(raw, where)
-    _keys(raw, TOP_KEYS, where)
+    sections = modalities.names()
+    _keys(raw, TOP_KEYS | set(sections), where)
     if "name" not in raw:
         raise SuiteError(f"{where}: missing key 'name'")
     problem = name_problem(raw["name"], "suite name")  # it names the results and checkpoint folders
@@ -147,11 +147,11 @@ def parse_suite(raw: Any, path: Path) -> Suite:
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise SuiteError(f"{where}: seeds must be a non-empty list of integers, got {seeds!r}")
     suite = Suite(name=str(raw["name"]), path=path, description=str(raw.get("description", "")), seeds=seeds)
-    for modality in MODALITIES:
+    for modality in sections:
         if modality in raw:
             suite.sections[modality] = _section(raw[modality], modality, f"{where}: {modality}")
     if not suite.sections:
-        raise SuiteError(f"{where}: a suite needs at least one of the sections {', '.join(MODALITIES)}")
+        raise SuiteError(f"{where}: a suite needs at least one of the sections {', '.join(sections)}")
     return suite
 
 
