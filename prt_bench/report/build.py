@@ -193,12 +193,11 @@ def build_report(results_dir: str | os.PathLike, out_pdf: str | os.PathLike | No
             title = f"Cost: {'language' if mod == 'lm' else mod}"
             fig = F.cost_figure(prof, title)
             s.add(fig or F.no_data_page(title, "the profile has no rows"))
-            tables = cost_table(prof)
+            s.add(F.table_pages(f"{title} (table)", cost_table(prof).reset_index(drop=True)))
             if prof.get("ratios"):
-                tables = pd.concat([tables, pd.DataFrame([{"phase": "ratio", "method": r["ratio"], "time": r["value"]}
-                                                          for r in ratio_table(prof).to_dict("records")])])
-                tables = tables.fillna("")
-            s.add(F.table_pages(f"{title} (table)", tables.reset_index(drop=True)))
+                s.add(F.table_pages(f"{title}: ratios and their physical limits", ratio_table(prof),
+                                    "limit: what the single models measured in the same run allow "
+                                    "(e.g. PRT/FT(target) = (T + S) / T); vs limit: how far above it"))
 
         s.section("Appendix: every result")
         s.add(F.table_pages("Appendix: every result", long_table(res.agg),

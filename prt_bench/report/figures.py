@@ -317,7 +317,8 @@ def cost_figure(profile: dict, title: str) -> plt.Figure | None:
     order = {"base": 0, "reward": 1, "ft": 2, "prt": 3, "eft": 4}
     colour = {"base": COLORS["base alone"], "reward": COLORS["reward only"], "ft": COLORS["FT (target)"],
               "prt": COLORS["PRT"], "eft": COLORS["EFT"]}
-    name = {"base": "base alone", "reward": "reward alone", "ft": "FT", "prt": "PRT", "eft": "EFT"}
+    name = {"base": "base alone", "reward": "reward alone", "ft": "FT", "prt": "PRT", "eft": "EFT",
+            "forward": "base forward"}
     what = {**(profile.get("models") or {}), **(profile.get("config") or {}), **(profile.get("settings") or {})}
     what_txt = ", ".join(f"{k}={v}" for k, v in what.items() if v is not None)
     fig = page(title, f"device: {profile.get('device', '?')}; medians as measured by `prt-bench profile`; "

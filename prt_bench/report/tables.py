@@ -214,7 +214,8 @@ def cost_table(profile: dict[str, Any]) -> pd.DataFrame:
         u = unit.get(r.get("phase"), "s")
         row = {
             "phase": r.get("phase", "–"),
-            "method": str(r.get("method", "–")).upper() if r.get("method") not in ("base", "reward") else r["method"],
+            "method": {"base": "base", "reward": "reward", "forward": "base forward"}.get(
+                r.get("method"), str(r.get("method", "–")).upper()),
             "batch": str(r.get("batch", "–")),
             "time": "–" if t is None else f"{t:.4g} {u}",
         }
@@ -226,14 +227,20 @@ def cost_table(profile: dict[str, Any]) -> pd.DataFrame:
 
 
 def ratio_table(profile: dict[str, Any]) -> pd.DataFrame:
-    ratios = dict(profile.get("ratios") or {})
-    ratios.update({f"{k} (CPU seconds)": v for k, v in (profile.get("ratios_cpu_time") or {}).items()
-                   if "CPU" not in k})
-    ratios.update({k: v for k, v in (profile.get("ratios_cpu_time") or {}).items() if "CPU" in k})
-    return pd.DataFrame(
-        [{"ratio": k, "value": f"{v:.2f}×" if isinstance(v, (int, float)) and math.isfinite(v) else str(v)}
-         for k, v in ratios.items()]
-    )
+    """Every ratio of a profile, wall time then CPU seconds, beside its physical limit (the
+    single models' arithmetic, measured in the same run) and how far above it the measurement is."""
+    fmt = lambda v: f"{v:.2f}×" if isinstance(v, (int, float)) and math.isfinite(v) else "–"  # noqa: E731
+    rows = []
+    for suffix, ratios, limits in (("", profile.get("ratios") or {}, profile.get("limits") or {}),
+                                   (" (CPU seconds)", profile.get("ratios_cpu_time") or {},
+                                    profile.get("limits_cpu_time") or {})):
+        for k, v in ratios.items():
+            limit = limits.get(k)
+            over = (f"{100 * (v / limit - 1):+.0f} %" if isinstance(v, (int, float)) and isinstance(limit, (int, float))
+                    and math.isfinite(v) and limit > 0 else "–")
+            rows.append({"ratio": k + ("" if "CPU" in k else suffix), "value": fmt(v), "limit": fmt(limit),
+                         "vs limit": over})
+    return pd.DataFrame(rows)
 
 
 def to_markdown(df: pd.DataFrame) -> str:

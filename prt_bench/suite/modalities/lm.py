@@ -258,11 +258,11 @@ class LanguageModels(Modality):
 
         settings = {**settings, "batch_sizes": tuple(settings["batch_sizes"])}
         if paths is None:
-            return profile_lm(device=device, isolate=False, progress=False, **settings)
+            return profile_lm(device=device, progress=False, **settings)
         # decoding: the target alone, the reward (source architecture) alone, PRT, EFT (FT and
         # pre-trained model both of the source's architecture); training: the source
         return profile_lm(paths["target"], paths["source"], paths["source"], paths["source"], trainee=paths["source"],
-                          device=device, isolate=False, progress=False, **settings)
+                          device=device, progress=False, **settings)  # memory: one process each
 
 
 def lm_task_names(tasks_dir: Path) -> set[str]:
