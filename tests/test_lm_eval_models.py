@@ -112,7 +112,7 @@ def test_misspelt_model_args_are_refused(tiny_llama, tiny_llama_b):
 
 def test_prt_runs_with_a_base_of_the_other_family_and_a_wider_head(tiny_qwen2, tiny_llama):
     lm = PRTLM(base=str(tiny_qwen2), reward=str(tiny_llama))
-    assert lm.width == len(lm.tokenizer)  # Qwen2's 8 extra logits dropped
+    assert lm.vocab == len(lm.tokenizer)  # Qwen2's 8 extra logits dropped
     text = lm.generate_until([instance("generate_until", ("Q: 1+1=", {"max_gen_toks": 5, "until": []}))])[0]
     score = lm.loglikelihood([instance("loglikelihood", ("Q: 1+1=", " 2"))])[0][0]
     assert isinstance(text, str) and torch.isfinite(torch.tensor(score))
@@ -215,3 +215,26 @@ def test_lm_eval_command_writes_lm_evals_output_json(task_dir, tiny_llama, tiny_
     written = list((tmp_path / "out").rglob("results_*.json"))
     assert len(written) == 1
     assert "acc,none" in json.loads(written[0].read_text())["results"]["tiny_choice"]
+
+
+def test_padded_heads_are_combined_over_the_tokenizers_ids_only(tiny_qwen2):
+    """Every head 8 rows wider than the tokenizer: PRT and EFT are normalised over the tokenizer's
+    ids (the padding rows at -inf), not over the head."""
+    prt_lm = PRTLM(base=str(tiny_qwen2), reward=str(tiny_qwen2))
+    eft_lm = EFTLM(base=str(tiny_qwen2), ft=str(tiny_qwen2), pt=str(tiny_qwen2))
+    n = len(prt_lm.tokenizer)
+    context, continuation = "Q: 5+2=", " 7"
+    ctx = prt_lm.tokenizer.encode(context)
+    cont = prt_lm.tokenizer.encode(continuation, add_special_tokens=False)
+    x = torch.tensor([ctx + cont])
+    with torch.no_grad():
+        logits = prt_lm.models[0](input_ids=x).logits[0]
+    assert logits.shape[-1] == n + 8
+
+    def summed(logp):
+        return sum(float(logp[len(ctx) - 1 + j, t]) for j, t in enumerate(cont))
+
+    for lm, rule in ((prt_lm, lambda z: prt.prt_logprobs(z, z)), (eft_lm, lambda z: prt.eft_logprobs(z, z, z))):
+        score = lm.loglikelihood([instance("loglikelihood", (context, continuation))])[0][0]
+        assert score == pytest.approx(summed(rule(logits[..., :n])), abs=1e-5)
+        assert abs(summed(rule(logits)) - score) > 1e-3  # over the whole head the padding rows held mass

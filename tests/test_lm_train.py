@@ -130,3 +130,28 @@ def test_losses_computed_on_the_response_span_equal_losses_over_all_logits(tiny_
         full_prt = prt.prt_loss(base_logits, logits, labels, alpha=0.1)
         assert float(ft_loss(model, batch)) == pytest.approx(float(full_ft), abs=1e-5)
         assert float(prt_loss(model, base, batch, alpha=0.1)) == pytest.approx(float(full_prt), abs=1e-5)
+
+
+def test_prt_training_loss_is_over_the_tokenizers_ids_when_the_head_is_wider(tiny_qwen2, byte_tokenizer):
+    """The reward is trained on the distribution PRT combines at inference: the tokenizer's ids,
+    not the padding rows of a wider head."""
+    import torch
+
+    from prt_bench import prt
+    from prt_bench.lm.load import load_causal_lm
+    from prt_bench.lm.train import IGNORE, prt_loss, scored_span
+
+    model = load_causal_lm(str(tiny_qwen2))
+    n = len(byte_tokenizer)
+    assert model.get_output_embeddings().weight.shape[0] > n
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10]])
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+             "labels": torch.tensor([[IGNORE, IGNORE, 7, 8, 9, 10]])}
+    with torch.no_grad():
+        got = prt_loss(model, model, batch, vocab=n)
+        inputs, labels = scored_span(batch)
+        logits = model(**inputs).logits
+        by_hand = prt.prt_loss(logits[..., :n], logits[..., :n], labels, ignore_index=IGNORE)
+        whole_head = prt_loss(model, model, batch)
+    assert torch.equal(got, by_hand)
+    assert abs(float(whole_head) - float(got)) > 1e-4

@@ -77,6 +77,14 @@ def refuse_nan(logits: Sequence[torch.Tensor]) -> Sequence[torch.Tensor]:
     return logits
 
 
+def cut(logits: Sequence[torch.Tensor], vocab: int | None) -> list[torch.Tensor]:
+    """The logits of the tokenizer's ids only.  Output layers are often wider than the tokenizer
+    (padding rows no token reaches); a softmax over them would still give those rows mass, so
+    every combination (PRT, EFT/proxy tuning) is normalised over the real vocabulary -- the same
+    as setting the padding rows to -inf."""
+    return [t[..., :vocab] if vocab is not None and t.shape[-1] > vocab else t for t in logits]
+
+
 def cache_keyword(model: Any) -> str:
     """The forward keyword of the KV cache: `cache` from transformers 5.24 on (`past_key_values`
     is deprecated there and goes in 5.40), `past_key_values` before."""
@@ -89,11 +97,12 @@ def cache_keyword(model: Any) -> str:
 def generate(models: Sequence[Any], combine: Combine, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
              pad_id: int, eos_id: int | None, do_sample: bool = False, temperature: float = 1.0,
              top_p: float = 1.0, top_k: int = 0, stop: Callable[[int, list[int]], bool] | None = None,
-             generator: torch.Generator | None = None) -> list[list[int]]:
+             generator: torch.Generator | None = None, vocab: int | None = None) -> list[list[int]]:
     """Batched decoding of the combined distribution; returns the new tokens of each prompt.
 
     Prompts are left-padded; every model keeps its own KV cache, so after the prefill each
     step feeds one token per row.  ``stop(row, tokens)`` ends a row early (stop sequences).
+    ``vocab``: combine only the first ``vocab`` logits (the tokenizer's ids; see ``cut``).
     """
     from transformers import DynamicCache
 
@@ -109,7 +118,7 @@ def generate(models: Sequence[Any], combine: Combine, prompts: Sequence[Sequence
         # logits_to_keep=1: the prefill needs the last position only, not [batch, prompt, vocab]
         logits = [m(input_ids=step_ids, attention_mask=mask, position_ids=step_pos, use_cache=True, logits_to_keep=1,
                     **{arg: c}).logits[:, -1] for m, c, arg in zip(models, caches, cache_args)]
-        token = next_token(combine(refuse_nan(logits)), do_sample, temperature, top_p, top_k, generator)
+        token = next_token(combine(cut(refuse_nan(logits), vocab)), do_sample, temperature, top_p, top_k, generator)
         token = torch.where(done, torch.full_like(token, pad_id), token)
         for row in (~done).nonzero().flatten().tolist():
             out[row].append(int(token[row]))
@@ -159,7 +168,8 @@ class CombinedLM(TemplateLM):
         self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.models = [load_causal_lm(models[n], dtype=dtype, device=str(self._device), trust_remote_code=trust)
                        for n in names]
-        self.width = shared_width(self.models, [f"{n}={models[n]}" for n in names], self.tokenizer)
+        shared_width(self.models, [f"{n}={models[n]}" for n in names], self.tokenizer)  # covers the tokenizer
+        self.vocab = len(self.tokenizer)  # combined over the tokenizer's ids, never the heads' padding
         self.combine = combine
         self.model_paths = models
         self.batch_size = 16 if str(batch_size).startswith("auto") else int(batch_size)
@@ -211,7 +221,7 @@ class CombinedLM(TemplateLM):
         keep = torch.arange(start, input_ids.shape[1], device=input_ids.device)
         logits = [m(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep).logits
                   for m in self.models]
-        return self.combine(refuse_nan(logits))
+        return self.combine(cut(refuse_nan(logits), self.vocab))
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
         # Longest first (lm-eval's habit): the first batch shows at once whether memory suffices.
@@ -289,7 +299,7 @@ class CombinedLM(TemplateLM):
 
                 new = generate(self.models, self.combine, prompts, max_new_tokens=max_new, pad_id=self.pad_id,
                                eos_id=self.eot_token_id, do_sample=do_sample, temperature=temperature or 1.0,
-                               top_p=top_p, top_k=top_k, stop=stop)
+                               top_p=top_p, top_k=top_k, stop=stop, vocab=self.vocab)
                 for i, tokens in zip(chunk, new):
                     text = self.tokenizer.decode(tokens, skip_special_tokens=False)
                     for s in until:

@@ -135,8 +135,10 @@ def ft_loss(model, batch: dict[str, Any]):
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=IGNORE)
 
 
-def prt_loss(reward, base, batch: dict[str, Any], lam: float = 1.0, alpha: float = 0.0):
+def prt_loss(reward, base, batch: dict[str, Any], lam: float = 1.0, alpha: float = 0.0, vocab: int | None = None):
     """Eq. 6 + eq. 12 on the response tokens; the base is frozen and runs without autograd.
+    ``vocab``: the distribution is over the first ``vocab`` ids (the tokenizer's), as the
+    combination at inference is (``lm_eval_models.cut``); a wider head's padding rows stay out.
 
     With a LoRA reward, ``base`` is None: the base is the reward's own weights with the
     adapter switched off (and the model briefly in eval mode), so they are held once.
@@ -156,13 +158,15 @@ def prt_loss(reward, base, batch: dict[str, Any], lam: float = 1.0, alpha: float
         else:
             base_logits = base(**inputs).logits
     reward_logits = reward(**inputs).logits
+    if vocab is not None:
+        base_logits, reward_logits = base_logits[..., :vocab], reward_logits[..., :vocab]
     return prt.prt_loss(base_logits, reward_logits, labels, lam=lam, alpha=alpha, ignore_index=IGNORE)
 
 
-def training_loss(method: str, model, base, batch, lam: float = 1.0, alpha: float = 0.0):
+def training_loss(method: str, model, base, batch, lam: float = 1.0, alpha: float = 0.0, vocab: int | None = None):
     if method == "ft":
         return ft_loss(model, batch)
-    return prt_loss(model, base, batch, lam=lam, alpha=alpha)
+    return prt_loss(model, base, batch, lam=lam, alpha=alpha, vocab=vocab)
 
 
 # --------------------------------------------------------------------------------- models
@@ -288,6 +292,8 @@ def train_lm(method: str, base: str | Path, data: str | Path, out: str | Path, *
     chat = uses_chat_template(tokenizer, c.chat_template)
     examples = [encode_pair(tokenizer, r["prompt"], r["response"], max_length, chat) for r in rows]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    # the reward's distribution over the tokenizer's ids, as at inference (a wider head's padding rows stay out)
+    vocab = len(tokenizer) if model.get_output_embeddings().weight.shape[0] > len(tokenizer) else None
 
     steps_per_epoch = math.ceil(math.ceil(len(examples) / batch_size) / grad_accum)
     total_steps = max_steps or max(1, math.ceil(c.epochs * steps_per_epoch))
@@ -306,7 +312,7 @@ def train_lm(method: str, base: str | Path, data: str | Path, out: str | Path, *
         step_loss = 0.0
         for _ in range(grad_accum):
             batch = {k: v.to(device) for k, v in next(stream).items()}
-            loss = training_loss(method, model, frozen, batch, lam=lam, alpha=alpha) / grad_accum
+            loss = training_loss(method, model, frozen, batch, lam=lam, alpha=alpha, vocab=vocab) / grad_accum
             loss.backward()
             step_loss += loss.item()
         if not math.isfinite(step_loss):  # NaN weights would follow; save nothing
@@ -354,11 +360,12 @@ def mean_loss(method: str, model, base, data: str | Path, tokenizer, *, lam: flo
     examples = [encode_pair(tokenizer, r["prompt"], r["response"], max_length, chat) for r in read_pairs(data)]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     device = next(model.parameters()).device
+    vocab = len(tokenizer) if model.get_output_embeddings().weight.shape[0] > len(tokenizer) else None
     total, count = 0.0, 0
     with torch.no_grad():
         for start in range(0, len(examples), batch_size):
             batch = {k: v.to(device) for k, v in pad_batch(examples[start:start + batch_size], pad_id).items()}
             n = int((batch["labels"][:, 1:] != IGNORE).sum())
-            total += training_loss(method, model, base, batch, lam=lam).item() * n
+            total += training_loss(method, model, base, batch, lam=lam, vocab=vocab).item() * n
             count += n
     return total / max(count, 1)

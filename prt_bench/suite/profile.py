@@ -26,7 +26,7 @@ from prt_bench.suite import modalities
 from prt_bench.suite.plan import base_ref
 from prt_bench.suite.schema import Suite
 
-VERSION = 2  # 2: FT of the target, the single models and the physical limits; LM memory one process each
+VERSION = 2  # 2: FT of the target, the single models and the physical limits
 OWN_BASES = ("mini", "tiny")  # base specs the suite builds itself: cheap to profile, no hub
 
 
