@@ -9,7 +9,7 @@ from typing import Any
 from prt_bench.io import REPO_ROOT, config_hash, publish_dir, staging_dir
 from prt_bench.suite import modalities
 from prt_bench.suite.modalities import repo_path
-from prt_bench.suite.schema import Suite
+from prt_bench.suite.schema import Suite, SuiteError
 
 
 def resolve_base(modality: str, spec: dict[str, Any], cache: Path | None, world: dict[str, str] | None = None) -> str:
@@ -44,7 +44,7 @@ def build_world(suite: Suite, modality: str, cache: Path | None, progress: bool)
     specs = [spec for spec in section.bases.values() if "mini" in spec]
     variants = {spec.get("variant", "default") for spec in specs}
     if len(variants) > 1:
-        raise ValueError(f"{suite.path}: {modality} bases from several mini world variants {sorted(variants)}")
+        raise SuiteError(f"{suite.path}: {modality} bases from several mini world variants {sorted(variants)}")
     variant = variants.pop() if variants else "default"
     return modalities.get(modality).build_world(cache, variant, progress, [spec["mini"] for spec in specs])
 

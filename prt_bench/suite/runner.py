@@ -134,7 +134,7 @@ def _run_locked(suite: Suite, matrix: list[Cell], cells: list[Cell], results_dir
         checks.check_before_training(suite, names, None, {})
         for m in _modalities_using(todo, "mini"):
             console.print(f"mini {m} world: building the bases that are not cached yet")
-            worlds[m] = _world(suite, m, cache, options.progress)
+            worlds[m] = build_world(suite, m, cache, options.progress)
         resolved.update(_resolve_bases(suite, todo, cache, worlds))
         checks.check_before_training(suite, names, resolved, worlds)
         jobs = {c.cell_id: _job(c, suite, resolved, worlds, runs_dir, cache) for c in todo}
@@ -203,7 +203,7 @@ def _profile(suite: Suite, cells: list[Cell], options: RunOptions, results_dir: 
         if (modality, name) not in resolved:
             spec = suite.sections[modality].bases[name]
             if "mini" in spec and modality not in worlds:
-                worlds[modality] = _world(suite, modality, cache, options.progress)
+                worlds[modality] = build_world(suite, modality, cache, options.progress)
             resolved[(modality, name)] = resolve_base(modality, spec, cache, worlds.get(modality))
         return resolved[(modality, name)]
 
@@ -245,13 +245,6 @@ def _pending(cells: list[Cell], done: set[str], runs_dir: Path) -> list[Cell]:
     todo_train = [c for c in cells if c.kind == "train" and (
         c.cell_id not in done or (c.cell_id in needed and not checkpoint_done(runs_dir / c.cell_id)))]
     return todo_train + todo_eval
-
-
-def _world(suite: Suite, modality: str, cache: Path | None, progress: bool) -> dict[str, str]:
-    try:
-        return build_world(suite, modality, cache, progress)
-    except ValueError as e:
-        raise SuiteError(str(e)) from None
 
 
 def _modalities_using(cells: list[Cell], kind: str) -> list[str]:
