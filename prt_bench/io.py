@@ -191,6 +191,17 @@ def write_manifest(out_dir: str | os.PathLike, **fields: Any) -> Path:
     return atomic_write_json(Path(out_dir) / MANIFEST, record)
 
 
+def trained_lam(model_dir: str | os.PathLike) -> float | None:
+    """The λ a PRT reward was trained with (eq. 6), from its manifest: the language recipe records
+    it under ``hyperparameters``, the vision recipe under ``config``; None when not recorded."""
+    manifest = read_manifest(model_dir) if Path(model_dir).is_dir() else None
+    for section in ("hyperparameters", "config"):
+        value = ((manifest or {}).get(section) or {}).get("lam")
+        if finite_number(value) and value > 0:
+            return float(value)
+    return None
+
+
 def read_manifest(model_dir: str | os.PathLike) -> dict[str, Any] | None:
     p = Path(model_dir) / MANIFEST
     return read_json(p) if p.is_file() else None

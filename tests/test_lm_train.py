@@ -155,3 +155,15 @@ def test_prt_training_loss_is_over_the_tokenizers_ids_when_the_head_is_wider(tin
         whole_head = prt_loss(model, model, batch)
     assert torch.equal(got, by_hand)
     assert abs(float(whole_head) - float(got)) > 1e-4
+
+
+def test_the_prt_model_uses_the_lam_its_rewards_were_trained_with_unless_given(tiny_llama, pairs, tmp_path):
+    from prt_bench.lm.lm_eval_models import PRTLM
+
+    half = train_lm("prt", tiny_llama, pairs, tmp_path / "lam2", lam=2.0, max_steps=1, progress=False)
+    one = train_lm("prt", tiny_llama, pairs, tmp_path / "lam1", max_steps=1, progress=False)
+    assert PRTLM(base=str(tiny_llama), reward=str(half)).lam == 2.0           # from the manifest
+    assert PRTLM(base=str(tiny_llama), reward=str(half), lam="0.5").lam == 0.5  # given: as given
+    assert PRTLM(base=str(tiny_llama), reward=str(tiny_llama)).lam == 1.0     # no manifest: 1
+    with pytest.raises(ValueError, match="different lam"):
+        PRTLM(base=str(tiny_llama), reward=f"{half};{one}", reward_weights="1;1")

@@ -214,3 +214,13 @@ def test_entropy_regulariser_keeps_the_reward_distribution_flatter(world, tmp_pa
             r = reward(transforms.prepare(small.images, bases.load_base(out).preprocess_cfg))
         entropy[alpha] = float(prt.reward_entropy(r).mean())
     assert entropy[5.0] > entropy[0.0] + 0.1
+
+
+def test_prt_evaluates_at_the_lam_the_reward_was_trained_with_unless_given(world, tmp_path):
+    small = world["train"].select(range(32))
+    reward = train_vision("prt", world["vit"], small, tmp_path / "lam2", lam=2.0, steps=1, batch_size=32,
+                          progress=False)
+    data = world["test"].select(range(32))
+    assert evaluate("prt", world["vit"], data, reward=reward)["config"]["lam"] == 2.0
+    assert evaluate("prt", world["vit"], data, reward=reward, lam=0.5)["config"]["lam"] == 0.5
+    assert evaluate("prt", world["vit"], data, reward=world["prt"])["config"]["lam"] == 1.0

@@ -329,9 +329,13 @@ def eft_combine(logits: Sequence[torch.Tensor]) -> torch.Tensor:
 
 @register_model("prt")
 class PRTLM(CombinedLM):
-    """``base=…,reward=…[,lam=1.0][,reward_weights=w1;w2 with reward=a;b]``."""
+    """``base=…,reward=…[,lam=λ][,reward_weights=w1;w2 with reward=a;b]``.
 
-    def __init__(self, base: str, reward: str, lam: float = 1.0, reward_weights: Any = None, **common: Any):
+    ``lam`` (eq. 10's λ; 1/λ is the reward's strength) defaults to the λ the rewards were trained
+    with, read from their manifests (1 when they record none); rewards trained with different λ
+    need it given."""
+
+    def __init__(self, base: str, reward: str, lam: Any = None, reward_weights: Any = None, **common: Any):
         rewards = _split(reward)
         weights = [float(w) for w in _split(reward_weights)] if reward_weights is not None else (
             [1.0] if len(rewards) == 1 else None)
@@ -339,11 +343,24 @@ class PRTLM(CombinedLM):
             raise ValueError(f"prt: {len(rewards)} rewards need as many reward_weights (w1;w2;...), got {reward_weights!r}")
         if not all(math.isfinite(w) for w in weights):
             raise ValueError(f"prt: reward_weights must be finite numbers, got {reward_weights!r}")
+        if lam is None:
+            lam = default_lam(rewards)
         if not (math.isfinite(float(lam)) and float(lam) > 0):  # before any model loads
             raise ValueError(f"prt: lam must be a finite number > 0, got {lam!r}")
         models = {"base": base, **{("reward" if len(rewards) == 1 else f"reward{i}"): r for i, r in enumerate(rewards)}}
         self.lam, self.reward_weights = float(lam), weights
         super().__init__(models, prt_combine(float(lam), weights), **common)
+
+
+def default_lam(rewards: Sequence[str]) -> float:
+    """The λ the rewards were trained with (their manifests), 1 when none is recorded."""
+    from prt_bench.io import trained_lam
+
+    found = {r: trained_lam(r) for r in rewards}
+    values = {v for v in found.values() if v is not None}
+    if len(values) > 1:
+        raise ValueError(f"prt: the rewards were trained with different lam ({found}); give lam= explicitly")
+    return values.pop() if values else 1.0
 
 
 @register_model("eft")

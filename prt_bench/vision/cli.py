@@ -56,7 +56,8 @@ def eval_vision(
     reward: Annotated[Optional[str], typer.Option(help="PRT reward folder (prt, reward).")] = None,
     ft: Annotated[Optional[str], typer.Option(help="FT model folder (ft, eft).")] = None,
     pt: Annotated[Optional[str], typer.Option(help="The base the FT model was tuned from (eft).")] = None,
-    lam: Annotated[float, typer.Option(help="λ of eq. 10.")] = 1.0,
+    lam: Annotated[Optional[float], typer.Option(help="λ of eq. 10 (default: the λ the reward was trained "
+                                                 "with, from its manifest, else 1).")] = None,
     split: Annotated[str, typer.Option(help="Evaluation split; slices allowed: test[:1000].")] = "test",
     batch_size: Annotated[int, typer.Option()] = 128,
     workers: Annotated[int, typer.Option(help="DataLoader workers decoding images from disk.")] = 0,

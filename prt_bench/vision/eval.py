@@ -101,7 +101,7 @@ def eval_vision(
     reward: str | os.PathLike | None = None,
     ft: str | os.PathLike | None = None,
     pt: str | os.PathLike | None = None,
-    lam: float = 1.0,
+    lam: float | None = None,
     split: str = "test",
     data_dir: str | os.PathLike | None = None,
     batch_size: int = 128,
@@ -113,6 +113,10 @@ def eval_vision(
     """Evaluate one method on one dataset; returns (and with ``out`` writes) the result record."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if lam is None:  # the λ the reward was trained with (eq. 6), else 1
+        from prt_bench.io import trained_lam
+
+        lam = (trained_lam(reward) if reward is not None else None) or 1.0
     if not (math.isfinite(lam) and lam > 0):
         raise ValueError(f"lam must be a finite number > 0, got {lam}")
     if method == "ft" and ft is None:
