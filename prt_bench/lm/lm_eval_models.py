@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from prt_bench import prt
 from prt_bench.lm.load import load_causal_lm, load_tokenizer
-from prt_bench.lm.vocab import check_tokenizers, shared_width
+from prt_bench.lm.vocab import check_tokenizers, cut, shared_width
 
 Combine = Callable[[Sequence[torch.Tensor]], torch.Tensor]
 
@@ -75,14 +75,6 @@ def refuse_nan(logits: Sequence[torch.Tensor]) -> Sequence[torch.Tensor]:
         if bool(torch.isnan(x).any()):
             raise FloatingPointError(f"model {role} of the combination gives NaN logits (corrupt or diverged weights?)")
     return logits
-
-
-def cut(logits: Sequence[torch.Tensor], vocab: int | None) -> list[torch.Tensor]:
-    """The logits of the tokenizer's ids only.  Output layers are often wider than the tokenizer
-    (padding rows no token reaches); a softmax over them would still give those rows mass, so
-    every combination (PRT, EFT/proxy tuning) is normalised over the real vocabulary -- the same
-    as setting the padding rows to -inf."""
-    return [t[..., :vocab] if vocab is not None and t.shape[-1] > vocab else t for t in logits]
 
 
 def cache_keyword(model: Any) -> str:

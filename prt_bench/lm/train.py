@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from prt_bench.lm.vocab import cut
 from prt_bench.recipe import RecipeConfig
 
 IGNORE = -100
@@ -138,7 +139,7 @@ def ft_loss(model, batch: dict[str, Any]):
 def prt_loss(reward, base, batch: dict[str, Any], lam: float = 1.0, alpha: float = 0.0, vocab: int | None = None):
     """Eq. 6 + eq. 12 on the response tokens; the base is frozen and runs without autograd.
     ``vocab``: the distribution is over the first ``vocab`` ids (the tokenizer's), as the
-    combination at inference is (``lm_eval_models.cut``); a wider head's padding rows stay out.
+    combination at inference is (``prt_bench.lm.vocab.cut``); a wider head's padding rows stay out.
 
     With a LoRA reward, ``base`` is None: the base is the reward's own weights with the
     adapter switched off (and the model briefly in eval mode), so they are held once.
@@ -158,8 +159,7 @@ def prt_loss(reward, base, batch: dict[str, Any], lam: float = 1.0, alpha: float
         else:
             base_logits = base(**inputs).logits
     reward_logits = reward(**inputs).logits
-    if vocab is not None:
-        base_logits, reward_logits = base_logits[..., :vocab], reward_logits[..., :vocab]
+    base_logits, reward_logits = cut([base_logits, reward_logits], vocab)
     return prt.prt_loss(base_logits, reward_logits, labels, lam=lam, alpha=alpha, ignore_index=IGNORE)
 
 
@@ -292,8 +292,7 @@ def train_lm(method: str, base: str | Path, data: str | Path, out: str | Path, *
     chat = uses_chat_template(tokenizer, c.chat_template)
     examples = [encode_pair(tokenizer, r["prompt"], r["response"], max_length, chat) for r in rows]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    # the reward's distribution over the tokenizer's ids, as at inference (a wider head's padding rows stay out)
-    vocab = len(tokenizer) if model.get_output_embeddings().weight.shape[0] > len(tokenizer) else None
+    vocab = len(tokenizer)  # the reward's distribution over the tokenizer's ids, as at inference
 
     steps_per_epoch = math.ceil(math.ceil(len(examples) / batch_size) / grad_accum)
     total_steps = max_steps or max(1, math.ceil(c.epochs * steps_per_epoch))
@@ -360,7 +359,7 @@ def mean_loss(method: str, model, base, data: str | Path, tokenizer, *, lam: flo
     examples = [encode_pair(tokenizer, r["prompt"], r["response"], max_length, chat) for r in read_pairs(data)]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     device = next(model.parameters()).device
-    vocab = len(tokenizer) if model.get_output_embeddings().weight.shape[0] > len(tokenizer) else None
+    vocab = len(tokenizer)
     total, count = 0.0, 0
     with torch.no_grad():
         for start in range(0, len(examples), batch_size):

@@ -76,3 +76,11 @@ def shared_width(models: Sequence[Any], names: Sequence[str], tokenizer: Any) ->
             "so the models cannot be combined on a shared vocabulary"
         )
     return width
+
+
+def cut(logits: Sequence[Any], vocab: int | None) -> list[Any]:
+    """The logits of the tokenizer's ids only.  Output layers are often wider than the tokenizer
+    (padding rows no token reaches); a softmax over them would still give those rows mass, so
+    every combination (PRT, EFT/proxy tuning) is normalised over the real vocabulary -- the same
+    as setting the padding rows to -inf."""
+    return [t[..., :vocab] if vocab is not None and t.shape[-1] > vocab else t for t in logits]
