@@ -56,6 +56,17 @@ def _warm_up(model_paths: list[str], device: str) -> None:
     torch.optim.AdamW(mini.parameters()).step()
 
 
+def _train_batch(job: dict[str, Any], model) -> dict[str, Any]:
+    """The seeded batch every train-phase job of a profile runs on (the same for FT, PRT and the
+    base's forward)."""
+    import torch
+
+    vocab = model.get_output_embeddings().weight.shape[0]
+    ids = torch.randint(0, min(vocab, 256), (job["batch"], job["seq_len"]), generator=torch.Generator().manual_seed(0))
+    ids = ids.to(job["device"])
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
+
+
 def _workload(job: dict[str, Any], load) -> dict[str, Any]:
     """The callables one job times: decode n tokens / 1 token (prefill), or one train step."""
     import torch
@@ -75,9 +86,7 @@ def _workload(job: dict[str, Any], load) -> dict[str, Any]:
         from prt_bench.lm.train import scored_span
 
         frozen = load(job["models"][0])
-        ids = torch.randint(0, min(frozen.get_output_embeddings().weight.shape[0], 256),
-                            (job["batch"], job["seq_len"]), generator=torch.Generator().manual_seed(0)).to(device)
-        inputs, _ = scored_span({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()})
+        inputs, _ = scored_span(_train_batch(job, frozen))
 
         def forward():
             with torch.no_grad():
@@ -106,10 +115,7 @@ def _workload(job: dict[str, Any], load) -> dict[str, Any]:
     trainee = prepare_models(job["method"], job["models"][0], device=device, dtype=job["dtype"])
     model, frozen = trainee.model, trainee.base
     optimizer, _ = make_optimizer(model, 1e-5, 0.0, 10**6, 0, "constant")
-    vocab = model.get_output_embeddings().weight.shape[0]
-    ids = torch.randint(0, min(vocab, 256), (job["batch"], job["seq_len"]), generator=torch.Generator().manual_seed(0))
-    ids = ids.to(device)
-    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
+    batch = _train_batch(job, model)
 
     def step():
         training_loss(job["method"], model, frozen, batch).backward()
