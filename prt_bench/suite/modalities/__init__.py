@@ -90,14 +90,30 @@ class Modality:
         """Checks of a whole section beyond keys and types (raise ValueError)."""
 
     # --- worlds and models the suite builds itself
+    # (module, builder) of the mini world: the module has load_family(variant), world_hash(family)
+    # and the builder(cache_root=, variant=, progress=, only=) -> base name -> folder
+    mini_world: ClassVar[tuple[str, str] | None] = None
+
+    def _mini(self):
+        import importlib
+
+        if self.mini_world is None:
+            raise NotImplementedError(f"the {self.name} modality has no mini world")
+        return importlib.import_module(self.mini_world[0])
+
     def mini_family(self, variant: str) -> tuple[str, list[str]]:
         """(world hash, base names) of the mini world, read without building it."""
-        raise NotImplementedError(f"the {self.name} modality has no mini world")
+        module = self._mini()
+        family = module.load_family(variant)
+        return module.world_hash(family), list(family["bases"])
 
     def build_world(self, cache: Path | None, variant: str, progress: bool, only: list[str] | None) -> dict[str, str]:
-        """Build (or find cached) the mini world: base name -> folder, and whatever else its cells
-        need under other keys (e.g. training data)."""
-        raise NotImplementedError(f"the {self.name} modality has no mini world")
+        """Build (or find cached) the mini world under ``cache/mini/<modality>``: base name ->
+        folder, and whatever else its cells need under other keys (e.g. training data)."""
+        build = getattr(self._mini(), self.mini_world[1])
+        world = build(cache_root=cache / "mini" / self.name if cache else None, variant=variant, progress=progress,
+                      only=only)
+        return {k: str(v) for k, v in world.items()}
 
     def build_tiny(self, options: dict[str, Any], out: Path) -> None:
         """A randomly initialised tiny model written to ``out`` (for smoke suites)."""

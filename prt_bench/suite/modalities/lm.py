@@ -94,18 +94,7 @@ class LanguageModels(Modality):
                                                        for n, t in tasks.items()]
 
     # --- worlds and models the suite builds itself
-    def mini_family(self, variant: str) -> tuple[str, list[str]]:
-        from prt_bench.mini import lm
-
-        family = lm.load_family(variant)
-        return lm.world_hash(family), list(family["bases"])
-
-    def build_world(self, cache: Path | None, variant: str, progress: bool, only: list[str] | None) -> dict[str, str]:
-        from prt_bench.mini.lm import build_lm_world
-
-        root = cache / "mini" / "lm" if cache else None
-        world = build_lm_world(cache_root=root, variant=variant, progress=progress, only=only)
-        return {k: str(v) for k, v in world.items()}
+    mini_world = ("prt_bench.mini.lm", "build_lm_world")
 
     def build_tiny(self, options: dict[str, Any], out: Path) -> None:
         from prt_bench.lm.tiny import build_tiny_lm, byte_level_tokenizer

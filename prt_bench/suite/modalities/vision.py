@@ -49,18 +49,7 @@ class Vision(Modality):
             raise ValueError(f"unknown model {value!r} ({hint})")
 
     # --- worlds and models the suite builds itself
-    def mini_family(self, variant: str) -> tuple[str, list[str]]:
-        from prt_bench.mini import vision
-
-        family = vision.load_family(variant)
-        return vision.world_hash(family), list(family["bases"])
-
-    def build_world(self, cache: Path | None, variant: str, progress: bool, only: list[str] | None) -> dict[str, str]:
-        from prt_bench.mini.vision import build_vision_world
-
-        root = cache / "mini" / "vision" if cache else None
-        world = build_vision_world(cache_root=root, variant=variant, progress=progress, only=only)
-        return {k: str(v) for k, v in world.items()}
+    mini_world = ("prt_bench.mini.vision", "build_vision_world")
 
     def build_tiny(self, options: dict[str, Any], out: Path) -> None:
         from prt_bench.vision.bases import new_base, save_base
