@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prt_bench.io import REPO_ROOT, config_hash, publish_dir, staging_dir
+from prt_bench.io import config_hash, publish_dir, staging_dir
 from prt_bench.suite import modalities
-from prt_bench.suite.modalities import repo_path
+from prt_bench.suite.modalities import cache_dir, repo_path
 from prt_bench.suite.schema import Suite, SuiteError
 
 
@@ -29,7 +29,7 @@ def resolve_base(modality: str, spec: dict[str, Any], cache: Path | None, world:
 
 def build_tiny(modality: str, options: dict[str, Any], cache: Path | None) -> Path:
     """A randomly initialised tiny model, for smoke suites: cached under its options' hash."""
-    out = (cache or REPO_ROOT / ".cache") / "tiny" / modality / config_hash(options)
+    out = cache_dir(cache) / "tiny" / modality / config_hash(options)
     if (out / ".complete").is_file():
         return out
     tmp = staging_dir(out)

@@ -48,6 +48,11 @@ def names() -> tuple[str, ...]:
     return tuple(REGISTRY)
 
 
+def cache_dir(cache: Path | None) -> Path:
+    """Where built models and converted data go: the run's ``--cache``, else the repository's ``.cache/``."""
+    return Path(cache) if cache else REPO_ROOT / ".cache"
+
+
 def repo_path(p: str) -> Path:
     """Relative paths in suite files are relative to the repository root."""
     path = Path(p).expanduser()

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from prt_bench.io import REPO_ROOT, atomic_write_text
-from prt_bench.suite.modalities import Modality, register, repo_path
+from prt_bench.suite.modalities import Modality, cache_dir, register, repo_path
 
 TASKS_DIR = REPO_ROOT / "tasks"
 TRAIN_DATA_KINDS = ("path", "mini", "shared", "hf_dataset", "gsm8k")
@@ -108,7 +108,7 @@ class LanguageModels(Modality):
         if "gguf" in spec:
             from prt_bench.lm.gguf import convert_gguf
 
-            return str(convert_gguf(spec["gguf"], cache or REPO_ROOT / ".cache"))
+            return str(convert_gguf(spec["gguf"], cache_dir(cache)))
         return spec.get("hf")
 
     # --- what cells train on
@@ -132,7 +132,7 @@ class LanguageModels(Modality):
         if kind == "gsm8k":  # n seeded GSM8K training problems in gsm8k_local_zeroshot's format
             from prt_bench.real.tasks import write_gsm8k_pairs
 
-            out = (cache or REPO_ROOT / ".cache") / "data" / f"gsm8k-train-n{value['n']}-seed{value['seed']}.jsonl"
+            out = cache_dir(cache) / "data" / f"gsm8k-train-n{value['n']}-seed{value['seed']}.jsonl"
             return str(out if out.is_file() else write_gsm8k_pairs(out, value["n"], value["seed"]))
         if kind == "mini":
             key = f"data:{value}"
@@ -281,7 +281,7 @@ def chat_dataset_jsonl(dataset_id: str, cache: Path | None) -> Path:
     """
     import json
 
-    out = (cache or REPO_ROOT / ".cache") / "data" / (dataset_id.replace("/", "__") + ".jsonl")
+    out = cache_dir(cache) / "data" / (dataset_id.replace("/", "__") + ".jsonl")
     if out.is_file():
         return out
     from datasets import load_dataset
