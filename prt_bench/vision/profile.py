@@ -24,9 +24,10 @@ from typing import Any
 
 import torch
 
+from prt_bench import methods
 from prt_bench.io import PROFILE_SCHEMA, atomic_write_json, environment
-from prt_bench.vision import bases, heads
 from prt_bench.meter import PeakMemory, sync, tensor_mb
+from prt_bench.vision import bases, heads
 from prt_bench.vision.train import BaseLogitsCache, train_step
 
 CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"]
@@ -112,16 +113,15 @@ class _Trainer:
 class _Inference:
     """FT (1 tower), PRT (target + reward) or EFT (target + FT + base) at inference."""
 
-    # FT of the target has the target's tower; the reward (and EFT's FT and base) the source's
-    ROLES = {"ft": ("target",), "reward": ("model",), "prt": ("target", "model"), "eft": ("target", "model", "model")}
-    NAMES = {"ft": ["ft"], "reward": ["reward"], "prt": ["target", "reward"], "eft": ["target", "ft", "pt"]}
-
     def __init__(self, method: str, model: str, target: str, batch: int, device):
         from prt_bench.vision.eval import combine
 
         self.method, self.device, self.combine = method, device, combine
+        # the method's roles (prt_bench.methods): the target's tower for the target, the source's for
+        # the rest -- FT is measured as FT of the target (its one tower is the target's architecture)
+        self.roles = ("target",) if method == "ft" else methods.ROLES[method]
         self.classifiers = [_classifier(_load(target if role == "target" else model, device), device).eval()
-                            for role in self.ROLES[method]]
+                            for role in self.roles]
         sizes = {c.tower.image_size if isinstance(c.tower.image_size, int) else c.tower.image_size[0]
                  for c in self.classifiers}
         g = torch.Generator().manual_seed(1)
@@ -133,7 +133,7 @@ class _Inference:
         with torch.no_grad():
             logits = [c(self.inputs[c.tower.image_size if isinstance(c.tower.image_size, int)
                                     else c.tower.image_size[0]]) for c in self.classifiers]
-            self.combine(self.method, dict(zip(self.NAMES[self.method], logits)))
+            self.combine(self.method, dict(zip(methods.ROLES[self.method], logits)))
         sync(self.device)
         return _since(t)
 
