@@ -6,7 +6,10 @@ tokens only.  They share the data and the loop below and differ only in the loss
 - **FT**: cross-entropy of the model itself.
 - **PRT** (paper eq. 6, Alg. 1): the reward ``r`` starts as a copy of the base; the base is
   frozen, in eval mode and run without autograd; ``loss = CE(softmax(log π_base + r/λ), y)
-  − α · H(softmax(r))`` (eq. 12), all in ``prt_bench.prt.prt_loss``.
+  − α · H(softmax(r))`` (eq. 12), all in ``prt_bench.prt.prt_loss``.  The base's logits come
+  from ``prt_bench.lm.base_pass``: each example's computed once (on its own), kept in memory or
+  in a cache shared by every PRT run on the same base and data, and exactly what recomputing
+  them at every step gives.
 
 With ``lora=True`` the trained model (FT model or reward) is a peft LoRA adapter (paper
 App. H); for PRT the frozen base is then the same weights with the adapter switched off.
@@ -18,7 +21,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -100,12 +105,13 @@ def pad_batch(examples: list[tuple[list[int], list[int]]], pad_id: int) -> dict[
 
 
 def batches(examples: list, batch_size: int, pad_id: int, generator) -> Iterator[dict[str, Any]]:
-    """One epoch of shuffled, padded batches."""
+    """One epoch of shuffled, padded batches; ``index`` holds each row's example number."""
     import torch
 
     order = torch.randperm(len(examples), generator=generator).tolist()
     for start in range(0, len(order), batch_size):
-        yield pad_batch([examples[i] for i in order[start:start + batch_size]], pad_id)
+        chosen = order[start:start + batch_size]
+        yield {**pad_batch([examples[i] for i in chosen], pad_id), "index": torch.tensor(chosen)}
 
 
 # --------------------------------------------------------------------------------- losses
@@ -141,23 +147,26 @@ def prt_loss(reward, base, batch: dict[str, Any], lam: float = 1.0, alpha: float
     ``vocab``: the distribution is over the first ``vocab`` ids (the tokenizer's), as the
     combination at inference is (``prt_bench.lm.vocab.cut``); a wider head's padding rows stay out.
 
-    With a LoRA reward, ``base`` is None: the base is the reward's own weights with the
-    adapter switched off (and the model briefly in eval mode), so they are held once.
+    ``base``: a ``BasePass`` (what training uses: the batch's rows come from its ``index``), a
+    frozen model run on the batch itself, or None for a LoRA reward: the base is the reward's
+    own weights with the adapter switched off (and the model briefly in eval mode).
     """
     import torch
 
     from prt_bench import prt
+    from prt_bench.lm.base_pass import BasePass
 
     inputs, labels = scored_span(batch)
-    with torch.no_grad():
-        if base is None:
-            was_training = reward.training
-            reward.eval()
-            with reward.disable_adapter():
-                base_logits = reward(**inputs).logits
-            reward.train(was_training)
-        else:
-            base_logits = base(**inputs).logits
+    if isinstance(base, BasePass):
+        keep = inputs["logits_to_keep"]
+        base_logits = base.batch(batch["index"].tolist(), int(keep[0]), int(keep[-1]) + 1)
+    else:
+        with torch.no_grad():
+            if base is None:
+                with adapter_off(reward):
+                    base_logits = reward(**inputs).logits
+            else:
+                base_logits = base(**inputs).logits
     reward_logits = reward(**inputs).logits
     base_logits, reward_logits = cut([base_logits, reward_logits], vocab)
     return prt.prt_loss(base_logits, reward_logits, labels, lam=lam, alpha=alpha, ignore_index=IGNORE)
@@ -171,19 +180,76 @@ def training_loss(method: str, model, base, batch, lam: float = 1.0, alpha: floa
 
 # --------------------------------------------------------------------------------- models
 
+@contextmanager
+def eval_mode(model):
+    """The model in eval mode (no dropout) for a while, then as it was."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+@contextmanager
+def adapter_off(model):
+    """A LoRA model as its base: adapter disabled, eval mode (no dropout), then as it was."""
+    was_training = model.training
+    model.eval()
+    try:
+        with model.disable_adapter():
+            yield model
+    finally:
+        model.train(was_training)
+
+
+def base_pass_for(run: "Trainee", base: str | Path, examples: list, vocab: int, *, lora: bool, dtype: Any,
+                  device: str, trust_remote_code: bool, cache: str | Path | None, budget_mb: float | None,
+                  progress: bool):
+    """The ``BasePass`` of a PRT run: computed up front with the untrained reward when it fits its
+    budget, else at every step with a frozen copy of the base (a LoRA reward: its adapter off)."""
+    from prt_bench.lm.base_pass import CACHE_ENV, BasePass, key
+    from prt_bench.lm.load import load_causal_lm, model_identity
+
+    cache = cache or os.environ.get(CACHE_ENV)
+    cache_file = None
+    if cache:
+        name = key(model_identity(base), examples, vocab, str(dtype), str(device), "lora-off" if lora else "frozen")
+        cache_file = Path(cache) / f"{name}.safetensors"
+    base_pass = BasePass(None, examples, vocab, device=device, budget_mb=budget_mb, cache_file=cache_file,
+                         progress=progress)
+    if lora or base_pass.fits:
+        # Before the first update the reward *is* the base (eq. 6 starts it as a copy), so the pass
+        # is computed with it -- no frozen copy is ever loaded -- in eval mode (no dropout), and a
+        # LoRA reward with its adapter off, which is its base at every step.
+        def forward(ids, keep):
+            with adapter_off(run.model) if lora else eval_mode(run.model):
+                return run.model(input_ids=ids, logits_to_keep=keep).logits
+    else:  # recomputed at every step, while the reward moves: a frozen copy of the base
+        frozen = load_causal_lm(base, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+        frozen.requires_grad_(False)
+        frozen.eval()
+
+        def forward(ids, keep):
+            return frozen(input_ids=ids, logits_to_keep=keep).logits
+    base_pass.forward = forward
+    return base_pass.prepare()
+
+
 @dataclass
 class Trainee:
     """What a run trains (the FT model or the reward) and, for PRT, the frozen base."""
 
     model: Any
-    base: Any  # None for FT, and for a LoRA reward (the base is the model with its adapter off)
+    base: Any  # None for FT, for a LoRA reward (the model with its adapter off) and with frozen_base=False
     tokenizer: Any
 
 
 def prepare_models(method: str, base: str | Path, *, lora: bool = False, lora_r: int = 8, lora_alpha: int = 16,
                    lora_dropout: float = 0.0, lora_targets: str | list[str] = "all-linear", device: str = "cpu",
-                   dtype: Any = None, trust_remote_code: bool = False) -> Trainee:
-    """Load the base; the trained model starts as a copy of it (the PRT reward too, eq. 6)."""
+                   dtype: Any = None, trust_remote_code: bool = False, frozen_base: bool = True) -> Trainee:
+    """Load the base; the trained model starts as a copy of it (the PRT reward too, eq. 6).
+    ``frozen_base=False``: PRT's frozen copy is left for ``base_pass_for`` to load if needed."""
     from prt_bench.lm.load import load_causal_lm, load_tokenizer
 
     if method not in METHODS:
@@ -199,7 +265,7 @@ def prepare_models(method: str, base: str | Path, *, lora: bool = False, lora_r:
         config = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
                             target_modules=lora_targets, task_type="CAUSAL_LM")
         model = get_peft_model(model, config)
-    elif method == "prt":
+    elif method == "prt" and frozen_base:
         frozen = load_causal_lm(base, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
         for p in frozen.parameters():
             p.requires_grad_(False)
@@ -253,12 +319,17 @@ class LMTrainConfig(RecipeConfig):
 
 def train_lm(method: str, base: str | Path, data: str | Path, out: str | Path, *, alpha: float = 0.0, seed: int = 0,
              trust_remote_code: bool = False, device: str | None = None, progress: bool = True,
-             config: LMTrainConfig | None = None, **options: Any) -> Path:
+             config: LMTrainConfig | None = None, base_cache: str | Path | None = None,
+             base_cache_mb: float | None = None, **options: Any) -> Path:
     """Train an FT model (``method="ft"``) or a PRT reward (``method="prt"``) on ``data``; returns ``out``.
 
     The hyperparameters are ``config``'s or ``options`` (keywords of ``LMTrainConfig``).
     ``max_steps`` (optimizer steps) overrides ``epochs``; ``warmup`` below 1 is a fraction of
     the steps, otherwise a step count.  Same seed on CPU gives identical weights.
+    PRT: ``base_cache`` (default ``$PRT_BENCH_BASE_PASS_CACHE``) is a folder where the base's
+    pass over the data is kept for other runs; ``base_cache_mb`` the most it may take (default
+    ``$PRT_BENCH_BASE_PASS_MB`` or 2048; above it the base runs at every step).  Neither
+    changes a number: see ``prt_bench.lm.base_pass``.
     """
     import torch
     from tqdm.auto import tqdm
@@ -287,12 +358,20 @@ def train_lm(method: str, base: str | Path, data: str | Path, out: str | Path, *
     torch.manual_seed(seed)
     rows = read_pairs(data)
     run = prepare_models(method, base, lora=c.lora, lora_r=c.lora_r, lora_alpha=c.lora_alpha,
-                         lora_dropout=c.lora_dropout, device=device, dtype=c.dtype, trust_remote_code=trust_remote_code)
-    model, frozen, tokenizer = run.model, run.base, run.tokenizer
+                         lora_dropout=c.lora_dropout, device=device, dtype=c.dtype, trust_remote_code=trust_remote_code,
+                         frozen_base=False)
+    model, tokenizer = run.model, run.tokenizer
     chat = uses_chat_template(tokenizer, c.chat_template)
     examples = [encode_pair(tokenizer, r["prompt"], r["response"], max_length, chat) for r in rows]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     vocab = len(tokenizer)  # the reward's distribution over the tokenizer's ids, as at inference
+    start = time.perf_counter()
+    frozen = None
+    if method == "prt":
+        frozen = base_pass_for(run, base, examples, vocab, lora=c.lora, dtype=c.dtype, device=device,
+                               trust_remote_code=trust_remote_code, cache=base_cache, budget_mb=base_cache_mb,
+                               progress=progress)
+    base_pass_s = time.perf_counter() - start
 
     steps_per_epoch = math.ceil(math.ceil(len(examples) / batch_size) / grad_accum)
     total_steps = max_steps or max(1, math.ceil(c.epochs * steps_per_epoch))
@@ -310,7 +389,7 @@ def train_lm(method: str, base: str | Path, data: str | Path, out: str | Path, *
     for _ in bar:
         step_loss = 0.0
         for _ in range(grad_accum):
-            batch = {k: v.to(device) for k, v in next(stream).items()}
+            batch = {k: v.to(device) if k != "index" else v for k, v in next(stream).items()}
             loss = training_loss(method, model, frozen, batch, lam=lam, alpha=alpha, vocab=vocab) / grad_accum
             loss.backward()
             step_loss += loss.item()
@@ -346,6 +425,8 @@ def train_lm(method: str, base: str | Path, data: str | Path, out: str | Path, *
         final_loss=sum(losses[-window:]) / window,
         losses=losses,
         wall_s=wall_s,
+        **({"base_pass": {"source": frozen.source, "size_mb": round(frozen.size_mb, 3), "wall_s": base_pass_s}}
+           if method == "prt" else {}),
     )
     return publish_dir(out, final)  # replaces an empty folder (checked above)
 

@@ -138,8 +138,9 @@ class Modality:
         """A training-data spec -> what the training recipe takes."""
         return data
 
-    def job_env(self, world: dict[str, str] | None) -> dict[str, str]:
-        """Environment variables a cell's process needs (e.g. where task files find the world's data)."""
+    def job_env(self, world: dict[str, str] | None, cache: Path | None) -> dict[str, str]:
+        """Environment variables a cell's process needs (e.g. where task files find the world's data,
+        where work shared between cells is cached; ``cache``: the run's ``--cache``)."""
         return {}
 
     # --- checks that need files

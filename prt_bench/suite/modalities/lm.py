@@ -28,8 +28,10 @@ class LanguageModels(Modality):
     eval_keys = {"batch_size", "limit", "dtype", "max_gen_toks"}
     methods = ("zeroshot", "ft_source", "ft_target", "prt", "eft")
     default_primary = "exact_match,strict-match"
-    profile_settings = {"batch_sizes": [1, 8], "prompt_len": 16, "new_tokens": 8, "train_batch": 4,
-                        "train_seq_len": 64, "repeats": 3}
+    # 32 tokens x 5 repeats: with 8 x 3 the decode ratios of these ~1M-parameter bases moved by
+    # +-0.15 between runs (per-token times are a few ms, most of it Python)
+    profile_settings = {"batch_sizes": [1, 8], "prompt_len": 16, "new_tokens": 32, "train_batch": 4,
+                        "train_seq_len": 64, "repeats": 5}
 
     loggers = ("lm_eval", "lm-eval", "transformers", "datasets")
 
@@ -141,12 +143,16 @@ class LanguageModels(Modality):
             return world[key]
         return str(chat_dataset_jsonl(value, cache))
 
-    def job_env(self, world: dict[str, str] | None) -> dict[str, str]:
-        if not world:
-            return {}
-        from prt_bench.mini.lm.tasks import ENV_VAR
+    def job_env(self, world: dict[str, str] | None, cache: Path | None) -> dict[str, str]:
+        from prt_bench.lm.base_pass import CACHE_ENV
 
-        return {ENV_VAR: world["data_dir"]}  # where the mini tasks' lm-eval files read their data
+        # PRT cells on one base and data (an alpha sweep, seeds, reruns) share the base's pass
+        env = {CACHE_ENV: str(cache_dir(cache) / "base-pass")}
+        if world:
+            from prt_bench.mini.lm.tasks import ENV_VAR
+
+            env[ENV_VAR] = world["data_dir"]  # where the mini tasks' lm-eval files read their data
+        return env
 
     # --- checks that need files
     def check_files(self, suite, section, resolved: dict[str, str] | None, world: dict[str, str] | None) -> None:
@@ -248,10 +254,11 @@ class LanguageModels(Modality):
         settings = {**settings, "batch_sizes": tuple(settings["batch_sizes"])}
         if paths is None:
             return profile_lm(device=device, progress=False, **settings)
-        # decoding: the target alone, the reward (source architecture) alone, PRT, EFT (FT and
+        # decoding: each target alone, the reward (source architecture) alone, PRT, EFT (FT and
         # pre-trained model both of the source's architecture); training: the source
-        return profile_lm(paths["target"], paths["source"], paths["source"], paths["source"], trainee=paths["source"],
-                          device=device, progress=False, **settings)  # memory: one process each
+        targets = tuple(paths[k] for k in sorted(paths, key=lambda k: int(k[6:] or 1)) if k.startswith("target"))
+        return profile_lm(targets[0], paths["source"], paths["source"], paths["source"], trainee=paths["source"],
+                          targets=targets[1:], device=device, progress=False, **settings)  # memory: one process each
 
 
 def lm_task_names(tasks_dir: Path) -> set[str]:
