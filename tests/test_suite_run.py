@@ -273,7 +273,7 @@ def test_the_run_writes_a_cost_profile_of_each_modality_on_the_suites_bases(refe
     assert sorted(summary.profiles) == sorted(root / "results" / "smoke" / "profile" / f"{m}.json" for m in profiles)
     for modality, prof in profiles.items():
         assert prof["schema"] == PROFILE_SCHEMA and prof["modality"] == modality and prof["device"] == "cpu"
-        assert {r["method"] for r in prof["rows"] if r["phase"] == "train"} - {"forward"} == {"ft", "prt"}
+        assert {r["method"] for r in prof["rows"] if r["phase"] == "train"} - {"forward", "prt_cached"} == {"ft", "prt"}
         assert prof["limits"] and prof["limits"].keys() <= prof["ratios"].keys()
         # every row measured (a per-token decode time is a difference of two medians: only its sign is noisy)
         assert all(math.isfinite(r["time_s"]) and math.isfinite(r["peak_mem_mb"]) for r in prof["rows"])

@@ -37,3 +37,15 @@ def test_limits_are_the_single_towers_arithmetic():
                       "eft/(ft+2 reward) inference time": 1.0}
     assert ratios["prt/(ft+reward) inference time"] == 1.1 and ratios["prt/ft inference time"] == 5.5 / 4
     assert ratios["eft/(ft+2 reward) inference time"] == 1.0 and ratios["prt_uncached/ft train time"] == 3.3 / 2
+
+
+def test_profile_covers_every_target_of_the_reward():
+    result = profile_vision("prt-tiny-vit", "prt-tiny-vit", targets=("prt-small-vit",), train_batch=4, infer_batch=4,
+                            steps=1, warmup=2, progress=False)
+    assert [t["target"] for t in result["transfers"]] == ["prt-tiny-vit", "prt-small-vit"]
+    extra = {(r["method"], r["target"]) for r in result["extra_rows"] if r["phase"] == "inference"}
+    assert extra == {(m, "prt-small-vit") for m in ("ft", "prt", "eft")}
+    first, second = result["transfers"]
+    assert first["ratios"] == result["ratios"] and second["ratios"].keys() == first["ratios"].keys()
+    # the bigger target's tower costs more: PRT adds less on top of its FT
+    assert second["limits"]["prt/ft inference time"] < first["limits"]["prt/ft inference time"]

@@ -45,6 +45,7 @@ def profile_lm(
     ft: Annotated[Optional[str], typer.Option(help="EFT's fine-tuned model (default: as base).")] = None,
     pt: Annotated[Optional[str], typer.Option(help="EFT's pretrained model (default: as base).")] = None,
     trainee: Annotated[Optional[str], typer.Option(help="Model whose FT/PRT train steps are timed (default: base).")] = None,
+    targets: Annotated[str, typer.Option(help="Further bases decoded with the same reward/ft/pt, comma-separated.")] = "",
     batch_sizes: Annotated[str, typer.Option(help="Decode batch sizes, comma-separated.")] = "1,16",
     prompt_len: Annotated[int, typer.Option()] = 32,
     new_tokens: Annotated[int, typer.Option(help="Tokens decoded per timed run.")] = 32,
@@ -64,7 +65,8 @@ def profile_lm(
     from prt_bench.io import atomic_write_json
     from prt_bench.lm.profile import DEFAULT_SIZE, print_profile, profile_lm as run
 
-    record = run(base, reward, ft, pt, trainee=trainee, batch_sizes=tuple(int(b) for b in batch_sizes.split(",")),
+    record = run(base, reward, ft, pt, trainee=trainee, targets=tuple(t for t in targets.split(",") if t),
+                 batch_sizes=tuple(int(b) for b in batch_sizes.split(",")),
                  prompt_len=prompt_len, new_tokens=new_tokens, train_batch=train_batch, train_seq_len=train_seq_len,
                  repeats=repeats, device=device, dtype=dtype, threads=threads,
                  size={**DEFAULT_SIZE, "hidden": hidden, "layers": layers})

@@ -1,15 +1,18 @@
 """What PRT costs next to its alternatives, measured side by side in one run.
 
 Decoding (per new token, KV caches kept, the same ``generate`` the lm-eval models use): the
-base alone, the reward alone, PRT (base + reward) and EFT (base + ft + pt), at each batch size.
-Training (per optimizer step, the same losses as the recipes): FT vs PRT, and the frozen
-base's forward alone (what PRT adds to an FT step).
+base alone, the reward alone, PRT (base + reward) and EFT (base + ft + pt), at each batch size;
+with ``targets`` the same for every further target (a suite's other transfers: ``extra_rows``
+and ``transfers``).  Training (per optimizer step, the same losses as the recipes): FT, PRT with
+the base's pass computed once (``prt_cached``, what training does within its budget, see
+``prt_bench.lm.base_pass``) and recomputed at the step (``prt``, its fallback), and that
+recomputation alone (``forward``).
 
 Every time ratio comes with its physical limit, from the single models measured in the same
 run (T: the target alone, S: the reward alone -- EFT's FT and pre-trained models have the
-source's architecture too; F: an FT step, B: the base's forward): PRT/FT(target) (T + S) / T,
-PRT over its two models 1, EFT/PRT (T + 2S) / (T + S), EFT over its three models 1, PRT/FT
-training (F + B) / F.
+source's architecture too; F: an FT step, B: the base's pass of a batch): PRT/FT(target)
+(T + S) / T, PRT over its two models 1, EFT/PRT (T + 2S) / (T + S), EFT over its three models
+1, PRT/FT training (F + B) / F, and 1 with the base's pass cached.
 
 Peak memory is measured for each workload in a fresh subprocess, so that it is its own: on
 CPU the process's resident-set high-water mark (``VmHWM``, reset through
@@ -64,7 +67,25 @@ def _train_batch(job: dict[str, Any], model) -> dict[str, Any]:
     vocab = model.get_output_embeddings().weight.shape[0]
     ids = torch.randint(0, min(vocab, 256), (job["batch"], job["seq_len"]), generator=torch.Generator().manual_seed(0))
     ids = ids.to(job["device"])
-    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone(),
+            "index": torch.arange(len(ids))}
+
+
+def _base_pass(frozen, batch: dict[str, Any], cached: bool):
+    """The ``BasePass`` training would use on this batch: computed once (``cached``) or at each step."""
+    from prt_bench.lm.base_pass import BasePass
+
+    from prt_bench.lm.train import eval_mode
+
+    examples = [(row, row) for row in batch["input_ids"].cpu().tolist()]
+    vocab = frozen.get_output_embeddings().weight.shape[0]
+
+    def forward(ids, keep):
+        with eval_mode(frozen):
+            return frozen(input_ids=ids, logits_to_keep=keep).logits
+
+    return BasePass(forward, examples, vocab, device=batch["input_ids"].device,
+                    budget_mb=float("inf") if cached else 0.0).prepare()
 
 
 def _workload(job: dict[str, Any], load) -> dict[str, Any]:
@@ -82,15 +103,14 @@ def _workload(job: dict[str, Any], load) -> dict[str, Any]:
         if cuda:
             torch.cuda.synchronize()
 
-    if job["method"] == "forward":  # the frozen base's pass, as prt_loss runs it
-        from prt_bench.lm.train import scored_span
-
+    if job["method"] == "forward":  # the frozen base's pass of one batch, as training's fallback runs it
         frozen = load(job["models"][0])
-        inputs, _ = scored_span(_train_batch(job, frozen))
+        batch = _train_batch(job, frozen)
+        base_pass = _base_pass(frozen, batch, cached=False)
+        span = (0, batch["input_ids"].shape[1] - 1)
 
         def forward():
-            with torch.no_grad():
-                frozen(**inputs).logits
+            base_pass.batch(batch["index"].tolist(), *span)
             sync()
 
         return {"step": forward}
@@ -112,13 +132,17 @@ def _workload(job: dict[str, Any], load) -> dict[str, Any]:
 
         return {"full": lambda: decode(job["new_tokens"]), "prefill": lambda: decode(1)}
 
-    trainee = prepare_models(job["method"], job["models"][0], device=device, dtype=job["dtype"])
+    method, cached = ("prt", True) if job["method"] == "prt_cached" else (job["method"], False)
+    # with the pass cached, training holds no frozen copy: the untrained reward computed the pass
+    trainee = prepare_models(method, job["models"][0], device=device, dtype=job["dtype"], frozen_base=not cached)
     model, frozen = trainee.model, trainee.base
     optimizer, _ = make_optimizer(model, 1e-5, 0.0, 10**6, 0, "constant")
     batch = _train_batch(job, model)
+    if method == "prt":
+        frozen = _base_pass(model if cached else frozen, batch, cached=cached)
 
     def step():
-        training_loss(job["method"], model, frozen, batch).backward()
+        training_loss(method, model, frozen, batch).backward()
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -190,27 +214,34 @@ def _timings(jobs: list[dict[str, Any]]) -> list[dict[str, float]]:
     return out
 
 
-def _child(fn_name: str, arg: Any, conn) -> None:
-    try:
-        conn.send({"value": globals()[fn_name](arg)})
-    except BaseException as e:  # report, don't hang the parent
-        conn.send({"error": f"{type(e).__name__}: {e}"})
-    finally:
-        conn.close()
-
-
 def _isolated(fn_name: str, arg: Any) -> Any:
-    """``fn_name(arg)`` in a fresh process (spawned: no state shared with this one)."""
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(fn_name, arg, child))
-    proc.start()
-    child.close()
-    result = parent.recv()
-    proc.join()
-    if "error" in result:
-        raise RuntimeError(f"profiling failed in {fn_name}: {result['error']}")
-    return result["value"]
+    """``fn_name(arg)`` in a fresh, spawned process (no state shared with this one; the timings
+    run there: children of the fork server below ran the same decode ~1.7x slower here)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+        try:
+            return pool.submit(globals()[fn_name], arg).result()
+        except Exception as e:
+            raise RuntimeError(f"profiling failed in {fn_name}: {type(e).__name__}: {e}") from e
+
+
+def _context(jobs: list[dict[str, Any]]):
+    """Fresh processes forked from a server that has imported torch, transformers and the jobs'
+    model classes once (importing a transformers model class alone takes ~10 s on a small CPU),
+    and never ran a torch operation -- each child starts clean and its own."""
+    import json
+
+    ctx = mp.get_context("forkserver")
+    modules = ["torch", "transformers", "prt_bench.lm.lm_eval_models", "prt_bench.lm.train"]
+    for path in {p for job in jobs for p in job["models"]}:
+        try:
+            model_type = json.loads((Path(path) / "config.json").read_text())["model_type"]
+        except (OSError, ValueError, KeyError):
+            continue
+        modules.append(f"transformers.models.{model_type}.modeling_{model_type}")
+    ctx.set_forkserver_preload(sorted(set(modules)))  # takes effect when the server starts
+    return ctx
 
 
 def default_models(root: Path, size: dict[str, int]) -> dict[str, Path]:
@@ -223,17 +254,19 @@ def default_models(root: Path, size: dict[str, int]) -> dict[str, Path]:
 
 
 def profile_lm(base: str | None = None, reward: str | None = None, ft: str | None = None, pt: str | None = None,
-               *, trainee: str | None = None, batch_sizes: tuple[int, ...] = (1, 16), prompt_len: int = 32,
-               new_tokens: int = 32, train_batch: int = 8, train_seq_len: int = 128, repeats: int = 5,
-               device: str | None = None, dtype: str | None = None, threads: int | None = None,
+               *, trainee: str | None = None, targets: tuple[str, ...] = (), batch_sizes: tuple[int, ...] = (1, 16),
+               prompt_len: int = 32, new_tokens: int = 32, train_batch: int = 8, train_seq_len: int = 128,
+               repeats: int = 5, device: str | None = None, dtype: str | None = None, threads: int | None = None,
                size: dict[str, int] | None = None, isolate: bool = True, progress: bool = True) -> dict[str, Any]:
     """Run every measurement and return the profile record (schema ``prt-bench/profile/1``).
 
     Any of reward/ft/pt left out defaults to ``base`` (the cost depends on the architecture,
     not the weights); with no ``base`` four ~10M-parameter Llamas are built.  ``trainee`` is the
     model whose FT and PRT steps are timed (default ``base``; PRT trains the reward, so a suite
-    profiles its source there).  ``isolate=False``
-    measures in this process (quicker; memory figures then carry what earlier ones left behind).
+    profiles its source there).  ``targets``: further bases decoded with the same reward, ft
+    and pt (their rows in ``extra_rows``; every target's ratios in ``transfers``).
+    ``isolate=False`` measures in this process (quicker; memory figures then carry what earlier
+    ones left behind).
     """
     import torch
     from rich.progress import track
@@ -249,15 +282,22 @@ def profile_lm(base: str | None = None, reward: str | None = None, ft: str | Non
             paths = {"base": base, "reward": reward or base, "ft": ft or base, "pt": pt or base}
         if trainee is not None:
             paths["trainee"] = trainee
-        decode = {"base": (["base"], "single"), "reward": (["reward"], "single"),
-                  "prt": (["base", "reward"], "prt"), "eft": (["base", "ft", "pt"], "eft")}
+        all_targets = [paths["base"], *[t for t in targets if t != paths["base"]]]
         common = {"device": device, "dtype": dtype, "threads": threads, "repeats": repeats}
-        jobs = [{**common, "phase": "decode", "method": m, "models": [paths[n] for n in names], "rule": rule,
-                 "batch": b, "prompt_len": prompt_len, "new_tokens": new_tokens}
-                for b in batch_sizes for m, (names, rule) in decode.items()]
+        jobs = []
+        for b in batch_sizes:
+            decode = {"reward": ([paths["reward"]], "single")}
+            for target in all_targets:
+                decode.update({(target, "base"): ([target], "single"),
+                               (target, "prt"): ([target, paths["reward"]], "prt"),
+                               (target, "eft"): ([target, paths["ft"], paths["pt"]], "eft")})
+            for name, (models, rule) in decode.items():
+                target, method = (None, name) if isinstance(name, str) else name
+                jobs.append({**common, "phase": "decode", "method": method, "target": target, "models": models,
+                             "rule": rule, "batch": b, "prompt_len": prompt_len, "new_tokens": new_tokens})
         trained = paths.get("trainee", paths["base"])
-        jobs += [{**common, "phase": "train", "method": m, "models": [trained], "batch": train_batch,
-                  "seq_len": train_seq_len} for m in ("ft", "prt", "forward")]
+        jobs += [{**common, "phase": "train", "method": m, "target": None, "models": [trained], "batch": train_batch,
+                  "seq_len": train_seq_len} for m in ("ft", "prt", "prt_cached", "forward")]
         run = (lambda name, arg: _isolated(name, arg)) if isolate else (lambda name, arg: globals()[name](arg))
         if isolate:  # each in a fresh process; two at once (a process's peak is its own)
             memory = _isolated_many("_memory", jobs, progress)
@@ -266,21 +306,14 @@ def profile_lm(base: str | None = None, reward: str | None = None, ft: str | Non
         if progress:
             print(f"timing {len(jobs)} workloads round-robin, {repeats} repeats ...", flush=True)
         seconds = run("_timings", jobs)
-        rows = [{"phase": job["phase"], "method": job["method"], "batch": job["batch"], "time_s": t["wall"],
-                 "cpu_s": t["cpu"], "peak_mem_mb": m} for job, t, m in zip(jobs, seconds, memory)]
+        measured = [({"phase": job["phase"], "method": job["method"], "batch": job["batch"], "time_s": t["wall"],
+                      "cpu_s": t["cpu"], "peak_mem_mb": m}, job["target"]) for job, t, m in zip(jobs, seconds, memory)]
 
-    def row(phase, method, batch):
-        return next(r for r in rows if (r["phase"], r["method"], r["batch"]) == (phase, method, batch))
+    def rows_for(target: str) -> list[dict[str, Any]]:
+        return [r for r, t in measured if t in (None, target)]
 
-    def times(key: str) -> tuple[dict[str, float], dict[str, float]]:
-        return time_ratios({(r["phase"], r["method"], r["batch"]): r[key] for r in rows}, batch_sizes, train_batch)
-
-    ratios, limits = times("time_s")
-    for b in batch_sizes:
-        ratios[f"prt/eft decode memory b{b}"] = row("decode", "prt", b)["peak_mem_mb"] / row("decode", "eft", b)["peak_mem_mb"]
-    ratios["prt/ft train memory"] = (row("train", "prt", train_batch)["peak_mem_mb"]
-                                     / row("train", "ft", train_batch)["peak_mem_mb"])
-    ratios_cpu, limits_cpu = times("cpu_s")
+    transfers = [{"target": target, **ratio_record(rows_for(target), batch_sizes, train_batch, device)}
+                 for target in all_targets]
     return {
         "schema": PROFILE_SCHEMA,
         "modality": "lm",
@@ -292,14 +325,34 @@ def profile_lm(base: str | None = None, reward: str | None = None, ft: str | Non
         "settings": {"batch_sizes": list(batch_sizes), "prompt_len": prompt_len, "new_tokens": new_tokens,
                      "train_batch": train_batch, "train_seq_len": train_seq_len, "repeats": repeats,
                      "dtype": dtype, "threads": threads or torch.get_num_threads()},
-        "rows": rows,
-        "ratios": ratios,
-        "limits": limits,
-        # host CPU seconds mean nothing on a GPU
-        "ratios_cpu_time": None if device.startswith("cuda") else ratios_cpu,
-        "limits_cpu_time": None if device.startswith("cuda") else limits_cpu,
+        "rows": rows_for(all_targets[0]),
+        "extra_rows": [{**r, "target": t} for r, t in measured if t not in (None, all_targets[0])],
+        **{k: v for k, v in transfers[0].items() if k != "target"},
+        "transfers": transfers,
         "environment": environment(device),
     }
+
+
+def ratio_record(rows: list[dict[str, Any]], batch_sizes, train_batch: int, device: str) -> dict[str, Any]:
+    """One target's ratios and limits (wall time and memory; CPU seconds off a GPU) from its rows."""
+    def row(phase, method, batch):
+        return next(r for r in rows if (r["phase"], r["method"], r["batch"]) == (phase, method, batch))
+
+    def times(key: str) -> tuple[dict[str, float], dict[str, float]]:
+        return time_ratios({(r["phase"], r["method"], r["batch"]): r[key] for r in rows}, batch_sizes, train_batch)
+
+    ratios, limits = times("time_s")
+    for b in batch_sizes:
+        ratios[f"prt/eft decode memory b{b}"] = row("decode", "prt", b)["peak_mem_mb"] / row("decode", "eft", b)["peak_mem_mb"]
+    ft_mem = row("train", "ft", train_batch)["peak_mem_mb"]
+    ratios["prt/ft train memory"] = row("train", "prt", train_batch)["peak_mem_mb"] / ft_mem  # frozen base held
+    # the cached pass holds no base, only the pass of the data (here: one batch's; a training run
+    # records the whole pass's size in the reward's manifest)
+    ratios["prt/ft train memory, base pass cached"] = row("train", "prt_cached", train_batch)["peak_mem_mb"] / ft_mem
+    ratios_cpu, limits_cpu = times("cpu_s")
+    cuda = device.startswith("cuda")  # host CPU seconds mean nothing on a GPU
+    return {"ratios": ratios, "limits": limits, "ratios_cpu_time": None if cuda else ratios_cpu,
+            "limits_cpu_time": None if cuda else limits_cpu}
 
 
 def time_ratios(t: dict[tuple[str, str, int], float], batch_sizes, train_batch: int
@@ -315,22 +368,26 @@ def time_ratios(t: dict[tuple[str, str, int], float], batch_sizes, train_batch: 
             eft / prt_, (base + 2 * reward) / (base + reward))
         ratios[f"eft/(base+2 reward) decode time b{b}"], limits[f"eft/(base+2 reward) decode time b{b}"] = (
             eft / (base + 2 * reward), 1.0)
-    ft, prt_, forward = (t[("train", m, train_batch)] for m in ("ft", "prt", "forward"))
-    ratios["prt/ft train time"], limits["prt/ft train time"] = prt_ / ft, (ft + forward) / ft
+    ft, prt_, cached, forward = (t[("train", m, train_batch)] for m in ("ft", "prt", "prt_cached", "forward"))
+    ratios["prt/ft train time"], limits["prt/ft train time"] = cached / ft, 1.0
+    ratios["prt/ft train time, base recomputed"], limits["prt/ft train time, base recomputed"] = (
+        prt_ / ft, (ft + forward) / ft)
     return ratios, limits
 
 
-def _isolated_many(fn_name: str, args: list[Any], progress: bool, workers: int = 2) -> list[Any]:
-    """``fn_name(arg)`` for every arg, each in a fresh spawned process, ``workers`` at a time."""
+def _isolated_many(fn_name: str, args: list[dict[str, Any]], progress: bool, workers: int = 2) -> list[Any]:
+    """``fn_name(job)`` for every job, each in a fresh process forked from the server, ``workers`` at a time."""
     from concurrent.futures import ProcessPoolExecutor
 
     from rich.progress import track
 
-    ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, max_tasks_per_child=1) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_context(args), max_tasks_per_child=1) as pool:
         futures = [pool.submit(globals()[fn_name], arg) for arg in args]
-        return [f.result() for f in track(futures, description="peak memory (one process each)",
-                                          disable=not progress)]
+        try:
+            return [f.result() for f in track(futures, description="peak memory (one process each)",
+                                              disable=not progress)]
+        except Exception as e:
+            raise RuntimeError(f"profiling failed in {fn_name}: {type(e).__name__}: {e}") from e
 
 
 def print_profile(record: dict[str, Any]) -> None:

@@ -314,11 +314,11 @@ def cost_figure(profile: dict, title: str) -> plt.Figure | None:
     phases = [p for p in ("train", "decode", "inference") if p in set(df["phase"])]
     phases += sorted(set(df["phase"]) - set(phases))
     unit = {"train": "s / step", "decode": "s / token", "inference": "s / batch"}
-    order = {"base": 0, "reward": 1, "ft": 2, "prt": 3, "eft": 4}
+    order = {"base": 0, "reward": 1, "ft": 2, "prt": 3, "prt_cached": 3.5, "eft": 4}
     colour = {"base": COLORS["base alone"], "reward": COLORS["reward only"], "ft": COLORS["FT (target)"],
-              "prt": COLORS["PRT"], "eft": COLORS["EFT"]}
+              "prt": COLORS["PRT"], "prt_cached": COLORS["PRT"], "eft": COLORS["EFT"]}
     name = {"base": "base alone", "reward": "reward alone", "ft": "FT", "prt": "PRT", "eft": "EFT",
-            "forward": "base forward"}
+            "forward": "base pass", "prt_cached": "PRT (pass cached)"}
     what = {**(profile.get("models") or {}), **(profile.get("config") or {}), **(profile.get("settings") or {})}
     what_txt = ", ".join(f"{k}={v}" for k, v in what.items() if v is not None)
     fig = page(title, f"device: {profile.get('device', '?')}; medians as measured by `prt-bench profile`; "

@@ -214,8 +214,8 @@ def cost_table(profile: dict[str, Any]) -> pd.DataFrame:
         u = unit.get(r.get("phase"), "s")
         row = {
             "phase": r.get("phase", "–"),
-            "method": {"base": "base", "reward": "reward", "forward": "base forward"}.get(
-                r.get("method"), str(r.get("method", "–")).upper()),
+            "method": {"base": "base", "reward": "reward", "forward": "base pass", "prt_cached": "PRT (base pass cached)"
+                       }.get(r.get("method"), str(r.get("method", "–")).upper()),
             "batch": str(r.get("batch", "–")),
             "time": "–" if t is None else f"{t:.4g} {u}",
         }
@@ -228,18 +228,25 @@ def cost_table(profile: dict[str, Any]) -> pd.DataFrame:
 
 def ratio_table(profile: dict[str, Any]) -> pd.DataFrame:
     """Every ratio of a profile, wall time then CPU seconds, beside its physical limit (the
-    single models' arithmetic, measured in the same run) and how far above it the measurement is."""
+    single models' arithmetic, measured in the same run) and how far above it the measurement is;
+    with several targets (``transfers``), a column names the target of each inference ratio
+    (training is the source's, listed once)."""
     fmt = lambda v: f"{v:.2f}×" if isinstance(v, (int, float)) and math.isfinite(v) else "–"  # noqa: E731
+    transfers = profile.get("transfers") or [profile]
     rows = []
-    for suffix, ratios, limits in (("", profile.get("ratios") or {}, profile.get("limits") or {}),
-                                   (" (CPU seconds)", profile.get("ratios_cpu_time") or {},
-                                    profile.get("limits_cpu_time") or {})):
-        for k, v in ratios.items():
-            limit = limits.get(k)
-            over = (f"{100 * (v / limit - 1):+.0f} %" if isinstance(v, (int, float)) and isinstance(limit, (int, float))
-                    and math.isfinite(v) and limit > 0 else "–")
-            rows.append({"ratio": k + ("" if "CPU" in k else suffix), "value": fmt(v), "limit": fmt(limit),
-                         "vs limit": over})
+    for i, tr in enumerate(transfers):
+        for suffix, ratios, limits in (("", tr.get("ratios") or {}, tr.get("limits") or {}),
+                                       (" (CPU seconds)", tr.get("ratios_cpu_time") or {},
+                                        tr.get("limits_cpu_time") or {})):
+            for k, v in ratios.items():
+                if i and "train" in k:
+                    continue
+                limit = limits.get(k)
+                over = (f"{100 * (v / limit - 1):+.0f} %" if isinstance(v, (int, float))
+                        and isinstance(limit, (int, float)) and math.isfinite(v) and limit > 0 else "–")
+                row = {"target": "–" if "train" in k else str(tr.get("target", "–"))} if len(transfers) > 1 else {}
+                rows.append({**row, "ratio": k + ("" if "CPU" in k else suffix), "value": fmt(v),
+                             "limit": fmt(limit), "vs limit": over})
     return pd.DataFrame(rows)
 
 

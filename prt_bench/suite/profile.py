@@ -3,8 +3,9 @@ report's cost section reads (schema ``prt-bench/profile/1``, as ``prt-bench prof
 --out`` writes them; each modality's ``profile`` measures it).
 
 For every modality the run covers, one small profile (seconds on a CPU) of the suite's first
-transfer: FT and PRT train steps of its source (PRT trains the reward there), and inference of
-FT, PRT (target + reward) and EFT (target + FT + source) on its target -- the suite's own bases
+source and every transfer from it: FT and PRT train steps of the source (PRT trains the reward
+there), and inference of FT, PRT (target + reward) and EFT (target + FT + source) on each of its
+targets (a modality that profiles one target at a time takes the first) -- the suite's own bases
 when the suite builds them (mini worlds, tiny models); otherwise (hub models, local paths, whose
 size is unknown) the small models the profile commands build, which have the same structure.
 
@@ -26,7 +27,7 @@ from prt_bench.suite import modalities
 from prt_bench.suite.plan import base_ref
 from prt_bench.suite.schema import Suite
 
-VERSION = 2  # 2: FT of the target, the single models and the physical limits
+VERSION = 3  # 2: FT of the target, the single models and the physical limits; 3: every target, cached PRT
 OWN_BASES = ("mini", "tiny")  # base specs the suite builds itself: cheap to profile, no hub
 
 
@@ -37,12 +38,14 @@ def requests(suite: Suite, names: set[str], device: str) -> dict[str, dict[str, 
         section = suite.sections.get(modality)
         if section is None or not section.transfers:
             continue
-        t = section.transfers[0]
-        source, target = base_ref(section, t.source), base_ref(section, t.target)
-        own = all(any(k in spec for k in OWN_BASES) for spec in (source, target))
+        first = section.transfers[0].source
+        source = base_ref(section, first)
+        targets = [base_ref(section, t.target) for t in section.transfers if t.source == first]
+        own = all(any(k in spec for k in OWN_BASES) for spec in (source, *targets))
         out[modality] = {"version": VERSION, "modality": modality, "device": device,
                          "settings": modalities.get(modality).profile_settings,  # seconds on a CPU
-                         "source": source if own else None, "target": target if own else None}
+                         "source": source if own else None, "target": targets[0] if own else None,
+                         "targets": targets[1:] if own else []}
     return out
 
 
@@ -65,7 +68,8 @@ def is_current(results_dir: Path, request: dict[str, Any]) -> bool:
 def measure(request: dict[str, Any], resolve: Callable[[str, str], str]) -> dict[str, Any]:
     """Run one profile; ``resolve(modality, base name)`` gives a base's local folder."""
     modality, settings, device = request["modality"], request["settings"], request["device"]
-    names = ({"source": request["source"]["name"], "target": request["target"]["name"]}
+    names = ({"source": request["source"]["name"], "target": request["target"]["name"],
+              **{f"target{i + 2}": t["name"] for i, t in enumerate(request.get("targets", []))}}
              if request["source"] else None)
     paths = {role: resolve(modality, name) for role, name in names.items()} if names else None
     start = time.perf_counter()
@@ -84,7 +88,7 @@ def _name_models(record: dict[str, Any], paths: dict[str, str], names: dict[str,
     for key in ("models", "config"):
         if isinstance(record.get(key), dict):
             record[key] = {k: rename(v) if isinstance(v, str) else v for k, v in record[key].items()}
-    for row in record.get("rows", []) + record.get("extra_rows", []):
+    for row in record.get("rows", []) + record.get("extra_rows", []) + record.get("transfers", []):
         for k in ("model", "target"):
             if isinstance(row.get(k), str):
                 row[k] = rename(row[k])

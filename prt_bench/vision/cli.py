@@ -80,6 +80,7 @@ def eval_vision(
 def profile_vision(
     model: Annotated[str, typer.Option(help="Reward / FT architecture: an open_clip name (random weights) or a base spec.")] = "prt-small-vit",
     target: Annotated[Optional[str], typer.Option(help="PRT / EFT target (default: --model).")] = None,
+    targets: Annotated[str, typer.Option(help="Further targets of the same reward, comma-separated.")] = "",
     train_batch: Annotated[int, typer.Option()] = 128,
     infer_batch: Annotated[int, typer.Option()] = 128,
     steps: Annotated[int, typer.Option(help="Measured steps per method (median reported).")] = 10,
@@ -91,7 +92,7 @@ def profile_vision(
     from prt_bench.vision.profile import profile_vision as run
 
     try:
-        run(model, target, train_batch=train_batch, infer_batch=infer_batch, steps=steps, warmup=warmup,
+        run(model, target, targets=tuple(t for t in targets.split(",") if t), train_batch=train_batch, infer_batch=infer_batch, steps=steps, warmup=warmup,
             device=device, out=out)
     except (ValueError, KeyError, FileNotFoundError) as e:
         _fail(e)

@@ -169,6 +169,7 @@ def profile_vision(
     model: str = "prt-small-vit",
     target: str | None = None,
     *,
+    targets: tuple[str, ...] = (),
     train_batch: int = 128,
     infer_batch: int = 128,
     steps: int = 10,
@@ -178,17 +179,19 @@ def profile_vision(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Profile FT vs PRT training and FT/PRT/EFT inference; ``model`` is the reward/FT architecture
-    (an open_clip name, built with random weights, or any base spec), ``target`` the PRT/EFT target."""
+    (an open_clip name, built with random weights, or any base spec), ``target`` the PRT/EFT target;
+    ``targets`` further targets of the same reward (their rows in ``extra_rows``, every target's
+    ratios in ``transfers``)."""
     global _LOADED
     _LOADED = {}
     try:
-        return _profile_vision(model, target, train_batch=train_batch, infer_batch=infer_batch, steps=steps,
+        return _profile_vision(model, target, tuple(targets), train_batch=train_batch, infer_batch=infer_batch, steps=steps,
                                warmup=warmup, device=device, out=out, progress=progress)
     finally:
         _LOADED = None
 
 
-def _profile_vision(model: str, target: str | None, *, train_batch: int, infer_batch: int, steps: int, warmup: int,
+def _profile_vision(model: str, target: str | None, targets: tuple[str, ...], *, train_batch: int, infer_batch: int, steps: int, warmup: int,
                     device: str | None, out, progress: bool) -> dict[str, Any]:
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     target = target or model
@@ -196,11 +199,15 @@ def _profile_vision(model: str, target: str | None, *, train_batch: int, infer_b
     warmup = max(warmup, 2)
     say = print if progress else (lambda *a, **k: None)
 
+    all_targets = [target, *[t for t in targets if t != target]]
+    # inference workloads: the reward alone once, FT (of the target), PRT and EFT per target
+    infer_keys = [("reward", target)] + [(m, t) for t in all_targets for m in INFERENCE if m != "reward"]
+
     say("profile vision: memory, one method at a time")
     mem = {("train", m): _memory(lambda: _Trainer(m, model, n_images, train_batch, device), warmup, 2, device)
            for m in ("ft", "prt")}
-    for m in INFERENCE:
-        mem[("inference", m)] = _memory(lambda: _Inference(m, model, target, infer_batch, device), 1, 2, device)
+    for m, t in infer_keys:
+        mem[("inference", m, t)] = _memory(lambda: _Inference(m, model, t, infer_batch, device), 1, 2, device)
 
     say(f"profile vision: time, {steps} interleaved steps after {warmup} warm-up")
     trainers = {"ft": _Trainer("ft", model, n_images, train_batch, device),
@@ -209,31 +216,41 @@ def _profile_vision(model: str, target: str | None, *, train_batch: int, infer_b
                 "forward": _Inference("reward", model, model, train_batch, device)}  # the frozen base's pass
     train_t, train_cpu = _interleaved(trainers, steps, warmup)
     del trainers
-    runners = {m: _Inference(m, model, target, infer_batch, device) for m in INFERENCE}
+    runners = {k: _Inference(k[0], model, k[1], infer_batch, device) for k in infer_keys}
     infer_t, infer_cpu = _interleaved(runners, steps, warmup)
+
+    def inference_row(m: str, t: str) -> dict[str, Any]:
+        key = ("reward", target) if m == "reward" else (m, t)
+        return {"phase": "inference", "method": m, "batch": infer_batch, "time_s": infer_t[key],
+                "cpu_s": infer_cpu[key], "peak_mem_mb": mem[("inference", *key)][1],
+                "held_mb": mem[("inference", *key)][0], "model": t if m == "ft" else model,
+                "target": t if m in ("prt", "eft") else None}
 
     rows = [{"phase": "train", "method": m, "batch": train_batch, "time_s": train_t[m], "cpu_s": train_cpu[m],
              "peak_mem_mb": mem[("train", m)][1], "held_mb": mem[("train", m)][0], "model": model,
              "cached_base": m == "prt"} for m in ("ft", "prt")]
-    rows += [{"phase": "inference", "method": m, "batch": infer_batch, "time_s": infer_t[m], "cpu_s": infer_cpu[m],
-              "peak_mem_mb": mem[("inference", m)][1], "held_mb": mem[("inference", m)][0],
-              "model": target if m == "ft" else model, "target": target if m in ("prt", "eft") else None}
-             for m in INFERENCE]
-    ratios, limits = time_ratios(train_t, infer_t)
-    ratios["prt/ft train memory"] = mem[("train", "prt")][1] / max(mem[("train", "ft")][1], 1e-9)
-    ratios["prt/eft inference memory"] = mem[("inference", "prt")][1] / max(mem[("inference", "eft")][1], 1e-9)
-    # CPU seconds: the same ratios, unaffected by other processes competing for the cores.
-    ratios_cpu, limits_cpu = time_ratios(train_cpu, infer_cpu)
+    rows += [inference_row(m, target) for m in INFERENCE]
+    cpu = str(device) == "cpu"  # CPU seconds: the same ratios, unaffected by other processes competing for the cores
+    transfers = []
+    for t in all_targets:
+        mine = {m: (("reward", target) if m == "reward" else (m, t)) for m in INFERENCE}
+        ratios, limits = time_ratios(train_t, {m: infer_t[k] for m, k in mine.items()})
+        ratios["prt/ft train memory"] = mem[("train", "prt")][1] / max(mem[("train", "ft")][1], 1e-9)
+        ratios["prt/eft inference memory"] = (mem[("inference", *mine["prt"])][1]
+                                              / max(mem[("inference", *mine["eft"])][1], 1e-9))
+        ratios_cpu, limits_cpu = time_ratios(train_cpu, {m: infer_cpu[k] for m, k in mine.items()})
+        transfers.append({"target": t, "ratios": ratios, "limits": limits,
+                          "ratios_cpu_time": ratios_cpu if cpu else None, "limits_cpu_time": limits_cpu if cpu else None})
     result = {
         "schema": PROFILE_SCHEMA, "modality": "vision", "device": str(device), "rows": rows,
         "extra_rows": [{"phase": "train", "method": "prt", "batch": train_batch, "time_s": train_t["prt_uncached"],
                         "cpu_s": train_cpu["prt_uncached"], "model": model, "cached_base": False},
                        {"phase": "train", "method": "base forward", "batch": train_batch, "time_s": train_t["forward"],
-                        "cpu_s": train_cpu["forward"], "model": model}],
-        "ratios": ratios, "limits": limits,
-        "ratios_cpu_time": ratios_cpu if str(device) == "cpu" else None,
-        "limits_cpu_time": limits_cpu if str(device) == "cpu" else None,
-        "config": {"model": model, "target": target, "train_batch": train_batch, "infer_batch": infer_batch,
+                        "cpu_s": train_cpu["forward"], "model": model}]
+        + [{**inference_row(m, t), "target": t} for t in all_targets[1:] for m in INFERENCE if m != "reward"],
+        **{k: v for k, v in transfers[0].items() if k != "target"},
+        "transfers": transfers,
+        "config": {"model": model, "target": target, "targets": list(all_targets[1:]), "train_batch": train_batch, "infer_batch": infer_batch,
                    "steps": steps, "warmup": warmup, "threads": torch.get_num_threads()},
         "environment": environment(str(device)),
     }
@@ -279,13 +296,18 @@ def print_table(result: dict[str, Any]) -> None:
         table.add_column(col)
     for r in result["rows"] + result["extra_rows"]:
         name = r["method"] + (" (no cache)" if r["phase"] == "train" and r["method"] == "prt" and not r.get("cached_base") else "")
+        name += f" → {r['target']}" if r in result["extra_rows"] and r.get("target") else ""
         mem = f"{r['peak_mem_mb']:.1f}" if "peak_mem_mb" in r else "-"
         table.add_row(r["phase"], name, str(r["batch"]), f"{1000 * r['time_s']:.2f}", f"{1000 * r['cpu_s']:.2f}", mem)
     console = Console()
     console.print(table)
-    for clock, ratios, limits in (("", result["ratios"], result["limits"]),
-                                  (" (CPU seconds)", result.get("ratios_cpu_time") or {},
-                                   result.get("limits_cpu_time") or {})):
-        for name, value in ratios.items():
-            limit = limits.get(name)
-            console.print(f"{name}{clock}: {value:.3f}" + ("" if limit is None else f"  (physical limit {limit:.3f})"))
+    transfers = result.get("transfers") or [result]
+    for tr in transfers:
+        if len(transfers) > 1:
+            console.print(f"target {tr['target']}:")
+        for clock, ratios, limits in (("", tr["ratios"], tr["limits"]),
+                                      (" (CPU seconds)", tr.get("ratios_cpu_time") or {},
+                                       tr.get("limits_cpu_time") or {})):
+            for name, value in ratios.items():
+                limit = limits.get(name)
+                console.print(f"  {name}{clock}: {value:.3f}" + ("" if limit is None else f"  (physical limit {limit:.3f})"))

@@ -111,7 +111,9 @@ class Vision(Modality):
 
         if paths is None:
             return profile_vision(device=device, progress=False, **settings)
-        return profile_vision(paths["source"], paths["target"], device=device, progress=False, **settings)
+        targets = tuple(paths[k] for k in sorted(paths, key=lambda k: int(k[6:] or 1)) if k.startswith("target"))
+        return profile_vision(paths["source"], targets[0], targets=targets[1:], device=device, progress=False,
+                              **settings)
 
 
 def _classnames(dataset: str, where: str, task: str) -> list[str]:
