@@ -31,6 +31,12 @@ def _log_softmax(v: Tensor) -> Tensor:
     return torch.nan_to_num(torch.log_softmax(v, dim=-1), nan=float("-inf"), posinf=float("inf"), neginf=float("-inf"))
 
 
+def log_probs(logits: Tensor) -> Tensor:
+    """``log softmax(f)`` as every combination here normalises a model's logits (float32, no NaN):
+    what a cached pass of the frozen base stores, to be given to ``prt_loss(base_is_logprobs=True)``."""
+    return _log_softmax(logits)
+
+
 def shared_vocab(*logits: Tensor) -> list[Tensor]:
     """Cut every tensor to the common prefix of the last axis.
 
@@ -68,8 +74,15 @@ def combined_reward(rewards: Sequence[Tensor], weights: Sequence[float]) -> Tens
 
 
 def reward_entropy(reward: Tensor) -> Tensor:
-    """``H(softmax(r(x; θ)))`` per row: the entropy of the reward-only distribution (eq. 12)."""
-    log_p = _log_softmax(reward)
+    """``H(softmax(r(x; θ)))`` per row: the entropy of the reward-only distribution (eq. 12).
+
+    For finite rewards (every trained model's) ``H = logsumexp(r) − Σ softmax(r) · r``, three
+    passes over the vocabulary; a reward that rules tokens out (-inf) takes the guarded form.
+    """
+    r = reward.float()
+    if bool(torch.isfinite(r).all()):
+        return torch.logsumexp(r, -1) - (torch.softmax(r, -1) * r).sum(-1)
+    log_p = _log_softmax(r)
     p = log_p.exp()
     # 0 · log 0 = 0, and no gradient leaks through tokens the reward rules out (-inf).
     return -torch.where(p > 0, p * log_p, torch.zeros_like(p)).sum(-1)
@@ -82,19 +95,30 @@ def prt_loss(
     lam: float = 1.0,
     alpha: float = 0.0,
     ignore_index: int = -100,
+    *,
+    base_is_logprobs: bool = False,
 ) -> Tensor:
     """Eq. 6 with the entropy regulariser of eq. 12: ``L̃ = CE(p, y) − α · mean_x H(softmax(r))``.
 
-    ``base_logits`` come from the frozen base (no gradient is taken through them); the mean
-    of the entropy runs over the same positions as the cross-entropy (the ones whose label is
-    not ``ignore_index``).
+    ``base_logits`` come from the frozen base (no gradient is taken through them); with
+    ``base_is_logprobs`` they are already ``log_probs(f_base)`` (a cached pass).  The mean of the
+    entropy runs over the same positions as the cross-entropy (the ones whose label is not
+    ``ignore_index``).  With a finite reward ``v = log π_base + r/λ`` holds no NaN, so the
+    cross-entropy of ``softmax(v)`` is the fused one -- bitwise ``nll(log softmax(v))``.
     """
     if not (math.isfinite(alpha) and alpha >= 0):
         raise ValueError(f"alpha must be a finite number >= 0, got {alpha}")
-    log_p = prt_logprobs(base_logits.detach(), reward, lam)
-    flat_logp = log_p.reshape(-1, log_p.shape[-1])
+    if not (math.isfinite(lam) and lam > 0):
+        raise ValueError(f"lam must be a finite number > 0, got {lam}")
     flat_labels = labels.reshape(-1)
-    loss = F.nll_loss(flat_logp, flat_labels, ignore_index=ignore_index)
+    base, reward = shared_vocab(base_logits.detach(), reward)
+    scaled = reward.float() if lam == 1 else reward.float() / lam  # x / 1 is x: one pass less
+    v = (base.float() if base_is_logprobs else _log_softmax(base)) + scaled
+    flat_v = v.reshape(-1, v.shape[-1])
+    if bool(torch.isfinite(reward).all()):  # then v holds no NaN: the fused cross-entropy
+        loss = F.cross_entropy(flat_v, flat_labels, ignore_index=ignore_index)
+    else:
+        loss = F.nll_loss(_log_softmax(flat_v), flat_labels, ignore_index=ignore_index)
     if alpha:
         keep = flat_labels != ignore_index
         entropy = reward_entropy(reward.reshape(-1, reward.shape[-1])[keep])

@@ -81,7 +81,7 @@ def test_batch_lookup_places_each_example_on_its_scored_positions(tiny_llama, by
     lo, hi = int(inputs["logits_to_keep"][0]), int(inputs["logits_to_keep"][-1]) + 1
     got = cached.batch(indices, lo, hi)
     with torch.no_grad():
-        batched = model(**inputs).logits[..., :len(tok)]
+        batched = torch.log_softmax(model(**inputs).logits[..., :len(tok)], -1)
     scored = labels != IGNORE
     assert got.shape == batched.shape
     torch.testing.assert_close(got[scored], batched[scored], atol=1e-5, rtol=1e-5)  # same numbers, other batch

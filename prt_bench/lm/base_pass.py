@@ -1,23 +1,23 @@
 """The frozen base's pass of PRT training, computed once and reused.
 
-PRT's loss (eq. 6) needs the base's logits on the scored (response) positions of every
-training example, and the base never changes while the reward trains.  ``BasePass`` hands
-them to each training batch:
+PRT's loss (eq. 6) needs the base's log-probabilities on the scored (response) positions of
+every training example, and the base never changes while the reward trains.  ``BasePass``
+hands them to each training batch (normalised once, ``prt.log_probs``, not at every step):
 
-- **one example at a time.**  Each example's logits come from the example on its own (a batch
-  of one, no padding), so they never depend on which examples share its training batch.
-  Looking them up therefore gives bitwise what computing them at the step gives, at a fixed
-  thread count -- the cache is exact by construction, not approximately.
-- **up front, within a budget.**  When every example's logits (scored positions × vocabulary
-  × 4 bytes) fit ``budget_mb`` they are computed once before training; otherwise each training
-  batch computes its own examples' logits the same way (the fallback: same numbers, the base's
-  cost paid at every step).
-- **on disk, shared.**  With ``cache_dir`` the precomputed logits are kept in a safetensors
-  file named by the hash of everything they depend on (the base's identity, the examples'
-  token ids, the vocabulary, dtype, device, thread count and torch version), so every PRT cell
-  that trains on the same base and data -- an α sweep, seeds, reruns, the λ axis -- reads them
-  instead of running the base.  A file lock lets one of several cells started together
-  compute them while the others wait.
+- **one example at a time.**  Each example's log-probabilities come from the example on its
+  own (a batch of one, no padding), so they never depend on which examples share its training
+  batch.  Looking them up therefore gives bitwise what computing them at the step gives, at a
+  fixed thread count -- the cache is exact by construction, not approximately.
+- **up front, within a budget.**  When the whole pass (scored positions × vocabulary × 4
+  bytes) fits ``budget_mb`` it is computed once before training; otherwise each training batch
+  computes its own examples' the same way (the fallback: same numbers, the base's cost paid
+  at every step).
+- **on disk, shared.**  With ``cache_dir`` the precomputed pass is kept in a safetensors file
+  named by the hash of everything it depends on (the base's identity, the examples' token
+  ids, the vocabulary, dtype, device, thread count and torch version) and read memory-mapped,
+  so every PRT cell that trains on the same base and data -- an α sweep, seeds, reruns, the λ
+  axis -- reads it instead of running the base.  A file lock lets one of several cells
+  started together compute it while the others wait.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ IGNORE = -100
 DEFAULT_BUDGET_MB = 2048.0
 BUDGET_ENV = "PRT_BENCH_BASE_PASS_MB"     # overrides the default budget (0: always recompute)
 CACHE_ENV = "PRT_BENCH_BASE_PASS_CACHE"   # a folder: the suite's cache of base passes
-VERSION = 1
+VERSION = 2  # 2: log-probabilities (prt.log_probs), not raw logits
 
 Forward = Callable[[Any, Any], Any]  # (input_ids [1, L], positions kept [R]) -> logits [1, R, V]
 
@@ -78,7 +78,7 @@ def key(base_identity: dict[str, Any], examples: Sequence[tuple[list[int], list[
 
 
 class BasePass:
-    """The base's logits on the scored positions of training examples, for any batch of them.
+    """The base's log-probabilities on the scored positions of training examples, for any batch of them.
 
     ``forward(input_ids, keep)`` runs the frozen base (no autograd) on one example and returns
     the logits of positions ``keep``.  ``cache_file``: where the precomputed pass is read from
@@ -93,7 +93,9 @@ class BasePass:
         self.budget_mb = default_budget_mb() if budget_mb is None else budget_mb
         self.cache_file = Path(cache_file) if cache_file else None
         self.progress = progress
-        self.table = None      # [Σ scored positions, vocab], float32 on CPU, when precomputed
+        # [Σ scored positions, vocab] float32 when precomputed: a tensor in memory, or rows read
+        # from the memory-mapped cache file (the page cache holds them, not the process's heap)
+        self.table = None
         self.offsets: list[int] = []
         self.source = "recomputed at every step"
 
@@ -123,15 +125,17 @@ class BasePass:
                 if self.table is not None:
                     self.source = f"read from {self.cache_file}"
                 else:
-                    self.table = self._compute_all()
-                    _write(self.cache_file, self.table, offsets)
+                    _write(self.cache_file, self._compute_all(), offsets)
+                    self.table = _read(self.cache_file, offsets)
                     self.source = f"computed once, written to {self.cache_file}"
         self.forward = None  # the table answers every batch: let the base go
         return self
 
     def _one(self, i: int):
-        """Example ``i``'s logits on its scored positions, [positions, vocab], float32 on CPU."""
+        """Example ``i``'s log-probabilities on its scored positions, [positions, vocab], float32 on CPU."""
         import torch
+
+        from prt_bench.prt import log_probs
 
         ids, _ = self.examples[i]
         a, b = self.spans[i]
@@ -140,7 +144,7 @@ class BasePass:
         with torch.no_grad():
             x = torch.tensor([ids], device=self.device)
             logits = self.forward(x, torch.arange(a, b, device=self.device))
-        return logits[0, :, :self.vocab].float().cpu()
+        return log_probs(logits[0, :, :self.vocab]).cpu()
 
     def _compute_all(self):
         import torch
@@ -150,8 +154,9 @@ class BasePass:
         return torch.cat(rows) if rows else torch.zeros((0, self.vocab))
 
     def batch(self, indices: Sequence[int], lo: int, hi: int):
-        """The base logits of a right-padded training batch of these examples, on its scored
-        span ``[lo, hi)`` ([batch, hi - lo, vocab]; 0 where a row's label is not scored)."""
+        """The base's log-probabilities (``prt.log_probs``) for a right-padded training batch of
+        these examples, on its scored span ``[lo, hi)`` ([batch, hi - lo, vocab]; 0 where a row's
+        label is not scored)."""
         import torch
 
         out = torch.zeros((len(indices), hi - lo, self.vocab))
@@ -175,25 +180,35 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _read(path: Path, offsets: list[int]):
-    """The cached table, or None when absent or not the shape these examples need (then recompute)."""
+    """The cached table, memory-mapped (rows are read as batches ask for them), or None when
+    absent or not the shape these examples need (then it is recomputed)."""
     if not path.is_file():
         return None
-    from safetensors.torch import load_file
+    from safetensors import safe_open
 
     try:
-        tensors = load_file(str(path))
+        f = safe_open(str(path), framework="pt")
+        if "offsets" not in f.keys() or "logits" not in f.keys() or f.get_tensor("offsets").tolist() != offsets:
+            return None
+        table = f.get_slice("logits")
+        if table.get_shape()[0] != offsets[-1]:
+            return None
+        return table
     except Exception:  # noqa: BLE001 - a damaged file is recomputed and replaced
         return None
-    stored = tensors.get("offsets")
-    if stored is None or stored.tolist() != offsets or "logits" not in tensors:
-        return None
-    return tensors["logits"]
 
 
 def _write(path: Path, table, offsets: list[int]) -> None:
     import torch
     from safetensors.torch import save_file
 
+    from prt_bench.io import _umask
+
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file({"logits": table.contiguous(), "offsets": torch.tensor(offsets, dtype=torch.int64)}, str(tmp))
-    os.replace(tmp, path)
+    try:
+        save_file({"logits": table.contiguous(), "offsets": torch.tensor(offsets, dtype=torch.int64)}, str(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)  # readers see the whole file or none
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -169,7 +169,8 @@ def prt_loss(reward, base, batch: dict[str, Any], lam: float = 1.0, alpha: float
                 base_logits = base(**inputs).logits
     reward_logits = reward(**inputs).logits
     base_logits, reward_logits = cut([base_logits, reward_logits], vocab)
-    return prt.prt_loss(base_logits, reward_logits, labels, lam=lam, alpha=alpha, ignore_index=IGNORE)
+    return prt.prt_loss(base_logits, reward_logits, labels, lam=lam, alpha=alpha, ignore_index=IGNORE,
+                        base_is_logprobs=isinstance(base, BasePass))
 
 
 def training_loss(method: str, model, base, batch, lam: float = 1.0, alpha: float = 0.0, vocab: int | None = None):
