@@ -172,12 +172,15 @@ def _memory(job: dict[str, Any]) -> float:
     return meter.growth_mb
 
 
-def _timings(jobs: list[dict[str, Any]]) -> list[dict[str, float]]:
-    """Wall and CPU seconds per token (decode) or per step (train) of every job, medians over repeats.
+def _timings(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Wall and CPU seconds per token (decode) or per step (train) of every job: each repeat's
+    (``wall_repeats``, ``cpu_repeats``) and their medians (``wall``, ``cpu``).
 
     The jobs run round-robin, one repeat of each in turn, so that load from other processes
-    on a shared machine falls on all of them alike instead of on whichever ran at a bad time.
-    CPU seconds (this process's, all its threads) are less disturbed by such load than wall time.
+    on a shared machine falls on all of them alike instead of on whichever ran at a bad time,
+    and the ratios are taken repeat by repeat (``ratio_record``).  A decode repeat's per-token
+    time is (n tokens - 1 token) / (n - 1), both decoded back to back.  CPU seconds (this
+    process's, all its threads) are less disturbed by such load than wall time.
     """
     import torch
 
@@ -205,11 +208,12 @@ def _timings(jobs: list[dict[str, Any]]) -> list[dict[str, float]]:
                 sample.setdefault((key, "cpu"), []).append(time.process_time() - cpu)
     out = []
     for job, sample in zip(jobs, samples):
-        median = {k: statistics.median(v) for k, v in sample.items()}
-        per = {}
+        per: dict[str, Any] = {}
         for clock in ("wall", "cpu"):
-            per[clock] = (median[("step", clock)] if job["phase"] == "train" else
-                          (median[("full", clock)] - median[("prefill", clock)]) / (job["new_tokens"] - 1))
+            repeats = (sample[("step", clock)] if job["phase"] == "train" else
+                       [(full - one) / (job["new_tokens"] - 1)
+                        for full, one in zip(sample[("full", clock)], sample[("prefill", clock)])])
+            per[clock], per[f"{clock}_repeats"] = statistics.median(repeats), repeats
         out.append(per)
     return out
 
@@ -307,7 +311,8 @@ def profile_lm(base: str | None = None, reward: str | None = None, ft: str | Non
             print(f"timing {len(jobs)} workloads round-robin, {repeats} repeats ...", flush=True)
         seconds = run("_timings", jobs)
         measured = [({"phase": job["phase"], "method": job["method"], "batch": job["batch"], "time_s": t["wall"],
-                      "cpu_s": t["cpu"], "peak_mem_mb": m}, job["target"]) for job, t, m in zip(jobs, seconds, memory)]
+                      "cpu_s": t["cpu"], "peak_mem_mb": m, "time_s_repeats": t["wall_repeats"],
+                      "cpu_s_repeats": t["cpu_repeats"]}, job["target"]) for job, t, m in zip(jobs, seconds, memory)]
 
     def rows_for(target: str) -> list[dict[str, Any]]:
         return [r for r, t in measured if t in (None, target)]
@@ -339,7 +344,17 @@ def ratio_record(rows: list[dict[str, Any]], batch_sizes, train_batch: int, devi
         return next(r for r in rows if (r["phase"], r["method"], r["batch"]) == (phase, method, batch))
 
     def times(key: str) -> tuple[dict[str, float], dict[str, float]]:
-        return time_ratios({(r["phase"], r["method"], r["batch"]): r[key] for r in rows}, batch_sizes, train_batch)
+        """Each ratio and limit as the median over repeats of that repeat's (the workloads of one
+        repeat ran one after another: slow drifts of a shared machine cancel); from the medians
+        when the rows hold no repeats."""
+        keyed = lambda i: {(r["phase"], r["method"], r["batch"]): (  # noqa: E731
+            r[key] if i is None else r[f"{key}_repeats"][i]) for r in rows}
+        n = min((len(r.get(f"{key}_repeats") or []) for r in rows), default=0)
+        if not n:
+            return time_ratios(keyed(None), batch_sizes, train_batch)
+        per = [time_ratios(keyed(i), batch_sizes, train_batch) for i in range(n)]
+        return ({k: statistics.median(p[0][k] for p in per) for k in per[0][0]},
+                {k: statistics.median(p[1][k] for p in per) for k in per[0][1]})
 
     ratios, limits = times("time_s")
     for b in batch_sizes:

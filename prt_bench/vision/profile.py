@@ -5,7 +5,8 @@ base's logits cached (and, for reference, recomputed every step), same tower, ba
 synthetic images, and the frozen base's forward alone.  Inference at batch 128, what a user
 of the target chooses between: FT of the target (one tower, the target's), PRT (target +
 reward), EFT (target + FT + its base), and the reward alone.  Steps of the methods are
-*interleaved*, so a busy machine slows them alike and the ratios stay fair; memory is
+*interleaved*, so a busy machine slows them alike, and each ratio is the median of the ratios of
+*single rounds* (one step of every method); memory is
 measured per method in its own phase (models built inside it).
 
 Every ratio comes with its physical limit, computed from the single towers measured in the
@@ -151,18 +152,30 @@ def _memory(make, warmup: int, steps: int, device) -> tuple[float, float]:
     return held, held + m.growth_mb
 
 
-def _interleaved(workers: dict[str, Any], steps: int, warmup: int) -> tuple[dict[str, float], dict[str, float]]:
-    """Median wall and CPU seconds per step of each worker, their steps taken in turn."""
-    times: dict[str, list[tuple[float, float]]] = {k: [] for k in workers}
+def _interleaved(workers: dict[str, Any], steps: int, warmup: int) -> dict[Any, list[tuple[float, float]]]:
+    """Wall and CPU seconds of each worker's steps, one step of every worker per round."""
+    times: dict[Any, list[tuple[float, float]]] = {k: [] for k in workers}
     names = list(workers)
     for i in range(warmup + steps):
         for name in names[i % len(names):] + names[:i % len(names)]:  # rotate: no method always goes first
             t = workers[name].step()
             if i >= warmup:
                 times[name].append(t)
-    wall = {k: statistics.median(t[0] for t in v) for k, v in times.items()}
-    cpu = {k: statistics.median(t[1] for t in v) for k, v in times.items()}
-    return wall, cpu
+    return times
+
+
+def _medians(times: dict[Any, list[tuple[float, float]]], clock: int) -> dict[Any, float]:
+    return {k: statistics.median(t[clock] for t in v) for k, v in times.items()}
+
+
+def _paired_ratios(train: dict[str, list], infer: dict[str, list], clock: int) -> tuple[dict, dict]:
+    """Each ratio and limit as the median over rounds of that round's (the workloads of a round
+    ran one after another: slow drifts of a shared machine cancel)."""
+    rounds = min(len(v) for v in [*train.values(), *infer.values()])
+    per = [time_ratios({k: v[i][clock] for k, v in train.items()}, {k: v[i][clock] for k, v in infer.items()})
+           for i in range(rounds)]
+    return ({k: statistics.median(p[0][k] for p in per) for k in per[0][0]},
+            {k: statistics.median(p[1][k] for p in per) for k in per[0][1]})
 
 
 def profile_vision(
@@ -214,10 +227,11 @@ def _profile_vision(model: str, target: str | None, targets: tuple[str, ...], *,
                 "prt": _Trainer("prt", model, n_images, train_batch, device),
                 "prt_uncached": _Trainer("prt", model, n_images, train_batch, device, cache=False),
                 "forward": _Inference("reward", model, model, train_batch, device)}  # the frozen base's pass
-    train_t, train_cpu = _interleaved(trainers, steps, warmup)
+    train_runs = _interleaved(trainers, steps, warmup)
     del trainers
     runners = {k: _Inference(k[0], model, k[1], infer_batch, device) for k in infer_keys}
-    infer_t, infer_cpu = _interleaved(runners, steps, warmup)
+    infer_runs = _interleaved(runners, steps, warmup)
+    train_t, train_cpu, infer_t, infer_cpu = (_medians(r, c) for r in (train_runs, infer_runs) for c in (0, 1))
 
     def inference_row(m: str, t: str) -> dict[str, Any]:
         key = ("reward", target) if m == "reward" else (m, t)
@@ -234,11 +248,12 @@ def _profile_vision(model: str, target: str | None, targets: tuple[str, ...], *,
     transfers = []
     for t in all_targets:
         mine = {m: (("reward", target) if m == "reward" else (m, t)) for m in INFERENCE}
-        ratios, limits = time_ratios(train_t, {m: infer_t[k] for m, k in mine.items()})
+        mine_runs = {m: infer_runs[k] for m, k in mine.items()}
+        ratios, limits = _paired_ratios(train_runs, mine_runs, 0)
         ratios["prt/ft train memory"] = mem[("train", "prt")][1] / max(mem[("train", "ft")][1], 1e-9)
         ratios["prt/eft inference memory"] = (mem[("inference", *mine["prt"])][1]
                                               / max(mem[("inference", *mine["eft"])][1], 1e-9))
-        ratios_cpu, limits_cpu = time_ratios(train_cpu, {m: infer_cpu[k] for m, k in mine.items()})
+        ratios_cpu, limits_cpu = _paired_ratios(train_runs, mine_runs, 1)
         transfers.append({"target": t, "ratios": ratios, "limits": limits,
                           "ratios_cpu_time": ratios_cpu if cpu else None, "limits_cpu_time": limits_cpu if cpu else None})
     result = {
