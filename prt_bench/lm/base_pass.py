@@ -90,18 +90,20 @@ class BasePass:
                  progress: bool = False) -> None:
         self.forward, self.examples, self.vocab, self.device = forward, examples, vocab, device
         self.spans = [scored_positions(labels) for _, labels in examples]
+        self.offsets = [0]  # example i's rows of the table: offsets[i]:offsets[i + 1]
+        for a, b in self.spans:
+            self.offsets.append(self.offsets[-1] + b - a)
         self.budget_mb = default_budget_mb() if budget_mb is None else budget_mb
         self.cache_file = Path(cache_file) if cache_file else None
         self.progress = progress
         # [Σ scored positions, vocab] float32 when precomputed: a tensor in memory, or rows read
         # from the memory-mapped cache file (the page cache holds them, not the process's heap)
         self.table = None
-        self.offsets: list[int] = []
         self.source = "recomputed at every step"
 
     @property
     def size_mb(self) -> float:
-        return sum(b - a for a, b in self.spans) * self.vocab * 4 / 2**20
+        return self.offsets[-1] * self.vocab * 4 / 2**20
 
     @property
     def fits(self) -> bool:
@@ -110,10 +112,7 @@ class BasePass:
 
     def prepare(self) -> "BasePass":
         """Read the pass from the cache file, or compute it (and write the file) when it fits."""
-        offsets = [0]
-        for a, b in self.spans:
-            offsets.append(offsets[-1] + b - a)
-        self.offsets = offsets
+        offsets = self.offsets
         if not self.fits:
             return self
         if self.cache_file is None:

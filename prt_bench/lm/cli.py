@@ -45,7 +45,8 @@ def profile_lm(
     ft: Annotated[Optional[str], typer.Option(help="EFT's fine-tuned model (default: as base).")] = None,
     pt: Annotated[Optional[str], typer.Option(help="EFT's pretrained model (default: as base).")] = None,
     trainee: Annotated[Optional[str], typer.Option(help="Model whose FT/PRT train steps are timed (default: base).")] = None,
-    targets: Annotated[str, typer.Option(help="Further bases decoded with the same reward/ft/pt, comma-separated.")] = "",
+    targets: Annotated[str, typer.Option(help="Further bases decoded with the same reward/ft/pt, comma-separated."
+                                         )] = "",
     batch_sizes: Annotated[str, typer.Option(help="Decode batch sizes, comma-separated.")] = "1,16",
     prompt_len: Annotated[int, typer.Option()] = 32,
     new_tokens: Annotated[int, typer.Option(help="Tokens decoded per timed run.")] = 32,

@@ -74,7 +74,6 @@ def _train_batch(job: dict[str, Any], model) -> dict[str, Any]:
 def _base_pass(frozen, batch: dict[str, Any], cached: bool):
     """The ``BasePass`` training would use on this batch: computed once (``cached``) or at each step."""
     from prt_bench.lm.base_pass import BasePass
-
     from prt_bench.lm.train import eval_mode
 
     examples = [(row, row) for row in batch["input_ids"].cpu().tolist()]
@@ -288,17 +287,16 @@ def profile_lm(base: str | None = None, reward: str | None = None, ft: str | Non
             paths["trainee"] = trainee
         all_targets = [paths["base"], *[t for t in targets if t != paths["base"]]]
         common = {"device": device, "dtype": dtype, "threads": threads, "repeats": repeats}
+        def decode(method: str, target: str | None, models: list[str], rule: str, batch: int) -> dict[str, Any]:
+            return {**common, "phase": "decode", "method": method, "target": target, "models": models, "rule": rule,
+                    "batch": batch, "prompt_len": prompt_len, "new_tokens": new_tokens}
+
         jobs = []
-        for b in batch_sizes:
-            decode = {"reward": ([paths["reward"]], "single")}
-            for target in all_targets:
-                decode.update({(target, "base"): ([target], "single"),
-                               (target, "prt"): ([target, paths["reward"]], "prt"),
-                               (target, "eft"): ([target, paths["ft"], paths["pt"]], "eft")})
-            for name, (models, rule) in decode.items():
-                target, method = (None, name) if isinstance(name, str) else name
-                jobs.append({**common, "phase": "decode", "method": method, "target": target, "models": models,
-                             "rule": rule, "batch": b, "prompt_len": prompt_len, "new_tokens": new_tokens})
+        for b in batch_sizes:  # the reward alone once; each target alone, with PRT and with EFT
+            jobs.append(decode("reward", None, [paths["reward"]], "single", b))
+            for t in all_targets:
+                jobs += [decode("base", t, [t], "single", b), decode("prt", t, [t, paths["reward"]], "prt", b),
+                         decode("eft", t, [t, paths["ft"], paths["pt"]], "eft", b)]
         trained = paths.get("trainee", paths["base"])
         jobs += [{**common, "phase": "train", "method": m, "target": None, "models": [trained], "batch": train_batch,
                   "seq_len": train_seq_len} for m in ("ft", "prt", "prt_cached", "forward")]
@@ -358,7 +356,8 @@ def ratio_record(rows: list[dict[str, Any]], batch_sizes, train_batch: int, devi
 
     ratios, limits = times("time_s")
     for b in batch_sizes:
-        ratios[f"prt/eft decode memory b{b}"] = row("decode", "prt", b)["peak_mem_mb"] / row("decode", "eft", b)["peak_mem_mb"]
+        ratios[f"prt/eft decode memory b{b}"] = (row("decode", "prt", b)["peak_mem_mb"]
+                                                 / row("decode", "eft", b)["peak_mem_mb"])
     ft_mem = row("train", "ft", train_batch)["peak_mem_mb"]
     ratios["prt/ft train memory"] = row("train", "prt", train_batch)["peak_mem_mb"] / ft_mem  # frozen base held
     # the cached pass holds no base, only the pass of the data (here: one batch's; a training run

@@ -157,7 +157,8 @@ def prt_loss(reward, base, batch: dict[str, Any], lam: float = 1.0, alpha: float
     from prt_bench.lm.base_pass import BasePass
 
     inputs, labels = scored_span(batch)
-    if isinstance(base, BasePass):
+    cached = isinstance(base, BasePass)
+    if cached:
         keep = inputs["logits_to_keep"]
         base_logits = base.batch(batch["index"].tolist(), int(keep[0]), int(keep[-1]) + 1)
     else:
@@ -170,7 +171,7 @@ def prt_loss(reward, base, batch: dict[str, Any], lam: float = 1.0, alpha: float
     reward_logits = reward(**inputs).logits
     base_logits, reward_logits = cut([base_logits, reward_logits], vocab)
     return prt.prt_loss(base_logits, reward_logits, labels, lam=lam, alpha=alpha, ignore_index=IGNORE,
-                        base_is_logprobs=isinstance(base, BasePass))
+                        base_is_logprobs=cached)
 
 
 def training_loss(method: str, model, base, batch, lam: float = 1.0, alpha: float = 0.0, vocab: int | None = None):
@@ -195,13 +196,17 @@ def eval_mode(model):
 @contextmanager
 def adapter_off(model):
     """A LoRA model as its base: adapter disabled, eval mode (no dropout), then as it was."""
-    was_training = model.training
-    model.eval()
-    try:
-        with model.disable_adapter():
-            yield model
-    finally:
-        model.train(was_training)
+    with eval_mode(model), model.disable_adapter():
+        yield model
+
+
+def load_frozen(base: str | Path, *, dtype: Any, device: str, trust_remote_code: bool):
+    """A copy of the base that never trains: no gradients, eval mode."""
+    from prt_bench.lm.load import load_causal_lm
+
+    frozen = load_causal_lm(base, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+    frozen.requires_grad_(False)
+    return frozen.eval()
 
 
 def base_pass_for(run: "Trainee", base: str | Path, examples: list, vocab: int, *, lora: bool, dtype: Any,
@@ -210,7 +215,7 @@ def base_pass_for(run: "Trainee", base: str | Path, examples: list, vocab: int, 
     """The ``BasePass`` of a PRT run: computed up front with the untrained reward when it fits its
     budget, else at every step with a frozen copy of the base (a LoRA reward: its adapter off)."""
     from prt_bench.lm.base_pass import CACHE_ENV, BasePass, key
-    from prt_bench.lm.load import load_causal_lm, model_identity
+    from prt_bench.lm.load import model_identity
 
     cache = cache or os.environ.get(CACHE_ENV)
     cache_file = None
@@ -227,9 +232,7 @@ def base_pass_for(run: "Trainee", base: str | Path, examples: list, vocab: int, 
             with adapter_off(run.model) if lora else eval_mode(run.model):
                 return run.model(input_ids=ids, logits_to_keep=keep).logits
     else:  # recomputed at every step, while the reward moves: a frozen copy of the base
-        frozen = load_causal_lm(base, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
-        frozen.requires_grad_(False)
-        frozen.eval()
+        frozen = load_frozen(base, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
 
         def forward(ids, keep):
             return frozen(input_ids=ids, logits_to_keep=keep).logits
@@ -267,9 +270,7 @@ def prepare_models(method: str, base: str | Path, *, lora: bool = False, lora_r:
                             target_modules=lora_targets, task_type="CAUSAL_LM")
         model = get_peft_model(model, config)
     elif method == "prt" and frozen_base:
-        frozen = load_causal_lm(base, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
-        for p in frozen.parameters():
-            p.requires_grad_(False)
+        frozen = load_frozen(base, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
     if model.config.pad_token_id is None and tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.train()

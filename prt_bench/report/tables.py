@@ -205,6 +205,9 @@ def long_table(agg: pd.DataFrame) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
+COST_METHODS = {"base": "base", "reward": "reward", "forward": "base pass", "prt_cached": "PRT (base pass cached)"}
+
+
 def cost_table(profile: dict[str, Any]) -> pd.DataFrame:
     unit = {"train": "s / step", "decode": "s / token", "inference": "s / batch"}
     rows = []
@@ -214,8 +217,7 @@ def cost_table(profile: dict[str, Any]) -> pd.DataFrame:
         u = unit.get(r.get("phase"), "s")
         row = {
             "phase": r.get("phase", "–"),
-            "method": {"base": "base", "reward": "reward", "forward": "base pass", "prt_cached": "PRT (base pass cached)"
-                       }.get(r.get("method"), str(r.get("method", "–")).upper()),
+            "method": COST_METHODS.get(r.get("method"), str(r.get("method", "–")).upper()),
             "batch": str(r.get("batch", "–")),
             "time": "–" if t is None else f"{t:.4g} {u}",
         }

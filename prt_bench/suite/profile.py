@@ -72,8 +72,10 @@ def measure(request: dict[str, Any], resolve: Callable[[str, str], str]) -> dict
               **{f"target{i + 2}": t["name"] for i, t in enumerate(request.get("targets", []))}}
              if request["source"] else None)
     paths = {role: resolve(modality, name) for role, name in names.items()} if names else None
+    bases = {"source": paths["source"], "targets": [p for role, p in paths.items() if role != "source"]} \
+        if paths else None
     start = time.perf_counter()
-    record = modalities.get(modality).profile(paths, device, settings)
+    record = modalities.get(modality).profile(bases, device, settings)
     if names:
         _name_models(record, paths, names)
     record["run"] = {"config": request, "config_hash": config_hash(request), "bases": names,

@@ -283,7 +283,8 @@ def _job(cell: Cell, suite: Suite, resolved: dict, worlds: dict, runs_dir: Path,
         for role, train_id in cell.needs.items():
             paths[role] = str(runs_dir / train_id)
         paths["model"] = paths.get("ft", paths["target"])
-    return Job(cell=cell, suite=suite.name, paths=paths, logs=str(runs_dir / "logs"), env=modality.job_env(world, cache))
+    return Job(cell=cell, suite=suite.name, paths=paths, logs=str(runs_dir / "logs"),
+               env=modality.job_env(world, cache))
 
 
 # ------------------------------------------------------------------------ display and report

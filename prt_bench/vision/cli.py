@@ -92,7 +92,7 @@ def profile_vision(
     from prt_bench.vision.profile import profile_vision as run
 
     try:
-        run(model, target, targets=tuple(t for t in targets.split(",") if t), train_batch=train_batch, infer_batch=infer_batch, steps=steps, warmup=warmup,
-            device=device, out=out)
+        run(model, target, targets=tuple(t for t in targets.split(",") if t), train_batch=train_batch,
+            infer_batch=infer_batch, steps=steps, warmup=warmup, device=device, out=out)
     except (ValueError, KeyError, FileNotFoundError) as e:
         _fail(e)

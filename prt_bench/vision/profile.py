@@ -198,14 +198,15 @@ def profile_vision(
     global _LOADED
     _LOADED = {}
     try:
-        return _profile_vision(model, target, tuple(targets), train_batch=train_batch, infer_batch=infer_batch, steps=steps,
-                               warmup=warmup, device=device, out=out, progress=progress)
+        return _profile_vision(model, target, tuple(targets), train_batch=train_batch, infer_batch=infer_batch,
+                               steps=steps, warmup=warmup, device=device, out=out, progress=progress)
     finally:
         _LOADED = None
 
 
-def _profile_vision(model: str, target: str | None, targets: tuple[str, ...], *, train_batch: int, infer_batch: int, steps: int, warmup: int,
-                    device: str | None, out, progress: bool) -> dict[str, Any]:
+def _profile_vision(model: str, target: str | None, targets: tuple[str, ...], *, train_batch: int,
+                    infer_batch: int, steps: int, warmup: int, device: str | None, out, progress: bool
+                    ) -> dict[str, Any]:
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     target = target or model
     n_images = 2 * train_batch  # warm-up fills the cache: two batches cycle
@@ -255,7 +256,8 @@ def _profile_vision(model: str, target: str | None, targets: tuple[str, ...], *,
                                               / max(mem[("inference", *mine["eft"])][1], 1e-9))
         ratios_cpu, limits_cpu = _paired_ratios(train_runs, mine_runs, 1)
         transfers.append({"target": t, "ratios": ratios, "limits": limits,
-                          "ratios_cpu_time": ratios_cpu if cpu else None, "limits_cpu_time": limits_cpu if cpu else None})
+                          "ratios_cpu_time": ratios_cpu if cpu else None,
+                          "limits_cpu_time": limits_cpu if cpu else None})
     result = {
         "schema": PROFILE_SCHEMA, "modality": "vision", "device": str(device), "rows": rows,
         "extra_rows": [{"phase": "train", "method": "prt", "batch": train_batch, "time_s": train_t["prt_uncached"],
@@ -265,8 +267,8 @@ def _profile_vision(model: str, target: str | None, targets: tuple[str, ...], *,
         + [{**inference_row(m, t), "target": t} for t in all_targets[1:] for m in INFERENCE if m != "reward"],
         **{k: v for k, v in transfers[0].items() if k != "target"},
         "transfers": transfers,
-        "config": {"model": model, "target": target, "targets": list(all_targets[1:]), "train_batch": train_batch, "infer_batch": infer_batch,
-                   "steps": steps, "warmup": warmup, "threads": torch.get_num_threads()},
+        "config": {"model": model, "target": target, "targets": list(all_targets[1:]), "train_batch": train_batch,
+                   "infer_batch": infer_batch, "steps": steps, "warmup": warmup, "threads": torch.get_num_threads()},
         "environment": environment(str(device)),
     }
     if progress:
@@ -325,4 +327,5 @@ def print_table(result: dict[str, Any]) -> None:
                                        tr.get("limits_cpu_time") or {})):
             for name, value in ratios.items():
                 limit = limits.get(name)
-                console.print(f"  {name}{clock}: {value:.3f}" + ("" if limit is None else f"  (physical limit {limit:.3f})"))
+                bound = "" if limit is None else f"  (physical limit {limit:.3f})"
+                console.print(f"  {name}{clock}: {value:.3f}{bound}")

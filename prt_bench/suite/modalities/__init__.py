@@ -159,9 +159,10 @@ class Modality:
         raise NotImplementedError
 
     # --- cost
-    def profile(self, paths: dict[str, str] | None, device: str, settings: dict[str, Any]) -> dict[str, Any]:
-        """A profile record (``prt-bench/profile/1``) of FT vs PRT vs EFT on ``paths`` (source,
-        target), or on small models built on the spot when ``paths`` is None."""
+    def profile(self, bases: dict[str, Any] | None, device: str, settings: dict[str, Any]) -> dict[str, Any]:
+        """A profile record (``prt-bench/profile/1``) of FT vs PRT vs EFT on ``bases`` (``source``:
+        a folder, ``targets``: the folders of its targets, first one first), or on small models
+        built on the spot when ``bases`` is None."""
         raise NotImplementedError
 
 

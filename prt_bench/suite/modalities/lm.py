@@ -248,17 +248,17 @@ class LanguageModels(Modality):
         return metrics
 
     # --- cost
-    def profile(self, paths: dict[str, str] | None, device: str, settings: dict[str, Any]) -> dict[str, Any]:
+    def profile(self, bases: dict[str, Any] | None, device: str, settings: dict[str, Any]) -> dict[str, Any]:
         from prt_bench.lm.profile import profile_lm
 
         settings = {**settings, "batch_sizes": tuple(settings["batch_sizes"])}
-        if paths is None:
+        if bases is None:
             return profile_lm(device=device, progress=False, **settings)
         # decoding: each target alone, the reward (source architecture) alone, PRT, EFT (FT and
         # pre-trained model both of the source's architecture); training: the source
-        targets = tuple(paths[k] for k in sorted(paths, key=lambda k: int(k[6:] or 1)) if k.startswith("target"))
-        return profile_lm(targets[0], paths["source"], paths["source"], paths["source"], trainee=paths["source"],
-                          targets=targets[1:], device=device, progress=False, **settings)  # memory: one process each
+        source, (first, *more) = bases["source"], bases["targets"]
+        return profile_lm(first, source, source, source, trainee=source, targets=tuple(more), device=device,
+                          progress=False, **settings)  # memory: one process each
 
 
 def lm_task_names(tasks_dir: Path) -> set[str]:

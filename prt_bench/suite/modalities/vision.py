@@ -106,14 +106,13 @@ class Vision(Modality):
         return metrics
 
     # --- cost
-    def profile(self, paths: dict[str, str] | None, device: str, settings: dict[str, Any]) -> dict[str, Any]:
+    def profile(self, bases: dict[str, Any] | None, device: str, settings: dict[str, Any]) -> dict[str, Any]:
         from prt_bench.vision.profile import profile_vision
 
-        if paths is None:
+        if bases is None:
             return profile_vision(device=device, progress=False, **settings)
-        targets = tuple(paths[k] for k in sorted(paths, key=lambda k: int(k[6:] or 1)) if k.startswith("target"))
-        return profile_vision(paths["source"], targets[0], targets=targets[1:], device=device, progress=False,
-                              **settings)
+        first, *more = bases["targets"]
+        return profile_vision(bases["source"], first, targets=tuple(more), device=device, progress=False, **settings)
 
 
 def _classnames(dataset: str, where: str, task: str) -> list[str]:
