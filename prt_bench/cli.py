@@ -46,6 +46,7 @@ app.command(
 )(lm_cli.lm_eval)
 app.command("run")(suite_cli.run)
 app.command("compare")(suite_cli.compare)
+app.command("rescore")(suite_cli.rescore)
 reference.command("update")(suite_cli.reference_update)
 app.add_typer(reference, name="reference")
 app.command("report")(report_cli.report)

@@ -4,6 +4,7 @@ profile the run writes for the report."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -87,6 +88,40 @@ def test_full_run_stores_one_record_per_cell_and_the_table(reference):
     assert table[0].split(",") == TABLE_COLUMNS
     evaluated = {r["cell_id"] for r in records if r["kind"] == "eval"}
     assert {line.split(",")[0] for line in table[1:]} == evaluated
+
+
+def test_every_metric_comes_back_from_the_per_sample_records_and_tampering_is_caught(reference, tmp_path):
+    from prt_bench.suite import samples
+
+    root, _ = reference
+    results = root / "results" / "smoke"
+    problems = samples.rescore_folder(results)
+    evaluated = {c for c, r in cells_of(root).items() if r["kind"] == "eval"}
+    assert set(problems) == evaluated and all(p == [] for p in problems.values())
+    records = cells_of(root)
+    lm = next(r for r in records.values() if r["kind"] == "eval" and r["modality"] == "lm")
+    vision = next(r for r in records.values() if r["kind"] == "eval" and r["modality"] == "vision")
+    header, rows = samples.read(results, lm)
+    assert {"doc_id", "prompt_hash", "target", "resps", "filtered_resps"} <= set(rows[0])
+    assert len({r["doc_id"] for r in rows}) == lm["results"][lm["task"]]["n_samples"]
+    _, images = samples.read(results, vision)
+    assert {"label", "pred", "top5", "logp_true"} <= set(images[0])
+
+    copy = tmp_path / "smoke"
+    shutil.copytree(results, copy)
+    # one image's prediction changed: the file no longer has the hash its record names
+    header, rows = samples.read(copy, vision)
+    rows[0] = {**rows[0], "pred": (rows[0]["pred"] + 1) % header["classes"]}
+    samples_file = samples.samples_path(copy, vision["cell_id"])
+    samples_file.write_bytes(samples.encode({k: v for k, v in header.items() if k != "schema"}, rows))
+    # a metric edited in a record (its samples intact) no longer comes back
+    edited = dict(lm, results={lm["task"]: {**lm["results"][lm["task"]], lm["primary_metric"]: 0.123}})
+    (copy / "cells" / f"{lm['cell_id']}.json").write_text(json.dumps(edited))
+    problems = samples.rescore_folder(copy)
+    assert "the samples changed after the run" in problems[vision["cell_id"]][0]
+    assert problems[lm["cell_id"]] == [f"{lm['primary_metric']}: recorded 0.123, recomputed "
+                                       f"{lm['results'][lm['task']][lm['primary_metric']]!r}"]
+    assert sum(bool(p) for p in problems.values()) == 2
 
 
 def test_rerun_does_nothing(reference):

@@ -115,6 +115,28 @@ def compare(
         raise typer.Exit(1)
 
 
+def rescore(
+    results: Path = typer.Argument(..., help="A results folder of a suite (DIR/cells/*.json), e.g. results/local/mini."),
+) -> None:
+    """Recompute every evaluation cell's metrics from its per-sample records (after checking the
+    records against the hash in the cell) and compare them with the cell's, number by number.
+    Exit 1 unless every metric of every cell comes back exactly."""
+    from prt_bench.suite.samples import rescore_folder
+
+    try:
+        problems = rescore_folder(results)
+    except (FileNotFoundError, ValueError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2)
+    bad = {cell: p for cell, p in problems.items() if p}
+    for cell, p in bad.items():
+        typer.echo(f"{cell}: " + "; ".join(p))
+    typer.echo(f"{len(problems)} evaluation cells rescored from their samples: {len(problems) - len(bad)} reproduce "
+               f"every metric exactly, {len(bad)} do not")
+    if bad or not problems:
+        raise typer.Exit(1)
+
+
 def reference_update(
     suite: str = typer.Option(..., "--suite", help="The suite whose reference is replaced (its name)."),
     results: Path = typer.Option(Path("results/local"), "--results", help="Results root of the run to adopt: "

@@ -111,11 +111,11 @@ def run_job(job: Job) -> dict[str, Any]:
     start = time.perf_counter()
     with PeakMemory("cuda" if torch.cuda.is_available() else "cpu") as meter:
         if cell.kind == "train":
-            results, primary = _train(modality, job), "final_loss,none"
+            results, primary, extra = _train(modality, job), "final_loss,none", {"output": job.paths["out"]}
         else:
-            results, primary = _evaluate(modality, job)
+            results, primary, samples = _evaluate(modality, job)
+            extra = {"samples": samples}  # the store writes them beside the record
     timing = {"wall_s": round(time.perf_counter() - start, 3), "peak_mem_mb": round(meter.peak_mb, 1)}
-    extra = {"output": job.paths["out"]} if cell.kind == "train" else {}
     return make_record(cell, job.suite, results, primary, environment(), timing, **extra)
 
 
@@ -137,14 +137,21 @@ def _train(modality: modalities.Modality, job: Job) -> dict[str, Any]:
     return {cell.task: {f"{k},none": manifest[k] for k in ("initial_loss", "final_loss") if k in manifest}}
 
 
-def _evaluate(modality: modalities.Modality, job: Job) -> tuple[dict[str, Any], str]:
+def _evaluate(modality: modalities.Modality, job: Job) -> tuple[dict[str, Any], str, dict[str, Any]]:
     cell = job.cell
     for role in cell.needs:  # the trained checkpoints this cell combines
         verify_checkpoint(job.paths[role])
     task = cell.config["task_config"]
-    metrics = modality.evaluate(cell.method, job.paths, task, cell.config["eval"], lam=cell.config["lam"],
-                                seed=cell.seed)
-    return {cell.task: metrics}, _checked_primary(metrics, task.get("primary_metric", modality.default_primary))
+    metrics, samples = modality.evaluate(cell.method, job.paths, task, cell.config["eval"], lam=cell.config["lam"],
+                                         seed=cell.seed)
+    # the samples must give back every metric before they are kept as its evidence
+    from prt_bench.suite.samples import compare
+
+    diffs = compare(metrics, modality.rescore(samples["header"], samples["rows"], task))
+    if diffs:
+        raise AssertionError(f"the per-sample records do not reproduce the metrics: {'; '.join(diffs[:3])}")
+    primary = _checked_primary(metrics, task.get("primary_metric", modality.default_primary))
+    return {cell.task: metrics}, primary, samples
 
 
 def _checked_primary(metrics: dict[str, Any], primary: str) -> str:

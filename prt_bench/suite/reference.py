@@ -6,7 +6,7 @@ then compared with it, so a fresh clone *reproduces* the reference instead of re
 Only ``prt-bench reference update`` changes the reference.
 
 Two records of a cell (same id, so same config) are compared on everything under
-``results``: *equal* when every value is bitwise the same, *within* when every number is
+``results`` and on the hash of their per-sample records: *equal* when every value is bitwise the same, *within* when every number is
 within ``tolerance`` (absolute), else *different*; cells present on one side only are listed
 as such.  Timings and environments are not compared (they are the machine's, not the recipe's).
 """
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from prt_bench.io import COMPARISON_SCHEMA, REPO_ROOT, atomic_write_json, read_json
+from prt_bench.suite.samples import samples_path
 
 REFERENCE_ROOT = REPO_ROOT / "results" / "reference"
 DEFAULT_TOLERANCE = 1e-6  # float noise; a metric that moves by one test item is "different"
@@ -124,6 +125,9 @@ def compare(a: str | Path, b: str | Path, tolerance: float = DEFAULT_TOLERANCE) 
 
 def _compare_cell(cell_id: str, x: dict[str, Any], y: dict[str, Any], tolerance: float) -> CellDiff:
     fx, fy = _leaves(x.get("results", {})), _leaves(y.get("results", {}))
+    for key, record in (("samples/sha256", x), ("samples/sha256", y)):  # the items behind the metrics
+        if isinstance(record.get("samples"), dict):
+            (fx if record is x else fy)[key] = record["samples"].get("sha256")
     metric = x.get("primary_metric")
     diff = CellDiff(cell_id, label(x), "equal", metric, _primary(x), _primary(y))
     for key in sorted(set(fx) | set(fy)):
@@ -195,6 +199,9 @@ def update(suite: str, results: str | Path, report: bool = True) -> Path:
     (staging / "cells").mkdir(parents=True)
     for cell_id in records:
         shutil.copy2(src / "cells" / f"{cell_id}.json", staging / "cells" / f"{cell_id}.json")
+        samples = samples_path(src, cell_id)
+        if samples.is_file():
+            shutil.copy2(samples, staging / "cells" / samples.name)
     for name in ("table.csv", "profile"):
         if (src / name).is_dir():
             shutil.copytree(src / name, staging / name)

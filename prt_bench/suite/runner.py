@@ -32,7 +32,8 @@ from prt_bench.suite.execute import Job, checkpoint_done
 from prt_bench.suite.plan import Cell, expand
 from prt_bench.suite.resolve import build_world, resolve_base, uses_hub
 from prt_bench.suite.schema import Suite, SuiteError, load_suite
-from prt_bench.suite.store import RunLock, read_cell, write_cell, write_table
+from prt_bench.suite.samples import samples_path
+from prt_bench.suite.store import RunLock, copy_cell, read_cell, write_cell, write_table
 
 
 @dataclass
@@ -182,7 +183,7 @@ def _copy_from_reference(suite: str, cells: list[Cell], results_dir: Path) -> in
     for c in cells:
         record = read_cell(ref, c.cell_id)
         if record is not None and read_cell(results_dir, c.cell_id) is None:
-            write_cell(results_dir, record)
+            copy_cell(ref, results_dir, record)
             copied += 1
     return copied
 
@@ -221,6 +222,9 @@ def set_aside_superseded(results_dir: Path, current: set[str], console) -> None:
     target.mkdir(parents=True, exist_ok=True)
     for p in stale:
         os.replace(p, target / p.name)
+        samples = samples_path(results_dir, p.stem)
+        if samples.is_file():
+            os.replace(samples, target / samples.name)
     console.print(f"{len(stale)} records of cells no longer in the suite moved to {target}")
 
 

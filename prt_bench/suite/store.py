@@ -86,6 +86,29 @@ def make_record(cell, suite: str, results: dict[str, Any], primary_metric: str |
 
 
 def write_cell(results: Path, record: dict[str, Any]) -> Path:
+    """Store a finished cell.  An evaluation's samples travel in the record as ``{"header",
+    "rows"}`` and are written first, to their own file (``prt_bench.suite.samples``); the record
+    then keeps their hash, so it is complete only when they are."""
+    from prt_bench.suite import samples
+
+    inline = record.get("samples")
+    if isinstance(inline, dict) and "rows" in inline:
+        meta = samples.write(results, record["cell_id"], inline.get("header") or {}, inline["rows"])
+        record = {**record, "samples": meta}
+    return atomic_write_json(cell_path(results, record["cell_id"]), record)
+
+
+def copy_cell(source: Path, results: Path, record: dict[str, Any]) -> Path:
+    """Store another results folder's record of a cell, with its samples file."""
+    import shutil
+
+    from prt_bench.suite import samples
+
+    src = samples.samples_path(source, record["cell_id"])
+    if isinstance(record.get("samples"), dict) and src.is_file():
+        dst = samples.samples_path(results, record["cell_id"])
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
     return atomic_write_json(cell_path(results, record["cell_id"]), record)
 
 

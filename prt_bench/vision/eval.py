@@ -49,18 +49,50 @@ def check_label_set(role: str, base: bases.Base, classnames: list[str], dataset:
             f"({', '.join(classnames[:4])}, ...); PRT and EFT need the same labels in the same order")
 
 
-def metrics(log_probs: torch.Tensor, labels: torch.Tensor, classes: int) -> dict[str, float]:
-    """acc1, acc5 and mean per-class recall (CLIP_benchmark's fields), plus the mean NLL."""
-    k = min(5, classes)
+def per_sample(log_probs: torch.Tensor, labels: torch.Tensor) -> list[dict[str, Any]]:
+    """One row per image, in dataset order: its label, the prediction, whether the label is in
+    the top 5, and the log-probability the method gives the true class."""
+    k = min(5, log_probs.shape[-1])
     topk = log_probs.topk(k, dim=-1).indices
-    pred = topk[:, 0]
-    recalls = [float((pred[labels == c] == c).float().mean()) for c in range(classes) if (labels == c).any()]
+    logp_true = log_probs.gather(1, labels[:, None])[:, 0].tolist()
+    hit5 = (topk == labels[:, None]).any(-1).tolist()
+    return [{"i": i, "label": int(y), "pred": int(p), "top5": bool(h), "logp_true": float(lp)}
+            for i, (y, p, h, lp) in enumerate(zip(labels.tolist(), topk[:, 0].tolist(), hit5, logp_true))]
+
+
+def metrics(rows: list[dict[str, Any]], classes: int) -> dict[str, float]:
+    """acc1, acc5 and mean per-class recall (CLIP_benchmark's fields), plus the mean NLL, from the
+    per-image rows (the same arithmetic in ``eval_vision`` and in a rescore)."""
+    n = len(rows)
+    count, hits = [0] * classes, [0] * classes
+    for r in rows:
+        count[r["label"]] += 1
+        hits[r["label"]] += r["pred"] == r["label"]
+    recalls = [h / c for h, c in zip(hits, count) if c]
     return {
-        "acc1": float((pred == labels).float().mean()),
-        "acc5": float((topk == labels[:, None]).any(-1).float().mean()),
+        "acc1": sum(hits) / n,
+        "acc5": sum(r["top5"] for r in rows) / n,
         "mean_per_class_recall": sum(recalls) / len(recalls),
-        "nll": float(-log_probs.gather(1, labels[:, None]).mean()),
+        "nll": -sum(r["logp_true"] for r in rows) / n,
     }
+
+
+def item_scores(rows: list[dict[str, Any]], metric: str, classes: int) -> dict[str, float]:
+    """image index -> its value of ``metric``; their mean is the metric (mean per-class recall:
+    each hit weighted by n / (classes present · images of its class))."""
+    if metric == "acc1":
+        return {str(r["i"]): float(r["pred"] == r["label"]) for r in rows}
+    if metric == "acc5":
+        return {str(r["i"]): float(r["top5"]) for r in rows}
+    if metric == "nll":
+        return {str(r["i"]): -r["logp_true"] for r in rows}
+    if metric == "mean_per_class_recall":
+        count: dict[int, int] = {}
+        for r in rows:
+            count[r["label"]] = count.get(r["label"], 0) + 1
+        w = len(rows) / len(count)
+        return {str(r["i"]): float(r["pred"] == r["label"]) * w / count[r["label"]] for r in rows}
+    raise KeyError(f"no per-image value of {metric!r}")
 
 
 def combine(method: str, logits: dict[str, torch.Tensor], lam: float = 1.0) -> torch.Tensor:
@@ -109,8 +141,10 @@ def eval_vision(
     device: str | None = None,
     out: str | os.PathLike | None = None,
     progress: bool = True,
+    keep_samples: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate one method on one dataset; returns (and with ``out`` writes) the result record."""
+    """Evaluate one method on one dataset; returns (and with ``out`` writes) the result record,
+    with ``keep_samples`` also its per-image rows (``per_sample``) under ``samples``."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if lam is None:  # the λ the reward was trained with (eq. 6), else 1
@@ -155,7 +189,8 @@ def eval_vision(
     if bad:  # NaN weights classify "something"; a score of them would be recorded as a result
         raise FloatingPointError(f"{method}: the combined log-probabilities are NaN for {bad} of {len(data)} images "
                                  f"of {data.name} (corrupt or diverged weights?); no result")
-    result: dict[str, Any] = metrics(all_logp, torch.cat(all_labels), len(data.classnames))
+    rows = per_sample(all_logp, torch.cat(all_labels))
+    result: dict[str, Any] = metrics(rows, len(data.classnames))
     result.update({
         "schema": VISION_EVAL_SCHEMA,
         "n": len(data),
@@ -168,6 +203,8 @@ def eval_vision(
     })
     if out is not None:
         atomic_write_json(Path(out), result)
+    if keep_samples:
+        result["samples"] = rows
     return result
 
 

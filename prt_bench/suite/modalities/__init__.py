@@ -154,8 +154,19 @@ class Modality:
         raise NotImplementedError
 
     def evaluate(self, method: str, paths: dict[str, str], task: dict[str, Any], options: dict[str, Any], *,
-                 lam: float, seed: int) -> dict[str, Any]:
-        """Metrics of one evaluation cell as ``{"<metric>,<filter>": value, ..., "n_samples": n}``."""
+                 lam: float, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(metrics, samples) of one evaluation cell: ``{"<metric>,<filter>": value, ...,
+        "n_samples": n}`` and its per-sample records ``{"header": {...}, "rows": [...]}``
+        (``prt_bench.suite.samples``), from which ``rescore`` gives every metric back exactly."""
+        raise NotImplementedError
+
+    def rescore(self, header: dict[str, Any], rows: list[dict[str, Any]], task: dict[str, Any]) -> dict[str, Any]:
+        """The metrics of a cell recomputed from its per-sample records (``task``: its task config)."""
+        raise NotImplementedError
+
+    def item_scores(self, header: dict[str, Any], rows: list[dict[str, Any]], metric: str) -> dict[str, float]:
+        """Test item id -> that item's value of ``metric``, whose mean over the items is the
+        metric: what paired comparisons of two cells on the same items use."""
         raise NotImplementedError
 
     # --- cost

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from prt_bench.io import REPO_ROOT, atomic_write_text
+from prt_bench.lm import samples as lm_samples
 from prt_bench.suite.modalities import Modality, cache_dir, register, repo_path
 
 TASKS_DIR = REPO_ROOT / "tasks"
@@ -235,7 +236,7 @@ class LanguageModels(Modality):
             limit=task.get("limit", options.get("limit")), gen_kwargs=gen_kwargs,
             apply_chat_template=task.get("apply_chat_template", False),
             random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
-            log_samples=False,
+            log_samples=True,
         )
         name = task["lm_eval_task"]
         results = out["results"]
@@ -245,7 +246,13 @@ class LanguageModels(Modality):
         n = (out.get("n-samples") or {}).get(name) or {}
         if n.get("effective", n.get("original")) is not None:
             metrics["n_samples"] = n.get("effective", n.get("original"))
-        return metrics
+        return metrics, lm_samples.from_lm_eval(out, name, task.get("derived"))
+
+    def rescore(self, header: dict[str, Any], rows: list[dict[str, Any]], task: dict[str, Any]) -> dict[str, Any]:
+        return lm_samples.rescore(header, rows)
+
+    def item_scores(self, header: dict[str, Any], rows: list[dict[str, Any]], metric: str) -> dict[str, float]:
+        return lm_samples.item_scores(header, rows, metric)
 
     # --- cost
     def profile(self, bases: dict[str, Any] | None, device: str, settings: dict[str, Any]) -> dict[str, Any]:

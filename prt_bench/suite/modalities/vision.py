@@ -99,11 +99,22 @@ class Vision(Modality):
         if kind == "eft":
             kwargs.update(ft=paths["ft"], pt=paths["source"])
         target = paths["model"] if kind == "ft" else paths["target"]
-        out = eval_vision(kind, target, task["dataset"], split=task.get("split", "test"), progress=False, **kwargs)
-        metrics = {f"{k},none": out[k] for k in ("acc1", "acc5", "mean_per_class_recall", "nll") if k in out}
-        if "n" in out:
-            metrics["n_samples"] = out["n"]
-        return metrics
+        out = eval_vision(kind, target, task["dataset"], split=task.get("split", "test"), progress=False,
+                          keep_samples=True, **kwargs)
+        header = {"modality": "vision", "dataset": out["config"]["dataset"], "split": out["config"]["split"],
+                  "classes": out["config"]["classes"]}
+        samples = {"header": header, "rows": out["samples"]}
+        return self.rescore(header, out["samples"], task), samples
+
+    def rescore(self, header: dict[str, Any], rows: list[dict[str, Any]], task: dict[str, Any]) -> dict[str, Any]:
+        from prt_bench.vision.eval import metrics
+
+        return {**{f"{k},none": v for k, v in metrics(rows, header["classes"]).items()}, "n_samples": len(rows)}
+
+    def item_scores(self, header: dict[str, Any], rows: list[dict[str, Any]], metric: str) -> dict[str, float]:
+        from prt_bench.vision.eval import item_scores
+
+        return item_scores(rows, metric.partition(",")[0], header["classes"])
 
     # --- cost
     def profile(self, bases: dict[str, Any] | None, device: str, settings: dict[str, Any]) -> dict[str, Any]:
