@@ -19,7 +19,8 @@ import pandas as pd
 
 from prt_bench.io import atomic_write_text, git_commit
 from prt_bench.report.claims import FAIL, NO_DATA, PASS, TOL_ABS, check_claims
-from prt_bench.report.results import Results, load_results
+from prt_bench.report.stats import RESAMPLES
+from prt_bench.report.results import Items, Results, load_results
 from prt_bench.report.tables import Lookup, ablation_table, cost_table, long_table, main_table, ratio_table, to_markdown
 
 STATUS_COLOUR = {PASS: "#c8e6c9", FAIL: "#ffcdd2", NO_DATA: "#eeeeee"}
@@ -60,9 +61,17 @@ def _environment_lines(res: Results) -> list[str]:
     lines.append("Error bars: std over seeds when there are several seeds, else the evaluator's standard error "
                  "(lm-eval's *_stderr), else the binomial standard error from the cell's n_samples, else none "
                  "(a bare value).")
-    lines.append(f"'≈' in the claims: within max({TOL_ABS}, 2 × the combined error bar).")
+    lines.append(f"Tables: {VALUES}.")
+    lines.append(f"Claims: each comparison is decided on the 95 % CI of the difference of two methods on the same "
+                 f"items (paired bootstrap, {RESAMPLES:,} resamples) with an exact paired test's p-value beside it; "
+                 f"'≈' means the CI reaches into ±{TOL_ABS}.")
     lines.extend(f"Warning: {w}" for w in res.warnings)
     return lines
+
+
+VALUES = ("value [95 % CI] (bootstrap over the test items, and the seeds when several) where the cells kept "
+          "per-sample records, else value ± error bar (std over seeds, else the evaluator's stderr, else binomial "
+          "from n_samples)")
 
 
 class _Sections:
@@ -97,7 +106,7 @@ def _markdown(res: Results, lk: Lookup, claims, env_lines: list[str]) -> str:
             out.append("- no data")
     for modality, task in lk.tasks():
         out.append(f"\n## Results: {_title(task, modality)}\n")
-        out.append(f"Metric `{lk.metric(task)}`; value ± error bar (std over seeds, else the evaluator's stderr, else binomial from n_samples); PRT at the suite's main α.\n")
+        out.append(f"Metric `{lk.metric(task)}`; {VALUES}; PRT at the suite's main α.\n")
         out.append(to_markdown(main_table(lk, task)))
         out.append(f"\n### Entropy ablation: {task}\n")
         out.append(to_markdown(ablation_table(lk, task)))
@@ -133,7 +142,7 @@ def build_report(results_dir: str | os.PathLike, out_pdf: str | os.PathLike | No
         raise ValueError(f"--out must name a .pdf file, got {out_pdf}")
     out_pdf.parent.mkdir(parents=True, exist_ok=True)
 
-    lk = Lookup(res.agg)
+    lk = Lookup(res.agg, Items(res))
     claims = check_claims(lk)
     env_lines = _environment_lines(res)
 
@@ -143,8 +152,8 @@ def build_report(results_dir: str | os.PathLike, out_pdf: str | os.PathLike | No
         s.section("Claims checklist")
         summary = pd.DataFrame([{"claim": c.title, "result": c.status.upper(), "numbers": c.summary} for c in claims])
         colours = {(i, 1): STATUS_COLOUR[c.status] for i, c in enumerate(claims)}
-        fig = F.page("Claims checklist", f"computed from this suite's numbers; '≈' means within max({TOL_ABS}, "
-                                         "2 × combined error bar); details on the next page(s)")
+        fig = F.page("Claims checklist", f"decided on 95 % CIs of paired differences; '≈': the CI reaches into "
+                                         f"±{TOL_ABS}; details on the next page(s)")
         ax = fig.add_axes([0.04, 0.50, 0.92, 0.34])
         F.draw_table(ax, summary, fontsize=11, colours=colours, max_row=0.14)
         rules = [f"{c.title}: {c.rule}" for c in claims]
@@ -169,7 +178,7 @@ def build_report(results_dir: str | os.PathLike, out_pdf: str | os.PathLike | No
             t = _title(task, modality)
             s.section(f"Results: {t}")
             s.add(F.table_pages(f"Results: {t}", main_table(lk, task),
-                                f"metric: {lk.metric(task)}; value ± error bar ({F.ERRBARS}); "
+                                f"metric: {lk.metric(task)}; value [95 % CI], else ± error bar ({F.ERRBARS}); "
                                 "PRT at the suite's main α; –: not run"))
             s.section(f"Transfer heatmaps: {t}", 1)
             figs = F.heatmap_figures(lk, task, f"Transfer heatmaps: {t}")

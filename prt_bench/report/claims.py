@@ -1,18 +1,25 @@
 """The paper's claims, checked against a suite's numbers: pass, fail, or no data.
 
-"≈" uses one tolerance throughout: two results agree when they differ by at most
-max(TOL_ABS, 2·sqrt(e1² + e2²)), where e is each result's error bar (std over seeds, else
-the evaluator's standard error; 0 when unknown).  TOL_ABS is 3 accuracy points, the size
-of difference the paper treats as "comparable".
+Every comparison is between two methods on the same test items, decided on the 95 %
+confidence interval of their difference Δ = A − B (``prt_bench.report.stats``: a paired
+bootstrap over the items, and over the seeds of each method when there are several) with an
+exact paired test's p-value beside it (McNemar, or a paired permutation test).  Results kept
+without per-sample records fall back to a normal approximation from the two error bars, and
+say so.  The rules, in those terms (TOL_ABS = 3 points, what the paper treats as "comparable"):
+
+- A > B ("beats", "higher"): the interval lies above 0.
+- A ≈ B: the interval reaches into [−TOL_ABS, +TOL_ABS] (the data do not show them apart by more).
+- A ≥ B − tol (comparable or better): the interval's lower end is above −TOL_ABS.
+- A < B ("drops"): the interval lies below 0.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from prt_bench.report.results import fmt_alpha
-from prt_bench.report.tables import Lookup, Value
+from prt_bench.report.stats import Paired
+from prt_bench.report.tables import Lookup
 
 TOL_ABS = 0.03
 PASS, FAIL, NO_DATA = "pass", "fail", "no data"
@@ -38,10 +45,20 @@ class Claim:
         return f"{held} of {len(self.checks)} comparisons hold"
 
 
-def tolerance(a: Value, b: Value) -> float:
-    ea = 0.0 if math.isnan(a.err) else a.err
-    eb = 0.0 if math.isnan(b.err) else b.err
-    return max(TOL_ABS, 2.0 * math.sqrt(ea * ea + eb * eb))
+def above(d: Paired) -> bool:
+    return d.lo > 0
+
+
+def below(d: Paired) -> bool:
+    return d.hi < 0
+
+
+def comparable(d: Paired) -> bool:
+    return d.lo <= TOL_ABS and d.hi >= -TOL_ABS
+
+
+def not_worse(d: Paired) -> bool:
+    return d.lo > -TOL_ABS
 
 
 def _mark(ok: bool) -> str:
@@ -51,17 +68,21 @@ def _mark(ok: bool) -> str:
 def check_claims(lk: Lookup) -> list[Claim]:
     same = Claim(
         "PRT on the training base ≈ FT",
-        f"|PRT(s→s) − FT(s)| ≤ tol, tol = max({TOL_ABS}, 2·combined error bar)",
+        f"PRT(s→s) ≈ FT(s): the 95 % CI of the difference reaches into ±{TOL_ABS}",
     )
-    beats = Claim("PRT on swapped bases beats each base alone", "PRT(s→t) > base alone(t) for every t ≠ s")
+    beats = Claim("PRT on swapped bases beats each base alone",
+                  "PRT(s→t) − base alone(t): the 95 % CI lies above 0, for every t ≠ s")
     bigger = Claim(
         "Bigger/newer targets score higher",
-        "for upscaling/update transfers: base alone(t) > base alone(s) and PRT(s→t) > PRT(s→s) (else FT(s))",
+        "for upscaling/update transfers: base alone(t) − base alone(s) and PRT(s→t) − PRT(s→s) (else FT(s)): "
+        "both 95 % CIs above 0",
     )
-    eft = Claim("PRT ≈ EFT", "PRT(s→t) ≥ EFT(s→t) − tol for every t ≠ s (comparable or better)")
+    eft = Claim("PRT ≈ EFT", f"PRT(s→t) − EFT(s→t): the 95 % CI's lower end above −{TOL_ABS}, for every t ≠ s "
+                             "(comparable or better)")
     alpha = Claim(
         "α lowers reward-only accuracy without lowering PRT accuracy",
-        "from the smallest to the largest α: reward only drops, and PRT(s→t) ≥ its value at the smallest α − tol",
+        "from the smallest to the largest α: reward only drops (95 % CI below 0), and PRT(s→t) holds "
+        f"(the CI's lower end above −{TOL_ABS})",
     )
 
     for _, task in lk.tasks():
@@ -72,28 +93,20 @@ def check_claims(lk: Lookup) -> list[Claim]:
             if source == target:
                 ft = lk.ft_of(task, source, prefer="ft_source")
                 if ft is not None:
-                    tol = tolerance(p, ft)
-                    d = abs(p.mean - ft.mean)
-                    same.checks.append(
-                        (d <= tol, f"{task}: {source}→{source}: PRT {p} vs FT {ft}; |Δ| = {d:.3f} "
-                                   f"{'≤' if d <= tol else '>'} tol {tol:.3f} {_mark(d <= tol)}")
-                    )
+                    d = lk.compare(p, ft)
+                    same.checks.append((comparable(d), f"{task}: {source}→{source}: PRT {p} vs FT {ft}; {d} "
+                                                       f"{_mark(comparable(d))}"))
                 continue
             base = lk.base_alone(task, target)
             if base is not None:
-                ok = p.mean > base.mean
-                beats.checks.append(
-                    (ok, f"{task}: {source}→{target}: PRT {p} vs {target} alone {base}; "
-                         f"Δ = {p.mean - base.mean:+.3f} {_mark(ok)}")
-                )
+                d = lk.compare(p, base)
+                beats.checks.append((above(d), f"{task}: {source}→{target}: PRT {p} vs {target} alone {base}; {d} "
+                                               f"{_mark(above(d))}"))
             e = lk.eft(task, source, target)
             if e is not None:
-                tol = tolerance(p, e)
-                ok = p.mean >= e.mean - tol
-                eft.checks.append(
-                    (ok, f"{task}: {source}→{target}: PRT {p} vs EFT {e}; Δ = {p.mean - e.mean:+.3f}, "
-                         f"tol {tol:.3f} {_mark(ok)}")
-                )
+                d = lk.compare(p, e)
+                eft.checks.append((not_worse(d), f"{task}: {source}→{target}: PRT {p} vs EFT {e}; {d} "
+                                                 f"{_mark(not_worse(d))}"))
             if scenario in ("upscaling", "update"):
                 b_s, b_t = lk.base_alone(task, source), lk.base_alone(task, target)
                 ref = lk.prt(task, source, source)
@@ -101,10 +114,11 @@ def check_claims(lk: Lookup) -> list[Claim]:
                 if ref is None:
                     ref, ref_name = lk.ft_of(task, source, prefer="ft_source"), f"FT({source})"
                 if b_s is not None and b_t is not None and ref is not None:
-                    ok = b_t.mean > b_s.mean and p.mean > ref.mean
+                    d_base, d_prt = lk.compare(b_t, b_s), lk.compare(p, ref)
+                    ok = above(d_base) and above(d_prt)
                     bigger.checks.append(
-                        (ok, f"{task} ({scenario}): {target} alone {b_t} vs {source} alone {b_s}; "
-                             f"PRT({source}→{target}) {p} vs {ref_name} {ref} {_mark(ok)}")
+                        (ok, f"{task} ({scenario}): {target} alone {b_t} vs {source} alone {b_s}: {d_base}; "
+                             f"PRT({source}→{target}) {p} vs {ref_name} {ref}: {d_prt} {_mark(ok)}")
                     )
 
         for source in lk.sources(task):
@@ -115,9 +129,10 @@ def check_claims(lk: Lookup) -> list[Claim]:
             if len(ro_alphas) >= 2:
                 lo, hi = ro_alphas[0], ro_alphas[-1]
                 r_lo, r_hi = lk.reward_only(task, source, lo), lk.reward_only(task, source, hi)
-                ok = r_hi.mean < r_lo.mean
+                d = lk.compare(r_hi, r_lo)
                 alpha.checks.append(
-                    (ok, f"{task}: reward only of {source}: α={fmt_alpha(lo)} {r_lo} → α={fmt_alpha(hi)} {r_hi} {_mark(ok)}")
+                    (below(d), f"{task}: reward only of {source}: α={fmt_alpha(lo)} {r_lo} → α={fmt_alpha(hi)} {r_hi}; "
+                               f"{d} {_mark(below(d))}")
                 )
             if len(prt_alphas) >= 2:
                 lo, hi = prt_alphas[0], prt_alphas[-1]
@@ -128,10 +143,9 @@ def check_claims(lk: Lookup) -> list[Claim]:
                     p_hi = lk.prt(task, source, target, alpha=hi)
                     if p_lo is None or p_hi is None:
                         continue
-                    tol = tolerance(p_lo, p_hi)
-                    ok = p_hi.mean >= p_lo.mean - tol
+                    d = lk.compare(p_hi, p_lo)
                     alpha.checks.append(
-                        (ok, f"{task}: PRT {source}→{target}: α={fmt_alpha(lo)} {p_lo} → α={fmt_alpha(hi)} {p_hi}, "
-                             f"tol {tol:.3f} {_mark(ok)}")
+                        (not_worse(d), f"{task}: PRT {source}→{target}: α={fmt_alpha(lo)} {p_lo} → α={fmt_alpha(hi)} "
+                                       f"{p_hi}; {d} {_mark(not_worse(d))}")
                     )
     return [same, beats, bigger, eft, alpha]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from prt_bench import methods
@@ -179,6 +180,61 @@ def load_results(results_dir: str | Path) -> Results:
     return Results(root=root, suite=suite, cells=cells, rows=df, profiles=profiles, warnings=warnings)
 
 
+class Items:
+    """The per-sample scores behind the report's values: cells -> a ``[seeds, items]`` matrix of
+    each item's value of the cell's primary metric (``prt_bench.suite.samples``), items in one
+    order.  None wherever a cell has no usable per-sample records (older results, a damaged file)."""
+
+    def __init__(self, res: Results):
+        self.root = res.root
+        self.records = {c.get("cell_id"): c for c in res.cells if c.get("kind") == "eval"}
+        self._scores: dict[str, dict[str, float] | None] = {}
+        self.problems: list[str] = []
+
+    def _cell(self, cell_id: str) -> dict[str, float] | None:
+        if cell_id not in self._scores:
+            from prt_bench.suite import modalities, samples
+
+            record, scores = self.records.get(cell_id), None
+            if record is not None and record.get("samples"):
+                try:
+                    header, rows = samples.read(self.root, record)
+                    scores = modalities.get(record["modality"]).item_scores(header, rows, record["primary_metric"])
+                except (samples.SamplesError, KeyError) as e:
+                    self.problems.append(str(e))
+            self._scores[cell_id] = scores
+        return self._scores[cell_id]
+
+    def matrix(self, cells) -> tuple[list[str], np.ndarray] | None:
+        """(item ids, [seeds, items]) of the cells of one value; repeated cells of a seed averaged."""
+        by_seed: dict[Any, list[dict[str, float]]] = {}
+        for cell_id, seed in cells or ():
+            scores = self._cell(cell_id)
+            if scores is None:
+                return None
+            by_seed.setdefault(seed, []).append(scores)
+        if not by_seed:
+            return None
+        items = sorted(next(iter(by_seed.values()))[0], key=_item_order)
+        rows = []
+        for group in by_seed.values():
+            if any(set(g) != set(items) for g in group):
+                return None  # not scored on the same items
+            rows.append([sum(g[i] for g in group) / len(group) for i in items])
+        return items, np.asarray(rows, dtype=float)
+
+    def pair(self, cells_a, cells_b):
+        """The two matrices of values scored on the same items, else None."""
+        a, b = self.matrix(cells_a), self.matrix(cells_b)
+        if a is None or b is None or a[0] != b[0]:
+            return None
+        return a[1], b[1]
+
+
+def _item_order(item: str):
+    return (0, int(item), "") if item.lstrip("-").isdigit() else (1, 0, item)
+
+
 def cell_row_columns() -> tuple[str, ...]:
     return (
         "cell_id", "suite", "modality", "task", "scenario", "method", "source", "target",
@@ -191,17 +247,20 @@ def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
 
     Columns: mean, std (NaN for one seed), stderr (standard error of the seed mean from the
     evaluator's errors), n_seeds, err (the error bar: std over seeds, else stderr), scenario,
-    metric.  Repeated cells of one seed are averaged first so they do not count as seeds.
+    metric, cells ((cell id, seed) of each cell behind the value).  Repeated cells of one seed are averaged first so they do not count as seeds.
     """
-    cols = KEY + ["scenario", "metric", "mean", "std", "stderr", "n_seeds", "err"]
+    cols = KEY + ["scenario", "metric", "mean", "std", "stderr", "n_seeds", "err", "cells"]
     if rows.empty:
         return pd.DataFrame(columns=cols)
     df = rows.copy()
     for col in ("modality", "source", "target", "scenario", "metric"):
         df[col] = df[col].fillna("")
+    if "cell_id" not in df.columns:
+        df["cell_id"] = None
     per_seed = (
         df.groupby(KEY + ["seed"], dropna=False)
-        .agg(value=("value", "mean"), stderr=("stderr", "mean"), scenario=("scenario", _first), metric=("metric", _first))
+        .agg(value=("value", "mean"), stderr=("stderr", "mean"), scenario=("scenario", _first), metric=("metric", _first),
+             cells=("cell_id", lambda ids: tuple(i for i in ids if i)))
         .reset_index()
     )
 
@@ -220,10 +279,13 @@ def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
                 "stderr": se,
                 "n_seeds": n,
                 "err": std if n > 1 else se,
+                # (cell id, seed) of every cell behind the value: where its per-sample records are
+                "cells": tuple((c, seed) for ids, seed in zip(g["cells"], g["seed"]) for c in ids),
             }
         )
 
-    out = per_seed.groupby(KEY, dropna=False)[["value", "stderr", "scenario", "metric"]].apply(combine).reset_index()
+    out = (per_seed.groupby(KEY, dropna=False)[["value", "stderr", "scenario", "metric", "cells", "seed"]]
+           .apply(combine).reset_index())
     return out[cols]
 
 

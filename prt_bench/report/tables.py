@@ -17,16 +17,23 @@ class Value:
     err: float  # the error bar (std over seeds, else stderr); NaN when unknown
     stderr: float
     n_seeds: int
+    cells: tuple = ()                       # (cell id, seed) of the cells behind it
+    ci: tuple[float, float] | None = None   # 95 % bootstrap interval from the per-sample records
 
     def __str__(self) -> str:
+        if self.ci is not None:
+            return f"{self.mean:.3f} [{self.ci[0]:.3f}, {self.ci[1]:.3f}]"
         return fmt(self.mean, self.err)
 
 
 class Lookup:
-    """Answers "what did method M score on task T, from source S on target B at α?"."""
+    """Answers "what did method M score on task T, from source S on target B at α?".  With the
+    results' ``Items``, values carry the 95 % interval of their per-sample records."""
 
-    def __init__(self, agg: pd.DataFrame):
+    def __init__(self, agg: pd.DataFrame, items=None):
         self.agg = agg
+        self.items = items
+        self._ci: dict[tuple, tuple[float, float] | None] = {}
         # An index by (task, method): pandas filtering per lookup was the report's bottleneck.
         self._by: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for r in agg.to_dict("records"):
@@ -48,13 +55,34 @@ class Lookup:
                 rows = [r for r in rows if r[col] == val]
         return rows
 
-    @staticmethod
-    def _value(sel: list[dict[str, Any]]) -> Value | None:
+    def _value(self, sel: list[dict[str, Any]]) -> Value | None:
         if not sel:
             return None
         # Several rows (e.g. reward-only recorded once per target): their plain mean.
         mean = lambda key: float(sum(float(r[key]) for r in sel) / len(sel))  # noqa: E731
-        return Value(mean("mean"), mean("err"), mean("stderr"), int(min(r["n_seeds"] for r in sel)))
+        cells = tuple(c for r in sel for c in (r.get("cells") or ()))
+        return Value(mean("mean"), mean("err"), mean("stderr"), int(min(r["n_seeds"] for r in sel)), cells,
+                     self._interval(cells))
+
+    def _interval(self, cells: tuple) -> tuple[float, float] | None:
+        if self.items is None or not cells:
+            return None
+        if cells not in self._ci:
+            from prt_bench.report.stats import bootstrap
+
+            m = self.items.matrix(cells)
+            self._ci[cells] = None if m is None else bootstrap(m[1])
+        return self._ci[cells]
+
+    def compare(self, a: Value, b: Value):
+        """``stats.Paired`` of a - b: paired on the per-sample records when both have them on the
+        same items, else a normal approximation from the error bars (said so in its test name)."""
+        from prt_bench.report import stats
+
+        both = self.items.pair(a.cells, b.cells) if self.items is not None else None
+        if both is not None:
+            return stats.paired(*both)
+        return stats.unpaired(a.mean, a.err, b.mean, b.err)
 
     def get(self, task: str, method: str, *, source: str | None = None, target: str | None = None,
             alpha: float | None = None) -> Value | None:

@@ -1,0 +1,89 @@
+"""Paired statistics: known cases against scipy, and claims decided on per-sample records."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from prt_bench.report import stats
+from prt_bench.report.claims import check_claims
+from prt_bench.report.results import Items, load_results
+from prt_bench.report.tables import Lookup
+from prt_bench.suite.store import write_cell
+
+
+def test_mcnemar_exact_on_known_discordant_counts():
+    # 10 items only A gets right, 2 only B, 20 both: exact two-sided p = 2 * P(X <= 2 | 12, 1/2)
+    a = np.r_[np.ones(10), np.zeros(2), np.ones(20), np.zeros(8)]
+    b = np.r_[np.zeros(10), np.ones(2), np.ones(20), np.zeros(8)]
+    d = stats.paired(a, b)
+    assert d.test == "McNemar exact"
+    assert d.p == pytest.approx(2 * (1 + 12 + 66) / 4096, rel=1e-12)
+    assert d.p == pytest.approx(sps.binomtest(10, 12, 0.5).pvalue, rel=1e-12)
+    assert d.diff == pytest.approx(8 / 40) and d.n_items == 40
+    assert stats.paired(a, a).p == 1.0
+
+
+def test_paired_bootstrap_interval_agrees_with_scipys_bootstrap():
+    rng = np.random.default_rng(3)
+    a = (rng.random(400) < 0.7).astype(float)
+    b = np.where(rng.random(400) < 0.8, a, 1 - a)
+    lo, hi = stats.bootstrap(a, b)
+    ref = sps.bootstrap((a, b), lambda x, y, axis=-1: (x - y).mean(axis=axis), paired=True, n_resamples=10_000,
+                        method="percentile", rng=np.random.default_rng(0)).confidence_interval
+    assert lo == pytest.approx(ref.low, abs=0.006) and hi == pytest.approx(ref.high, abs=0.006)
+    assert stats.bootstrap(a, b) == (lo, hi), "seeded: the same interval every time"
+    # a difference that is the same on every item has no spread
+    assert stats.bootstrap(np.full(50, 0.75), np.full(50, 0.25)) == pytest.approx((0.5, 0.5))
+
+
+def test_permutation_test_for_graded_scores_matches_scipy_and_seeds_widen_the_interval():
+    rng = np.random.default_rng(5)
+    items = rng.normal(size=60)
+    a = items + rng.normal(0.2, 0.3, size=(3, 60))  # three seeds of A
+    b = items + rng.normal(0.0, 0.3, size=(2, 60))  # two of B
+    d = stats.paired(a, b)
+    assert d.test == "paired permutation"
+    ref = sps.permutation_test((a.mean(0) - b.mean(0),), np.mean, permutation_type="samples", n_resamples=10_000,
+                               rng=np.random.default_rng(0))
+    assert d.p == pytest.approx(ref.pvalue, abs=0.01)
+    one_seed = stats.bootstrap(a[:1], b[:1])
+    assert d.hi - d.lo > one_seed[1] - one_seed[0], "seed-to-seed variation is part of the interval"
+
+
+def test_unpaired_fallback_is_a_normal_interval():
+    d = stats.unpaired(0.6, 0.02, 0.5, 0.03)
+    se = math.sqrt(0.02**2 + 0.03**2)
+    assert (d.lo, d.hi) == pytest.approx((0.1 - 1.959964 * se, 0.1 + 1.959964 * se), rel=1e-5)
+    assert d.p == pytest.approx(2 * sps.norm.sf(0.1 / se)) and "no per-sample records" in d.test
+
+
+def _cell(cell_id, method, target, hits, source=""):
+    rows = [{"i": i, "label": 0, "pred": 0 if h else 1, "top5": True, "logp_true": -0.1} for i, h in enumerate(hits)]
+    n = len(hits)
+    return {"schema": "prt-bench/cell/1", "cell_id": cell_id, "suite": "t", "kind": "eval", "modality": "vision",
+            "task": "t", "scenario": "upscaling" if source else None, "method": method, "source": source or None,
+            "target": target, "alpha": 0.0, "seed": 0, "status": "done", "primary_metric": "acc1,none",
+            "results": {"t": {"acc1,none": sum(hits) / n, "n_samples": n}},
+            "samples": {"header": {"modality": "vision", "classes": 2}, "rows": rows}}
+
+
+def test_a_claim_is_decided_on_the_paired_records_of_two_methods(tmp_path):
+    # PRT and the target alone differ on known items: PRT right on 30 items the base misses,
+    # the base right on 5 PRT misses, both right on 40, both wrong on 25.
+    prt = [1] * 30 + [0] * 5 + [1] * 40 + [0] * 25
+    base = [0] * 30 + [1] * 5 + [1] * 40 + [0] * 25
+    write_cell(tmp_path, _cell("prt", "prt", "m", prt, source="s"))
+    write_cell(tmp_path, _cell("zs-m", "zeroshot", "m", base))
+    res = load_results(tmp_path)
+    lk = Lookup(res.agg, Items(res))
+    (beats,) = [c for c in check_claims(lk) if c.title.startswith("PRT on swapped bases")]
+    (ok, text), = beats.checks
+    p = sps.binomtest(30, 35, 0.5).pvalue
+    assert ok and "McNemar exact" in text and f"p = {p:.2g}" in text and "Δ = +0.250" in text
+    d = lk.compare(lk.prt("t", "s", "m"), lk.base_alone("t", "m"))
+    assert (d.lo, d.hi) == stats.bootstrap(np.array(prt, float), np.array(base, float))
+    assert str(lk.base_alone("t", "m")).startswith("0.450 [")  # tables show the 95 % interval
