@@ -52,6 +52,9 @@ app.add_typer(reference, name="reference")
 app.command("report")(report_cli.report)
 app.command("submit")(report_cli.submit)
 app.command("leaderboard")(report_cli.leaderboard)
+export = typer.Typer(help="Results in other tools' formats.", no_args_is_help=True)
+export.command("clip-benchmark")(report_cli.export_clip_benchmark)
+app.add_typer(export, name="export")
 
 
 def main() -> None:

@@ -196,3 +196,29 @@ def test_heatmaps_of_many_targets_get_a_page_each():
     assert len(figs) == 2  # PRT and EFT, each on its own page (no base-alone cells: no gain panel)
     for fig in figs:
         plt.close(fig)
+
+
+def test_vision_cells_export_in_clip_benchmarks_shape(tmp_path):
+    import json
+
+    from prt_bench.report.export import export_clip_benchmark
+    from prt_bench.suite.store import write_cell
+
+    base = {"schema": "prt-bench/cell/1", "suite": "s", "kind": "eval", "modality": "vision", "task": "fm",
+            "scenario": "upscaling", "status": "done", "primary_metric": "acc1,none", "seed": 0,
+            "config": {"task_config": {"dataset": "fashion_mnist", "split": "test[:8]"}},
+            "results": {"fm": {"acc1,none": 0.5, "acc5,none": 1.0, "mean_per_class_recall,none": 0.25, "nll,none": 1.2,
+                               "n_samples": 8}}}
+    write_cell(tmp_path, {**base, "cell_id": "a", "method": "prt", "source": "s1", "target": "m1", "alpha": 0.1})
+    write_cell(tmp_path, {**base, "cell_id": "b", "method": "ft_source", "source": "s1", "target": "m1", "alpha": 0.0})
+    write_cell(tmp_path, {**base, "cell_id": "c", "modality": "lm", "method": "zeroshot", "target": "x", "alpha": 0.0})
+    written = export_clip_benchmark(tmp_path, tmp_path / "cb")
+    got = {p.stem: json.loads(p.read_text()) for p in written}
+    assert set(got) == {"a", "b"}
+    assert got["a"] == {"dataset": "fashion_mnist", "model": "m1", "pretrained": "prt:s1@alpha=0.1",
+                        "task": "zeroshot_classification", "language": "en", "split": "test[:8]", "cell_id": "a",
+                        "suite": "s", "metrics": {"acc1": 0.5, "acc5": 1.0, "mean_per_class_recall": 0.25}}
+    assert (got["b"]["model"], got["b"]["pretrained"]) == ("s1", "ft:s1")
+    # what `clip_benchmark build` does with each file: metrics and fields flattened into one CSV row
+    row = {**got["a"]["metrics"], **{k: v for k, v in got["a"].items() if k != "metrics"}}
+    assert row["model"] + " " + row["pretrained"] == "m1 prt:s1@alpha=0.1" and row["acc1"] == 0.5

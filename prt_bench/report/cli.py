@@ -82,3 +82,18 @@ def leaderboard(
     console.print("wrote " + ", ".join(str(p) for p in outcome.written))
     if strict and outcome.rejected:
         raise typer.Exit(1)
+
+
+def export_clip_benchmark(
+    results: Annotated[Path, typer.Argument(help="A results folder, e.g. results/reference/mini.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for one CLIP_benchmark JSON per vision cell.")],
+) -> None:
+    """Write the vision cells in CLIP_benchmark's result format (``clip_benchmark build`` reads them)."""
+    from prt_bench.report.export import export_clip_benchmark as export
+
+    try:
+        written = export(results, out)
+    except (FileNotFoundError, ValueError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from e
+    typer.echo(f"{len(written)} CLIP_benchmark results in {out}")
