@@ -67,7 +67,15 @@ class Counter(Modality):
     def evaluate(self, method, paths, task, options, *, lam, seed):
         value = {"zeroshot": lambda: self._read(paths["target"]), "ft_target": lambda: self._read(paths["model"]),
                  "prt": lambda: self._read(paths["target"]) + self._read(paths["reward"]) / lam}[method]()
-        return {"value,none": value, "reached,none": float(value >= task["goal"]), "n_samples": 1}
+        samples = {"header": {"goal": task["goal"]}, "rows": [{"id": 0, "value": value}]}
+        return self.rescore(samples["header"], samples["rows"], task), samples
+
+    def rescore(self, header, rows, task):
+        value = rows[0]["value"]
+        return {"value,none": value, "reached,none": float(value >= header["goal"]), "n_samples": len(rows)}
+
+    def item_scores(self, header, rows, metric):
+        return {str(r["id"]): float(r["value"]) for r in rows}
 
 
 SUITE = """

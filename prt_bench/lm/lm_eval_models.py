@@ -145,12 +145,14 @@ class CombinedLM(TemplateLM):
                  device: str | None = None, dtype: str | None = "float32", trust_remote_code: Any = False,
                  **unknown: Any) -> None:
         super().__init__()
+        # a hub id's commit per role: `<role>_revision=` (base_revision, reward_revision, ft_revision, ...)
+        revisions = {n: unknown.pop(f"{n}_revision") for n in list(models) if f"{n}_revision" in unknown}
         if unknown:  # a misspelt model_arg must not pass silently
             raise TypeError(f"unknown model_args {sorted(unknown)}; see docs/lm.md for the accepted ones")
         trust = _as_bool(trust_remote_code)
         names = list(models)
         # Tokenizers first: a mismatch fails before any model weight is read.
-        tokenizers = [load_tokenizer(models[n], trust_remote_code=trust) for n in names]
+        tokenizers = [load_tokenizer(models[n], trust_remote_code=trust, revision=revisions.get(n)) for n in names]
         check_tokenizers(tokenizers, [f"{n}={models[n]}" for n in names])
         self.tokenizer = tokenizers[0]
         if device and str(device).startswith("cuda") and not torch.cuda.is_available():
@@ -158,18 +160,30 @@ class CombinedLM(TemplateLM):
             logging.getLogger("prt_bench").warning("device %s is not available; using cpu", device)
             device = "cpu"
         self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.models = [load_causal_lm(models[n], dtype=dtype, device=str(self._device), trust_remote_code=trust)
-                       for n in names]
+        self.models = [load_causal_lm(models[n], dtype=dtype, device=str(self._device), trust_remote_code=trust,
+                                      revision=revisions.get(n)) for n in names]
         shared_width(self.models, [f"{n}={models[n]}" for n in names], self.tokenizer)  # covers the tokenizer
         self.vocab = len(self.tokenizer)  # combined over the tokenizer's ids, never the heads' padding
         self.combine = combine
         self.model_paths = models
+        self.revisions = revisions
         self.batch_size = 16 if str(batch_size).startswith("auto") else int(batch_size)
         self.max_gen_toks = int(max_gen_toks)
         self._max_length = int(max_length) if max_length else min(
             getattr(m.config, "max_position_embeddings", 2048) or 2048 for m in self.models)
         self._rank, self._world_size = 0, 1
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eot_token_id
+
+    def get_model_info(self) -> dict[str, Any]:
+        """What lm-eval writes into its results' ``config``: per role, the id or folder, the hub
+        commit or the folder's content hash, the dtype and the parameter count."""
+        from prt_bench.lm.load import model_identity
+
+        roles = {}
+        for (role, spec), model in zip(self.model_paths.items(), self.models):
+            roles[role] = {**model_identity(spec, model, self.revisions.get(role)), "dtype": str(next(model.parameters()).dtype),
+                           "num_parameters": sum(p.numel() for p in model.parameters())}
+        return {"prt_bench_models": roles}
 
     # --- what lm-eval asks of a TemplateLM
     @property

@@ -52,22 +52,27 @@ def _local(spec: str | Path) -> bool:
     return False
 
 
-def load_tokenizer(spec: str | Path, trust_remote_code: bool = False):
-    """The tokenizer of a checkpoint, or of an adapter folder's base when it saved none."""
+def load_tokenizer(spec: str | Path, trust_remote_code: bool = False, revision: str | None = None):
+    """The tokenizer of a checkpoint (a hub id at ``revision``), or of an adapter folder's base
+    when it saved none."""
     from transformers import AutoTokenizer
 
     spec = str(spec)
     if is_adapter_dir(spec) and not (Path(spec) / "tokenizer_config.json").is_file():
         spec = adapter_base(spec)
-    return AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code)
+    return AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code,
+                                         **({"revision": revision} if revision else {}))
 
 
 def load_causal_lm(spec: str | Path, *, dtype: Any = None, device: str | None = None,
-                   trust_remote_code: bool = False):
-    """A causal LM in eval mode; adapter folders come back merged into their base."""
+                   trust_remote_code: bool = False, revision: str | None = None):
+    """A causal LM in eval mode (a hub id at ``revision``); adapter folders come back merged
+    into their base."""
     from transformers import AutoModelForCausalLM
 
-    kwargs = {"trust_remote_code": trust_remote_code}
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    if revision:
+        kwargs["revision"] = revision
     torch_dtype = resolve_dtype(dtype)
     if torch_dtype is not None:
         kwargs["dtype"] = torch_dtype
@@ -87,11 +92,19 @@ def load_causal_lm(spec: str | Path, *, dtype: Any = None, device: str | None = 
     return model.eval()
 
 
-def model_identity(spec: str | Path, model: Any = None) -> dict[str, Any]:
-    """What names a model reproducibly: a local folder's content hash, or a hub id + revision."""
-    from prt_bench.io import dir_hash
+def model_identity(spec: str | Path, model: Any = None, revision: str | None = None) -> dict[str, Any]:
+    """What names a model reproducibly: a hub id and the commit its files came from (a hub
+    snapshot folder, or a model loaded by id at ``revision``), else a local folder's content hash."""
+    from prt_bench.hub import identity
 
-    if Path(spec).is_dir():
-        return {"path": str(Path(spec).resolve()), "dir_hash": dir_hash(spec)}
-    revision = getattr(getattr(model, "config", None), "_commit_hash", None)
-    return {"id": str(spec), "revision": revision}
+    found = identity(spec)
+    if "dir_hash" in found:
+        found["path"] = str(Path(spec).resolve())
+    elif found.get("sha") is None:
+        found["sha"] = getattr(getattr(model, "config", None), "_commit_hash", None)
+        if found["sha"] is None:  # the snapshot folder its config came from is named by the commit
+            from transformers.utils.hub import cached_file
+
+            config = cached_file(str(spec), "config.json", revision=revision)
+            found["sha"] = Path(config).parent.name if config else None
+    return found

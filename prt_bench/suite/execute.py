@@ -116,7 +116,33 @@ def run_job(job: Job) -> dict[str, Any]:
             results, primary, samples = _evaluate(modality, job)
             extra = {"samples": samples}  # the store writes them beside the record
     timing = {"wall_s": round(time.perf_counter() - start, 3), "peak_mem_mb": round(meter.peak_mb, 1)}
-    return make_record(cell, job.suite, results, primary, environment(), timing, **extra)
+    env = {**environment(), "models": models_used(job)}
+    return make_record(cell, job.suite, results, primary, env, timing, **extra)
+
+
+MODEL_ROLES = ("base", "target", "source", "ft", "reward", "model")
+
+
+def models_used(job: Job) -> dict[str, Any]:
+    """What each model role of the cell was: a hub id and its commit, or a folder's content hash
+    (a trained checkpoint: the hash of its completion marker, which holds its weights' hashes)."""
+    out = {}
+    for role in MODEL_ROLES:
+        path = job.paths.get(role)
+        if not path or not Path(path).exists():
+            continue
+        marker = Path(path) / COMPLETE
+        key = (str(path), marker.stat().st_mtime_ns if marker.is_file() else Path(path).stat().st_mtime_ns)
+        if key not in _IDENTITY:
+            from prt_bench.hub import identity
+            from prt_bench.io import file_hash
+
+            _IDENTITY[key] = {"marker_hash": file_hash(marker)} if marker.is_file() else identity(path)
+        out[role] = _IDENTITY[key]
+    return out
+
+
+_IDENTITY: dict[tuple[str, int], dict[str, Any]] = {}
 
 
 def _train(modality: modalities.Modality, job: Job) -> dict[str, Any]:

@@ -82,9 +82,11 @@ class LanguageModels(Modality):
                 if not isinstance(data, dict):
                     raise ValueError(f"{where}.{label}: expected a mapping, got {type(data).__name__}: {data!r}")
                 kinds = [k for k in TRAIN_DATA_KINDS if k in data]
-                if len(kinds) != 1 or len(data) != 1:
+                extra = set(data) - set(kinds) - ({"revision"} if kinds == ["hf_dataset"] else set())
+                if len(kinds) != 1 or extra:
                     raise ValueError(f"{where}.{label}: training data is exactly one of "
-                                     f"{', '.join(TRAIN_DATA_KINDS)}; got {data!r}")
+                                     f"{', '.join(TRAIN_DATA_KINDS)} (hf_dataset with an optional revision); "
+                                     f"got {data!r}")
                 if kinds == ["gsm8k"] and not (isinstance(data["gsm8k"], dict) and set(data["gsm8k"]) == {"n", "seed"}
                                                and all(isinstance(v, int) for v in data["gsm8k"].values())
                                                and data["gsm8k"]["n"] >= 1):
@@ -112,12 +114,16 @@ class LanguageModels(Modality):
             from prt_bench.lm.gguf import convert_gguf
 
             return str(convert_gguf(spec["gguf"], cache_dir(cache)))
-        return spec.get("hf")
+        if "hf" in spec:  # the snapshot of the commit `revision` names: every role and load reads it
+            from prt_bench.hub import pin
+
+            return str(pin(spec["hf"], spec.get("revision"))[0])
+        return None
 
     # --- what cells train on
     def train_data(self, section, task: str) -> tuple[str, Any]:
         data = section.tasks[task].get("train_data", section.train.get("data"))
-        (kind, value), = data.items()
+        (kind, value), = ((k, v) for k, v in data.items() if k != "revision")
         if kind == "gsm8k":
             return f"gsm8k-n{value['n']}-seed{value['seed']}", data
         name = str(value).rstrip("/").split("/")[-1].removesuffix(".jsonl") if kind != "mini" else str(value)
@@ -125,7 +131,7 @@ class LanguageModels(Modality):
 
     def resolve_data(self, data: Any, world: dict[str, str] | None, cache: Path | None) -> str:
         """A training-data spec -> a local prompt/response JSONL."""
-        (kind, value), = data.items()
+        (kind, value), = ((k, v) for k, v in data.items() if k != "revision")
         if kind == "path":
             return str(repo_path(value))
         if kind == "shared":
@@ -142,7 +148,7 @@ class LanguageModels(Modality):
             if world is None or key not in world:
                 raise KeyError(f"the mini lm world provides no training data {value!r}")
             return world[key]
-        return str(chat_dataset_jsonl(value, cache))
+        return str(chat_dataset_jsonl(value, cache, data.get("revision")))
 
     def job_env(self, world: dict[str, str] | None, cache: Path | None) -> dict[str, str]:
         from prt_bench.lm.base_pass import CACHE_ENV
@@ -287,21 +293,31 @@ def lm_task_names(tasks_dir: Path) -> set[str]:
     return names
 
 
-def chat_dataset_jsonl(dataset_id: str, cache: Path | None) -> Path:
-    """A hub chat dataset (rows of `messages`, as Tulu v2) as prompt/response JSONL, cached.
+def chat_dataset_jsonl(dataset_id: str, cache: Path | None, revision: str | None = None) -> Path:
+    """A hub chat dataset (rows of `messages`, as Tulu v2) as prompt/response JSONL, cached by
+    the dataset's id and the commit ``revision`` (default ``main``) resolves to, which the file
+    name carries: a dataset updated on the hub is a new file, never the old one reused.
 
     One row per conversation: the prompt is every turn before the last assistant turn in the
     Tulu chat format (``<|user|>\\n...\\n<|assistant|>\\n``), the response that last turn.
     """
     import json
 
-    out = cache_dir(cache) / "data" / (dataset_id.replace("/", "__") + ".jsonl")
+    from prt_bench.hub import pin
+    from prt_bench.io import dir_hash
+
+    if Path(dataset_id).is_dir():  # a local copy: keyed by its content
+        folder, sha = Path(dataset_id), dir_hash(dataset_id)
+    else:
+        folder, sha = pin(dataset_id, revision, repo_type="dataset")
+    name = dataset_id.rstrip("/").replace("/", "__").lstrip("_")[-80:]
+    out = cache_dir(cache) / "data" / f"{name}@{sha[:12]}.jsonl"
     if out.is_file():
         return out
     from datasets import load_dataset
 
     lines = []
-    for row in load_dataset(dataset_id, split="train"):
+    for row in load_dataset(str(folder), split="train"):
         messages = row["messages"]
         last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
         if last is None:
