@@ -19,7 +19,7 @@ MANIFEST = "prt_manifest.json"
 # Schema ids of the JSON records (a reader refuses a record of another schema).
 CELL_SCHEMA = "prt-bench/cell/1"
 PROFILE_SCHEMA = "prt-bench/profile/1"
-SUBMISSION_SCHEMA = "prt-bench/submission/1"
+SUBMISSION_SCHEMA = "prt-bench/submission/2"
 COMPARISON_SCHEMA = "prt-bench/comparison/1"
 MINI_LM_SCHEMA = "prt-bench/mini-lm/1"
 VISION_EVAL_SCHEMA = "prt-bench/vision-eval/1"

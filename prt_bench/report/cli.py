@@ -35,8 +35,12 @@ def submit(
     results: Annotated[Path, typer.Argument(help="A results folder, e.g. results/local/mini.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Submission JSON to write.")],
     name: Annotated[Optional[str], typer.Option(help="Leaderboard name (letters, digits, . _ -); default: the results folder's name.")] = None,
+    variant: Annotated[Optional[str], typer.Option(help="The method variant the submission declares (what you changed); default: prt-bench's own methods.")] = None,
+    variant_description: Annotated[str, typer.Option(help="What the variant is, in words.")] = "",
+    variant_code: Annotated[Optional[str], typer.Option(help="Where the variant's code is (URL and commit).")] = None,
 ) -> None:
-    """Pack a results folder into a checksummed leaderboard submission."""
+    """Pack a results folder (every evaluation cell with its per-sample records) into a
+    leaderboard submission, verified against the suite's expansion before it is written."""
     from rich.console import Console
     from rich.markup import escape
 
@@ -45,7 +49,11 @@ def submit(
 
     console = Console(stderr=True)
     try:
-        sub = pack_submission(results, name=name)
+        declared = None
+        if variant is not None:
+            declared = {"name": variant, "description": variant_description,
+                        **({"code": variant_code} if variant_code else {})}
+        sub = pack_submission(results, name=name, variant=declared)
     except SubmissionError as e:
         console.print(f"[red]cannot submit:[/] {escape(str(e))}")
         raise typer.Exit(2) from e
@@ -57,9 +65,10 @@ def submit(
 def leaderboard(
     submissions: Annotated[Path, typer.Argument(help="Folder of submission JSON files.")],
     out_dir: Annotated[Path, typer.Option("--out-dir", help="Where leaderboard.md, leaderboard.csv and submissions/ go.")] = Path("results"),
-    strict: Annotated[bool, typer.Option(help="Exit with status 1 when any submission is rejected.")] = False,
+    strict: Annotated[bool, typer.Option(help="Exit with status 1 when any submission is rejected or listed apart.")] = False,
 ) -> None:
-    """Validate every submission in a folder and write the leaderboard (Markdown and CSV)."""
+    """Verify every submission in a folder against its suite and write the leaderboard
+    (Markdown and CSV): complete ones ranked, incomplete ones listed apart, the rest rejected."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -73,14 +82,54 @@ def leaderboard(
         console.print(f"[red]error:[/] {escape(str(e))}")
         raise typer.Exit(2) from e
     for fname, sub in outcome.accepted:
-        console.print(f"[green]accepted[/] {fname}: {sub['name']} ({sub['suite']}, {len(sub['cells'])} cells)")
+        console.print(f"[green]ranked[/] {fname}: {sub['name']} ({sub['suite']}, {len(sub['cells'])} cells)")
+    for fname, sub, why in outcome.apart:
+        console.print(f"[yellow]listed apart[/] {fname}: {sub['name']}: {escape('; '.join(why))}")
     if outcome.rejected:
         table = Table("file", "why it was rejected", title=f"{len(outcome.rejected)} rejected", show_lines=True)
         for fname, reasons in outcome.rejected:
             table.add_row(fname, "\n".join(reasons))
         console.print(table)
     console.print("wrote " + ", ".join(str(p) for p in outcome.written))
-    if strict and outcome.rejected:
+    if strict and (outcome.rejected or outcome.apart):
+        raise typer.Exit(1)
+
+
+def leaderboard_verify(
+    submission: Annotated[Path, typer.Argument(help="A submission JSON file.")],
+    cells: Annotated[Optional[int], typer.Option(help="How many evaluation cells to re-run, sampled at random (with --seed); all of them with --all.")] = 3,
+    all_cells: Annotated[bool, typer.Option("--all", help="Re-run every cell of the submission (the whole suite).")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the sample of cells.")] = 0,
+    work: Annotated[Optional[Path], typer.Option(help="Where the re-run's results and checkpoints go (default: a temporary folder).")] = None,
+    cache: Annotated[Optional[Path], typer.Option(help="Cache of built bases (default: the repository's .cache/).")] = None,
+) -> None:
+    """Re-run sampled cells of a submission here and compare each with it: every metric and the
+    hash of the per-sample records.  Exit 1 unless every re-run cell reproduces the submission."""
+    import tempfile
+
+    from rich.console import Console
+    from rich.markup import escape
+
+    from prt_bench.report.leaderboard import SubmissionError, parse_submission, verify_submission
+
+    console = Console(stderr=True)
+    sub, err = parse_submission(submission.read_bytes())
+    if err:
+        console.print(f"[red]error:[/] {escape(err)}")
+        raise typer.Exit(2)
+    with tempfile.TemporaryDirectory(prefix="prt-bench-verify-") as tmp:
+        try:
+            found = verify_submission(sub, None if all_cells else cells, seed=seed, work=work or Path(tmp),
+                                      cache=cache)
+        except SubmissionError as e:
+            console.print(f"[red]cannot verify:[/] {escape(str(e))}")
+            raise typer.Exit(2) from e
+    for r in found:
+        mark = "[green]reproduced[/]" if r.reproduced else "[red]differs[/]"
+        console.print(f"{mark} {r.cell_id} {escape(r.label)}" + ("" if r.reproduced else ": " + escape("; ".join(r.differences))))
+    ok = sum(r.reproduced for r in found)
+    console.print(f"{ok} of {len(found)} re-run cells reproduce {submission.name}")
+    if ok != len(found):
         raise typer.Exit(1)
 
 

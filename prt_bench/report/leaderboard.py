@@ -1,65 +1,68 @@
-"""Leaderboard submissions: pack a results folder, validate submissions, rank them.
+"""Leaderboard submissions: pack a results folder, verify submissions, rank the complete ones.
 
-A submission is one JSON file:
+A submission (schema ``prt-bench/submission/2``, published as a JSON Schema in
+``docs/submission.schema.json``) is one JSON file: the suite it ran, a name, a declared
+``variant`` (what it changed -- the one part that is the submitter's), and every evaluation
+cell with its config, metrics and per-sample records (the cell's samples file, base64)::
 
-    {"schema": "prt-bench/submission/1", "suite": "mini", "name": "my-lab-run1",
-     "created": "...", "environment": {...}, "git_commits": [...],
-     "cells": [{"cell_id", "config_hash", "config", "modality", "task", "scenario", "method",
-                "source", "target", "alpha", "seed", "primary_metric", "metrics": {...}}, ...],
+    {"schema": "prt-bench/submission/2", "suite": "mini", "name": "my-lab-run1", "created": "...",
+     "variant": {"name": "reference implementation", "description": "..."},
+     "environment": {...}, "git_commits": [...],
+     "cells": [{"cell_id", "config", "modality", "task", "scenario", "method", "source", "target",
+                "alpha", "seed", "primary_metric", "metrics": {...},
+                "samples": {"sha256", "gzip_base64"}}, ...],
      "checksum": "sha256:<hex>"}
 
-Validation, in words:
-- the file is JSON, its schema is SUBMISSION_SCHEMA and its suite a known suite;
-- `name` is a plain name (letters, digits, `.`, `_`, `-`; no path): it names the copy of the
-  submission kept under `<out-dir>/submissions/`, so `../x` would escape the output folder;
-- every cell's `config_hash` equals `prt_bench.io.config_hash(config)` and its `cell_id`,
-  and the cell's identity fields (suite, task, method, source, target, alpha, seed, modality,
-  scenario) agree with its config wherever the config has them: a result cannot be relabelled;
-- the metrics are bound to those hashes by `checksum`: the sha256 of the canonical JSON
-  (sorted keys, no whitespace, no NaN) of the whole submission without its `checksum`.
-  Any edit after packing (a metric, a config, a name) breaks it.  It is an integrity check,
-  not a signature: it catches corruption and hand edits, not a forger who re-packs;
-- values are sane: every metric a finite number; every rate (any metric but a `_stderr` or one
-  of NOT_RATES such as `nll`) in [0, 1]; the others ≥ 0; `n_samples` a count; no cell twice;
-- it is not a duplicate: the same cells and metrics (whatever the name and date), or a name
-  that another accepted submission already holds.
+Verification, in words.  A submission is checked against the **expansion of the suite it
+names**, as this repository expands it (``prt_bench.suite.plan.expand``), not against itself:
+
+- its shape is the JSON Schema's (no unknown fields anywhere); its name is a plain name;
+- every cell is a cell of the expansion: same id, a config that hashes to it, and the
+  expansion's labels (task, method, source, target, α, seed, scenario, modality) and primary
+  metric.  A cell whose config differs (a ``limit``, another base, another test split) is not
+  in the expansion; the reason names the keys that differ from the suite's cell of the same
+  labels;
+- every metric is recomputed from the cell's samples by its modality (``rescore``) and must
+  equal the submitted one exactly; the samples must hash to their stated sha256;
+- ``checksum`` (sha256 of the canonical JSON without it) catches accidents;
+- **complete**: every evaluation cell of the expansion is there.  A submission that passes
+  every check but lacks cells is *listed apart* with what it lacks, never ranked with complete
+  ones; one that fails a check is *rejected* with its reasons;
+- two different submissions claiming one name are both listed apart (the file names' order
+  decides nothing); the same cells and metrics twice are a duplicate.
+
+What verification cannot see is a forger who produces consistent samples and metrics of their
+own: ``prt-bench leaderboard verify SUBMISSION --cells N`` re-runs N sampled cells here and
+compares them with the submission, metrics and samples' hashes alike.
 """
 
 from __future__ import annotations
 
+import base64
 import csv
 import datetime as dt
 import hashlib
 import io
 import json
-import math
 import os
-import re
+import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prt_bench.io import CELL_SCHEMA, REPO_ROOT, SUBMISSION_SCHEMA, atomic_write_json, atomic_write_text, config_hash, name_problem, read_json
+from prt_bench.io import (CELL_SCHEMA, REPO_ROOT, SUBMISSION_SCHEMA, atomic_write_json, atomic_write_text,
+                          config_hash, name_problem, read_json)
 
-BUILTIN_SUITES = ("mini", "smoke", "paper-lm", "paper-vision")
-HASH_RE = re.compile(r"^[0-9a-f]{16}$")
+SCHEMA_FILE = REPO_ROOT / "docs" / "submission.schema.json"
 MAX_BYTES = 64 * 1024 * 1024
-# Metrics that are not rates (the part of the key before the comma); every other metric is.
-NOT_RATES = frozenset({"nll", "loss", "initial_loss", "final_loss", "perplexity", "word_perplexity",
-                       "byte_perplexity", "bits_per_byte"})
-IDENTITY = ("suite", "modality", "task", "scenario", "method", "source", "target", "alpha", "seed")
+IDENTITY = ("modality", "task", "scenario", "method", "source", "target", "alpha", "seed")
+DEFAULT_VARIANT = {"name": "prt-bench", "description": "the methods as prt-bench implements them"}
+VALID, INCOMPLETE, INVALID = "valid", "incomplete", "invalid"
 
 
 class SubmissionError(ValueError):
     """A submission cannot be packed or is invalid; the message says why."""
-
-
-def known_suites(suites_dir: Path | None = None) -> set[str]:
-    """The suites a submission may name: the suite files in the repo plus the built-in names."""
-    d = suites_dir or (REPO_ROOT / "suites")
-    found = {p.stem for p in d.glob("*.y*ml")} if d.is_dir() else set()
-    return found | set(BUILTIN_SUITES)
 
 
 def canonical(obj: Any) -> bytes:
@@ -82,12 +85,17 @@ def seal(submission: dict[str, Any]) -> dict[str, Any]:
 
 
 def _safe_name(text: str) -> str:
+    import re
+
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip(".-_")
     return name[:80] or "submission"
 
 
-def pack_submission(results_dir: str | os.PathLike, name: str | None = None) -> dict[str, Any]:
-    """A sealed submission of every finished evaluation cell in a results folder."""
+def pack_submission(results_dir: str | os.PathLike, name: str | None = None,
+                    variant: dict[str, str] | None = None) -> dict[str, Any]:
+    """A sealed submission of every finished evaluation cell in a results folder, with its samples."""
+    from prt_bench.suite import samples
+
     root = Path(results_dir)
     cells_dir = root / "cells"
     if not cells_dir.is_dir():
@@ -105,128 +113,140 @@ def pack_submission(results_dir: str | os.PathLike, name: str | None = None) -> 
         metrics = (cell.get("results") or {}).get(cell.get("task"))
         if not isinstance(metrics, dict):
             raise SubmissionError(f"{path}: results has no entry for its task {cell.get('task')!r}")
+        try:
+            samples.read(root, cell)  # checks the hash
+        except samples.SamplesError as e:
+            raise SubmissionError(f"{path}: {e}") from None
+        blob = samples.samples_path(root, cell["cell_id"]).read_bytes()
         suites.add(cell.get("suite"))
-        envs.append(cell.get("environment") or {})
-        entry = {k: cell.get(k) for k in IDENTITY if k != "suite"}
-        entry.update(
-            cell_id=cell.get("cell_id"), config_hash=cell.get("config_hash"), config=cell.get("config"),
-            primary_metric=cell.get("primary_metric"),
-            # Metrics are lm-eval's "<metric>,<filter>" keys (and the primary one, which a suite may
-            # derive under any name); the rest ("alias", "sample_len", "n_samples") is bookkeeping.
-            metrics={k: v for k, v in metrics.items()
-                     if ("," in k or k == cell.get("primary_metric"))
-                     and isinstance(v, (int, float)) and not isinstance(v, bool)},
-        )
-        if metrics.get("n_samples") is not None:
-            entry["n_samples"] = metrics["n_samples"]
-        cells.append(entry)
+        envs.append({k: v for k, v in (cell.get("environment") or {}).items() if k != "models"})
+        cells.append({
+            **{k: cell.get(k) for k in IDENTITY}, "cell_id": cell.get("cell_id"), "config": cell.get("config"),
+            "primary_metric": cell.get("primary_metric"),
+            "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)},
+            "samples": {"sha256": hashlib.sha256(blob).hexdigest(), "gzip_base64": base64.b64encode(blob).decode()},
+        })
     if not cells:
         raise SubmissionError(f"{root} has no finished evaluation cells to submit")
     if len(suites) != 1:
         raise SubmissionError(f"{root} mixes suites {sorted(map(str, suites))}; submit one suite at a time")
-    suite = suites.pop()
     env_counts = Counter(json.dumps(e, sort_keys=True) for e in envs)
     submission = seal({
         "schema": SUBMISSION_SCHEMA,
-        "suite": suite,
+        "suite": suites.pop(),
         "name": name if name is not None else _safe_name(root.resolve().name),
         "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "variant": dict(variant or DEFAULT_VARIANT),
         "environment": json.loads(env_counts.most_common(1)[0][0]),
         "git_commits": sorted({e.get("git_commit") for e in envs if e.get("git_commit")}),
         "cells": sorted(cells, key=lambda c: str(c["cell_id"])),
     })
-    problems = validate_submission(submission)
-    if problems:
+    status, problems = verify_against_suite(submission)
+    if status == INVALID:
         raise SubmissionError("the results do not make a valid submission:\n  " + "\n  ".join(problems))
     return submission
 
 
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+def schema_problems(sub: Any) -> list[str]:
+    """Where ``sub`` departs from docs/submission.schema.json (the first 20)."""
+    import jsonschema
 
-
-def _cell_problems(i: int, cell: Any, suite: str) -> list[str]:
-    if not isinstance(cell, dict):
-        return [f"cells[{i}] is not an object"]
-    cid = cell.get("cell_id")
-    label = f"cell {cid}" if isinstance(cid, str) and HASH_RE.match(cid) else f"cells[{i}]"
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text(encoding="utf-8")))
     out = []
-    for key in ("cell_id", "config_hash"):
-        v = cell.get(key)
-        if not isinstance(v, str) or not HASH_RE.match(v):
-            out.append(f"{label}: {key} {v!r} is not a 16-hex config hash")
-    config = cell.get("config")
-    if not isinstance(config, dict):
-        out.append(f"{label}: config is missing")
-    else:
-        expect = config_hash(config)
-        if cell.get("config_hash") != expect:
-            out.append(f"{label}: config_hash {cell.get('config_hash')!r} does not match its config "
-                       f"(config_hash(config) = {expect})")
-        if cell.get("cell_id") != cell.get("config_hash"):
-            out.append(f"{label}: cell_id differs from config_hash")
-        for key in IDENTITY:
-            want = suite if key == "suite" else cell.get(key)
-            if key not in config or (key != "suite" and key not in cell):
-                continue
-            # Only plain values are compared: a config may hold e.g. a base as a mapping.
-            if isinstance(config[key], (str, int, float, type(None))) and config[key] != want:
-                out.append(f"{label}: {key} is {want!r} but its config says {config[key]!r}")
-    metrics = cell.get("metrics")
-    if not isinstance(metrics, dict) or not metrics:
-        out.append(f"{label}: metrics are missing")
-        return out
-    pm = cell.get("primary_metric")
-    if pm not in metrics:
-        out.append(f"{label}: primary_metric {pm!r} is not among its metrics")
-    for k, v in metrics.items():
-        name = str(k).split(",")[0]
-        if not _finite(v):
-            out.append(f"{label}: metric {k} is {v!r} (NaN, infinite or not a number)")
-        elif name in NOT_RATES or name.endswith("_stderr"):
-            if v < 0:
-                out.append(f"{label}: metric {k} = {v} is negative")
-        elif not 0.0 <= v <= 1.0:
-            out.append(f"{label}: metric {k} = {v} is outside [0, 1]")
-    n = cell.get("n_samples")
-    if n is not None and not (_finite(n) and n >= 0 and float(n).is_integer()):
-        out.append(f"{label}: n_samples {n!r} is not a count")
-    if "alpha" in cell and not (_finite(cell["alpha"]) and cell["alpha"] >= 0):
-        out.append(f"{label}: alpha {cell['alpha']!r} is not a finite number ≥ 0")
+    for err in sorted(validator.iter_errors(sub), key=lambda e: list(map(str, e.absolute_path))):
+        where = "/".join(map(str, err.absolute_path)) or "(top level)"
+        message = err.message if len(err.message) < 300 else err.message[:300] + "…"
+        out.append(f"{where}: {message}")
+        if len(out) == 20:
+            break
     return out
 
 
-def validate_submission(sub: Any, suites: set[str] | None = None) -> list[str]:
-    """Every reason to reject `sub` (a parsed submission); empty when it is valid."""
+def _expansion(suite: str) -> dict[str, Any]:
+    """cell id -> Cell of the suite's evaluation cells, as this repository expands the suite."""
+    from prt_bench.suite.plan import expand
+    from prt_bench.suite.schema import load_suite
+
+    return {c.cell_id: c for c in expand(load_suite(suite)) if c.kind == "eval"}
+
+
+def _config_diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b), key=str):
+            out += _config_diff(a.get(k, "<absent>"), b.get(k, "<absent>"), f"{prefix}.{k}" if prefix else str(k))
+        return out
+    return [] if a == b else [f"{prefix} {b!r} (the suite's: {a!r})"]
+
+
+def _cell_problems(cell: dict[str, Any], expected: dict[str, Any], suite: str) -> list[str]:
+    from prt_bench.suite import modalities, samples
+    from prt_bench.suite.plan import Cell
+
+    cid = cell["cell_id"]
+    label = f"cell {cid} ({cell.get('method')} {cell.get('source') or ''}→{cell.get('target')})"
+    if config_hash(cell["config"]) != cid:
+        return [f"{label}: its config hashes to {config_hash(cell['config'])}, not to its id"]
+    want: Cell | None = expected.get(cid)
+    if want is None:
+        same = [c for c in expected.values() if all(getattr(c, k) == cell.get(k) for k in IDENTITY)]
+        why = "; differs in " + ", ".join(_config_diff(same[0].config, cell["config"])[:4]) if same else ""
+        return [f"{label}: not a cell of suite {suite!r} as this repository expands it{why}"]
+    out = [f"{label}: {k} is {cell.get(k)!r} but the suite's cell says {getattr(want, k)!r}"
+           for k in IDENTITY if cell.get(k) != getattr(want, k)]
+    modality = modalities.get(want.modality)
+    primary = want.config["task_config"].get("primary_metric", modality.default_primary)
+    if cell["primary_metric"] != primary:
+        out.append(f"{label}: primary_metric is {cell['primary_metric']!r}, the suite's is {primary!r}")
+    try:
+        blob = base64.b64decode(cell["samples"]["gzip_base64"], validate=True)
+    except ValueError as e:
+        return out + [f"{label}: samples are not base64 ({e})"]
+    if hashlib.sha256(blob).hexdigest() != cell["samples"]["sha256"]:
+        return out + [f"{label}: the samples do not hash to their sha256"]
+    try:
+        header, rows = samples.decode(blob, where=label)
+        fresh = modality.rescore(header, rows, want.config["task_config"])
+    except (samples.SamplesError, KeyError, TypeError, ValueError, ZeroDivisionError) as e:
+        return out + [f"{label}: the samples cannot be rescored ({type(e).__name__}: {e})"]
+    out += [f"{label}: {d}" for d in samples.compare(cell["metrics"], fresh)]
+    if primary not in cell["metrics"]:
+        out.append(f"{label}: the primary metric {primary!r} is missing")
+    return out
+
+
+def verify_against_suite(sub: Any) -> tuple[str, list[str]]:
+    """(VALID | INCOMPLETE | INVALID, the reasons): see the module's docstring."""
     if not isinstance(sub, dict):
-        return ["not a JSON object"]
+        return INVALID, ["not a JSON object"]
     if sub.get("schema") != SUBMISSION_SCHEMA:
-        return [f"unknown schema {sub.get('schema')!r} (expected {SUBMISSION_SCHEMA!r})"]
-    problems = []
-    suites = known_suites() if suites is None else suites
-    suite = sub.get("suite")
-    if suite not in suites:
-        problems.append(f"unknown suite {suite!r} (known: {', '.join(sorted(suites))})")
-    p = name_problem(sub.get("name"))
+        return INVALID, [f"unknown schema {sub.get('schema')!r} (expected {SUBMISSION_SCHEMA!r}, "
+                         "docs/submission.schema.json)"]
+    problems = schema_problems(sub)
+    if problems:
+        return INVALID, problems
+    p = name_problem(sub["name"])
     if p:
-        problems.append(p)
-    cells = sub.get("cells")
-    if not isinstance(cells, list) or not cells:
-        problems.append("no cells")
-        cells = []
-    seen: set[Any] = set()
-    for i, cell in enumerate(cells):
-        problems.extend(_cell_problems(i, cell, suite))
-        cid = cell.get("cell_id") if isinstance(cell, dict) else None
-        if cid in seen:
-            problems.append(f"cell {cid} appears twice")
-        seen.add(cid)
+        return INVALID, [p]
+    try:
+        expected = _expansion(sub["suite"])
+    except Exception as e:  # noqa: BLE001  (an unknown or broken suite file)
+        return INVALID, [f"suite {sub['suite']!r} cannot be expanded here: {type(e).__name__}: {e}"]
+    seen: Counter = Counter(c["cell_id"] for c in sub["cells"])
+    problems += [f"cell {cid} appears {n} times" for cid, n in seen.items() if n > 1]
+    for cell in sub["cells"]:
+        problems += _cell_problems(cell, expected, sub["suite"])
     found = sub.get("checksum")
-    expect = checksum(sub)
-    if found != expect:
-        problems.append(f"wrong checksum: the file says {found!r} but its content hashes to {expect} "
+    if found != checksum(sub):
+        problems.append(f"wrong checksum: the file says {found!r} but its content hashes to {checksum(sub)} "
                         "(edited after packing?)")
-    return problems
+    if problems:
+        return INVALID, problems
+    missing = [expected[c].label for c in sorted(set(expected) - set(seen), key=lambda c: expected[c].label)]
+    if missing:
+        return INCOMPLETE, [f"incomplete: {len(missing)} of the suite's {len(expected)} evaluation cells missing: "
+                            + "; ".join(missing[:5]) + ("; …" if len(missing) > 5 else "")]
+    return VALID, []
 
 
 def parse_submission(data: bytes) -> tuple[Any, str | None]:
@@ -250,7 +270,8 @@ def fingerprint(sub: dict[str, Any]) -> str:
 
 @dataclass
 class Outcome:
-    accepted: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (file name, submission)
+    accepted: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (file name, submission): ranked
+    apart: list[tuple[str, dict[str, Any], list[str]]] = field(default_factory=list)  # valid but not ranked, why
     rejected: list[tuple[str, list[str]]] = field(default_factory=list)  # (file name, reasons)
     written: list[Path] = field(default_factory=list)
 
@@ -263,14 +284,14 @@ def _inside(path: Path, folder: Path) -> bool:
         return False
 
 
-def collect(submissions_dir: str | os.PathLike, suites: set[str] | None = None) -> Outcome:
-    """Validate every `*.json` in a folder; rejections do not stop the others."""
+def collect(submissions_dir: str | os.PathLike) -> Outcome:
+    """Verify every `*.json` in a folder; rejections do not stop the others."""
     folder = Path(submissions_dir)
     if not folder.is_dir():
         raise FileNotFoundError(f"submissions folder {folder} does not exist")
     out = Outcome()
     by_print: dict[str, str] = {}
-    by_name: dict[str, str] = {}
+    passed: list[tuple[str, dict[str, Any], list[str]]] = []
     for path in sorted(folder.glob("*.json")):
         fname = path.name
         if not _inside(path, folder):
@@ -286,19 +307,26 @@ def collect(submissions_dir: str | os.PathLike, suites: set[str] | None = None) 
         if err:
             out.rejected.append((fname, [err]))
             continue
-        problems = validate_submission(sub, suites)
-        if not problems:
-            fp = fingerprint(sub)
-            if fp in by_print:
-                problems.append(f"duplicate of {by_print[fp]} (same cells and metrics)")
-            elif sub["name"] in by_name:
-                problems.append(f"name {sub['name']!r} is already taken by {by_name[sub['name']]}")
-        if problems:
+        status, problems = verify_against_suite(sub)
+        if status == INVALID:
             out.rejected.append((fname, problems))
             continue
-        by_print[fingerprint(sub)] = fname
-        by_name[sub["name"]] = fname
-        out.accepted.append((fname, sub))
+        fp = fingerprint(sub)
+        if fp in by_print:
+            out.rejected.append((fname, [f"duplicate of {by_print[fp]} (same cells and metrics)"]))
+            continue
+        by_print[fp] = fname
+        passed.append((fname, sub, problems))
+    names = Counter(sub["name"] for _, sub, _ in passed)
+    for fname, sub, problems in passed:
+        if names[sub["name"]] > 1:
+            others = ", ".join(f for f, s, _ in passed if s["name"] == sub["name"] and f != fname)
+            problems = problems + [f"the name {sub['name']!r} is also claimed by {others} with other results: "
+                                   "neither is ranked"]
+        if problems:
+            out.apart.append((fname, sub, problems))
+        else:
+            out.accepted.append((fname, sub))
     return out
 
 
@@ -360,14 +388,18 @@ def leaderboard_markdown(out: Outcome) -> str:
 
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = ["# prt-bench leaderboard", "",
-             f"Built {now}: {len(out.accepted)} submission(s) accepted, {len(out.rejected)} rejected.", "",
-             "Per task, the mean over the swapped transfers (source ≠ target) of each method's primary metric; "
-             "ranked by PRT. Every cell is in `leaderboard.csv`.", ""]
+             f"Built {now}: {len(out.accepted)} submission(s) ranked, {len(out.apart)} listed apart, "
+             f"{len(out.rejected)} rejected.", "",
+             "Every submission is verified against the expansion of the suite it names: the same cells and "
+             "configs, metrics recomputed from its per-sample records (docs/report.md). Per task, the mean over "
+             "the swapped transfers (source ≠ target) of each method's primary metric; ranked by PRT. Every "
+             "cell is in `leaderboard.csv`.", ""]
     by_task: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for fname, sub in out.accepted:
         env = sub.get("environment") or {}
         for h in _headline(sub):
             by_task.setdefault((sub["suite"], h["task"]), []).append({**h, "name": sub["name"], "file": fname,
+                                                                     "variant": sub["variant"]["name"],
                                                                      "cells": len(sub["cells"]),
                                                                      "commit": (env.get("git_commit") or "?")[:10],
                                                                      "device": env.get("device") or "?",
@@ -376,14 +408,21 @@ def leaderboard_markdown(out: Outcome) -> str:
     for (suite, task), entries in sorted(by_task.items()):
         entries.sort(key=lambda e: -(e["PRT"] if e["PRT"] is not None else -1))
         lines += [f"## {suite} / {task}", "", f"Metric `{entries[0]['metric']}`.", ""]
-        table = pd.DataFrame([{"rank": i + 1, "name": e["name"], "PRT": f(e["PRT"]), "EFT": f(e["EFT"]),
+        table = pd.DataFrame([{"rank": i + 1, "name": e["name"], "variant": e["variant"], "PRT": f(e["PRT"]), "EFT": f(e["EFT"]),
                                "target alone": f(e["target alone"]), "FT (target)": f(e["FT (target)"]),
                                "transfers": e["transfers"], "cells": e["cells"], "device": e["device"],
                                "commit": e["commit"], "checksum": e["checksum"]} for i, e in enumerate(entries)])
         lines += [to_markdown(table), ""]
     if not by_task:
         lines += ["_No accepted submissions._", ""]
-    lines += ["## Rejected", ""]
+    lines += ["## Listed apart (verified, not ranked)", ""]
+    if out.apart:
+        lines += ["| file | name | why |", "|---|---|---|"]
+        lines += [f"| {_md_escape(f)} | {_md_escape(sub['name'])} | {_md_escape('; '.join(why))} |"
+                  for f, sub, why in out.apart]
+    else:
+        lines.append("_None._")
+    lines += ["", "## Rejected", ""]
     if out.rejected:
         lines += ["| file | reasons |", "|---|---|"]
         lines += [f"| {_md_escape(name)} | {_md_escape('; '.join(reasons))} |" for name, reasons in out.rejected]
@@ -392,11 +431,10 @@ def leaderboard_markdown(out: Outcome) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_leaderboard(submissions_dir: str | os.PathLike, out_dir: str | os.PathLike = "results",
-                      suites: set[str] | None = None) -> Outcome:
-    """Validate every submission in a folder and write `leaderboard.md`, `leaderboard.csv` and
-    a copy of each accepted submission under `<out_dir>/submissions/<name>.json`."""
-    out = collect(submissions_dir, suites)
+def build_leaderboard(submissions_dir: str | os.PathLike, out_dir: str | os.PathLike = "results") -> Outcome:
+    """Verify every submission in a folder and write `leaderboard.md`, `leaderboard.csv` and
+    a copy of each ranked submission under `<out_dir>/submissions/<name>.json`."""
+    out = collect(submissions_dir)
     out_dir = Path(out_dir)
     keep = out_dir / "submissions"
     for _, sub in out.accepted:
@@ -413,4 +451,45 @@ def build_leaderboard(submissions_dir: str | os.PathLike, out_dir: str | os.Path
     out.written.append(atomic_write_text(out_dir / "leaderboard.md", leaderboard_markdown(out)))
     for p in out.written:
         p.chmod(0o644)
+    return out
+
+
+@dataclass
+class Reproduction:
+    cell_id: str
+    label: str
+    reproduced: bool
+    differences: list[str]
+
+
+def verify_submission(sub: dict[str, Any], cells: int | None = 3, *, seed: int = 0, work: Path,
+                      cache: Path | None = None, workers: int = 1) -> list[Reproduction]:
+    """Re-run ``cells`` evaluation cells of a submission, sampled with ``seed`` (every cell when
+    None), with the training they need, in ``work``, and compare each with the submission:
+    every metric, and the hash of the per-sample records."""
+    from prt_bench.suite.runner import RunOptions, run_suite
+    from prt_bench.suite.samples import compare
+
+    status, problems = verify_against_suite(sub)
+    if status == INVALID:
+        raise SubmissionError("the submission does not verify against its suite:\n  " + "\n  ".join(problems))
+    by_id = {c["cell_id"]: c for c in sub["cells"]}
+    ids = sorted(by_id) if cells is None or cells >= len(by_id) else sorted(random.Random(seed).sample(sorted(by_id),
+                                                                                                      cells))
+    options = RunOptions(results=work / "results", runs=work / "runs", cache=cache, gpus=[], workers=workers,
+                         only=",".join(ids), report=False, progress=False, profile=False, compare=False)
+    summary = run_suite(sub["suite"], options)
+    expected = _expansion(sub["suite"])
+    out = []
+    for cid in ids:
+        record_path = summary.results_dir / "cells" / f"{cid}.json"
+        if cid in summary.failed or not record_path.is_file():
+            out.append(Reproduction(cid, expected[cid].label, False, [summary.failed.get(cid, "did not run")]))
+            continue
+        record = read_json(record_path)
+        mine = (record.get("results") or {}).get(record["task"]) or {}
+        diffs = compare(by_id[cid]["metrics"], mine)
+        if record["samples"]["sha256"] != by_id[cid]["samples"]["sha256"]:
+            diffs.append("per-sample records differ (sha256)")
+        out.append(Reproduction(cid, expected[cid].label, not diffs, diffs))
     return out
