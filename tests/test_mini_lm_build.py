@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -168,3 +169,39 @@ def test_block_expansion_refuses_more_than_doubling():
     small = AutoModelForCausalLM.from_config(tiny_config("llama", layers=2, **shape))
     with pytest.raises(ValueError, match="at most one copy per block"):
         grow(small, tiny_config("llama", layers=5, **shape))
+
+
+def test_shipped_bases_are_taken_after_their_hashes_and_rebuild_bit_for_bit(micro, tmp_path, monkeypatch):
+    import shutil
+
+    from prt_bench.io import file_hash, read_json
+    from prt_bench.mini.lm import build as B
+
+    root, first = micro
+    monkeypatch.setattr(B, "SHIPPED", tmp_path / "worlds")
+    dest = B.ship("micro", root)
+    sums = read_json(dest / B.SUMS)
+    assert sums["threads"] and {rel.split("/")[0] for rel in sums["files"]} == {"tokenizer", *first["bases"]}
+    # a fresh cache takes every shipped part and pretrains nothing
+    fresh = B.build_lm("micro", tmp_path / "fresh", jobs=1, progress=False)
+    assert fresh["built_now"] == [] and set(fresh["shipped_now"]) == set(first["bases"])
+    for rel, digest in sums["files"].items():
+        assert file_hash(Path(fresh["root"]) / rel) == digest
+    # pretraining every shipped part again, at the recorded thread count, gives the same bytes
+    assert B.verify_shipped("micro", progress=False) == {part: [] for part in ["tokenizer", *first["bases"]]}
+    # a damaged shipped file: that base is pretrained instead (and comes out as shipped)
+    weights = dest / "llama-s-v1" / "model.safetensors"
+    blob = bytearray(weights.read_bytes())
+    blob[-1] ^= 1
+    shutil.copy(weights, tmp_path / "good.safetensors")
+    weights.write_bytes(bytes(blob))
+    with pytest.warns(RuntimeWarning, match="llama-s-v1.*do not match.*pretraining it instead"):
+        again = B.build_lm("micro", tmp_path / "again", jobs=1, progress=False, threads=sums["threads"][0])
+    assert again["built_now"] == ["llama-s-v1"] and "llama-s-v1" not in again["shipped_now"]
+    assert file_hash(Path(again["root"]) / "llama-s-v1" / "model.safetensors") == \
+        sums["files"]["llama-s-v1/model.safetensors"]
+    # and a shipped file that a rebuild does not reproduce is named by --verify
+    shutil.copy(tmp_path / "good.safetensors", weights)
+    sums["files"]["qwen2-s-v1/model.safetensors"] = "0" * 64
+    (dest / B.SUMS).write_text(json.dumps(sums))
+    assert B.verify_shipped("micro", progress=False)["qwen2-s-v1"] == ["qwen2-s-v1/model.safetensors"]

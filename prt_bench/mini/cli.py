@@ -12,16 +12,34 @@ def build_lm(
     config: Optional[Path] = typer.Option(None, help="Another base-family YAML (default: prt_bench/mini/lm_bases.yaml)."),
     only: list[str] = typer.Option(None, help="Build only these bases (repeatable)."),
     json_out: bool = typer.Option(False, "--json", help="Print the whole build record as JSON."),
+    shipped: bool = typer.Option(True, "--shipped/--no-shipped", help="Take the bases shipped in worlds/mini-lm/ "
+                                 "whose sha256 check out (default) instead of pretraining them."),
+    verify: bool = typer.Option(False, "--verify", help="Pretrain every shipped base again (at the thread count "
+                                "they were built with) and compare them bit for bit; exit 1 on a difference."),
+    ship: bool = typer.Option(False, "--ship", help="Write the built tokenizer and bases to worlds/mini-lm/ with "
+                              "their sha256 (maintainers, after changing the world)."),
 ) -> None:
-    """Pretrain the mini language bases (cached by config hash) and write the mini_gsm / mini_ifeval data."""
+    """Pretrain the mini language bases (cached by config hash) and write the mini_gsm / mini_ifeval data;
+    the shipped bases (worlds/mini-lm/) are used after checking their hashes."""
     import json
     import time
 
     from prt_bench.mini.lm.build import build_lm as run
+    from prt_bench.mini.lm.build import ship as ship_world
+    from prt_bench.mini.lm.build import verify_shipped
 
     t0 = time.time()
+    if verify:
+        try:
+            found = verify_shipped(variant, jobs=jobs)
+        except FileNotFoundError as e:
+            raise typer.BadParameter(str(e)) from e
+        for part, differ in found.items():
+            typer.echo(f"{part}	{'bitwise equal' if not differ else 'DIFFERS: ' + ', '.join(differ)}")
+        typer.echo(f"# rebuilt and compared in {time.time() - t0:.1f}s", err=True)
+        raise typer.Exit(1 if any(found.values()) else 0)
     try:
-        record = run(variant, out, jobs=jobs, config_path=config, only=only or None)
+        record = run(variant, out, jobs=jobs, config_path=config, only=only or None, shipped=shipped)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from e
     if json_out:
@@ -30,8 +48,11 @@ def build_lm(
     for name, path in record["bases"].items():
         typer.echo(f"{name}\t{path}")
     typer.echo(f"data\t{record['data_dir']}")
-    built = ", ".join(record["built_now"]) or "none (all cached)"
-    typer.echo(f"# built: {built}; {time.time() - t0:.1f}s", err=True)
+    built = ", ".join(record["built_now"]) or "none"
+    taken = ", ".join(record.get("shipped_now") or []) or "none"
+    typer.echo(f"# pretrained: {built}; taken from worlds/mini-lm: {taken}; {time.time() - t0:.1f}s", err=True)
+    if ship:
+        typer.echo(f"# shipped to {ship_world(variant, out)}", err=True)
 
 
 def build_vision(

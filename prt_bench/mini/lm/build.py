@@ -1,6 +1,13 @@
 """`prt-bench mini build lm`: the shared tokenizer, the task data and the pretrained bases,
 cached under `.cache/mini/lm/<config-hash>/` (a second build with the same config reuses them).
 
+The default world's tokenizer and bases are **shipped** with the repository, under
+`worlds/mini-lm/<config-hash>/` with a `SHA256SUMS.json`: a build copies a shipped part into
+its cache after checking every file's sha256 (a part that fails the check is pretrained
+instead, with a warning), so nobody waits for pretraining they did not come for.
+`prt-bench mini build lm --verify` pretrains every shipped part again, at the thread count
+recorded with them, and compares the files bit for bit; `--ship` writes them (maintainers).
+
 Layout of one build:
     <root>/tokenizer/                     the one tokenizer every base shares
     <root>/data/mini_gsm/{train,test}.jsonl
@@ -21,6 +28,9 @@ from prt_bench.io import (MINI_LM_SCHEMA, REPO_ROOT, atomic_write_json, atomic_w
 
 FAMILY_YAML = Path(__file__).resolve().parents[1] / "lm_bases.yaml"
 CACHE = REPO_ROOT / ".cache" / "mini" / "lm"
+SHIPPED = REPO_ROOT / "worlds" / "mini-lm"
+SUMS = "SHA256SUMS.json"
+NOT_COMPARED = ("prt_manifest.json",)  # what produced a part (machine, times): not the part itself
 # Bump when a generator or the pretraining loop changes what a config produces.
 FORMAT_VERSION = 2
 
@@ -224,9 +234,11 @@ def _run_jobs(todo: list[dict], jobs: int, cfg: dict) -> list[dict]:
 
 def build_lm(variant: str = "default", out: str | os.PathLike | None = None, *, jobs: int | None = None,
              progress: bool = True, config_path: str | os.PathLike | None = None,
-             only: list[str] | None = None) -> dict[str, Any]:
+             only: list[str] | None = None, shipped: bool = True, threads: int | None = None) -> dict[str, Any]:
     """Build (or reuse) the tokenizer, task data and the bases (all, or those named in `only`);
-    returns the bases.json record, which lists the bases that exist."""
+    returns the bases.json record, which lists the bases that exist.  ``shipped``: take the
+    shipped parts whose hashes check out; ``threads``: each pretraining process's thread count
+    (default: the cores shared among the processes)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     cfg = load_config(variant, config_path)
     unknown = sorted(set(only or ()) - set(cfg["bases"]))
@@ -238,6 +250,11 @@ def build_lm(variant: str = "default", out: str | os.PathLike | None = None, *, 
     root = build_root(cfg, out)
     root.mkdir(parents=True, exist_ok=True)
     data = build_data(cfg, root)
+    adopted = []
+    if shipped:
+        wanted = [n for n in cfg["bases"] if (only is None or n in only) and not _built(root / n, cfg, n)]
+        adopted = adopt_shipped(root, (["tokenizer"] if not (root / "tokenizer" / "tokenizer.json").is_file() else [])
+                                + wanted)
     build_tokenizer(cfg, root, data)
     todo = []
     for base in cfg["bases"].values():
@@ -253,7 +270,7 @@ def build_lm(variant: str = "default", out: str | os.PathLike | None = None, *, 
     built = []
     if todo:
         jobs = max(1, min(jobs or (os.cpu_count() or 1), len(todo)))
-        threads = max(1, (os.cpu_count() or 1) // jobs)
+        threads = threads or max(1, (os.cpu_count() or 1) // jobs)
         for j in todo:
             j["threads"] = threads
         built = _run_jobs(todo, jobs, cfg)
@@ -270,9 +287,104 @@ def build_lm(variant: str = "default", out: str | os.PathLike | None = None, *, 
         "data": {t: {s: str(p) for s, p in d.items()} for t, d in data.items()},
         "data_dir": str(root / "data"),
         "built_now": [b["name"] for b in built],
+        "shipped_now": [a for a in adopted if a != "tokenizer"],
     }
     atomic_write_json(root / "bases.json", record)
     return record
+
+
+def _part_files(folder: Path, part: str) -> dict[str, Path]:
+    return {p.relative_to(folder).as_posix(): p for p in sorted((folder / part).rglob("*")) if p.is_file()}
+
+
+def read_sums(ship: Path) -> dict[str, Any]:
+    from prt_bench.io import read_json
+
+    return read_json(ship / SUMS)
+
+
+def adopt_shipped(root: Path, parts: list[str], shipped_root: Path | None = None) -> list[str]:
+    """Copy the shipped ``parts`` (``tokenizer``, base names) of this build into ``root``, each
+    after every one of its files matched its sha256; returns the parts copied."""
+    import shutil
+    import warnings
+
+    from prt_bench.io import file_hash
+
+    ship = (shipped_root or SHIPPED) / root.name
+    if not parts or not (ship / SUMS).is_file():
+        return []
+    sums = read_sums(ship)["files"]
+    adopted = []
+    for part in parts:
+        want = {rel: h for rel, h in sums.items() if rel.split("/")[0] == part}
+        if not want:
+            continue
+        have = _part_files(ship, part)
+        bad = sorted(rel for rel, h in want.items() if rel not in have or file_hash(have[rel]) != h)
+        bad += sorted(set(have) - set(want))
+        if bad:
+            warnings.warn(f"shipped mini LM part {part}: {', '.join(bad[:3])} do not match {ship / SUMS}; "
+                          "pretraining it instead", RuntimeWarning, stacklevel=2)
+            continue
+        tmp = staging_dir(root / part)
+        shutil.copytree(ship / part, tmp)
+        publish_dir(tmp, root / part)
+        adopted.append(part)
+    return adopted
+
+
+def ship(variant: str = "default", out: str | os.PathLike | None = None,
+         shipped_root: str | os.PathLike | None = None) -> Path:
+    """Write the tokenizer and bases of a finished build to ``worlds/mini-lm/<hash>/`` with their sums."""
+    import shutil
+
+    import torch
+
+    from prt_bench.io import file_hash
+
+    cfg = load_config(variant)
+    root = build_root(cfg, out)
+    missing = [n for n in cfg["bases"] if not _built(root / n, cfg, n)]
+    if missing or not (root / "tokenizer").is_dir():
+        raise ValueError(f"{root}: build the whole world first (missing: {', '.join(missing) or 'tokenizer'})")
+    dest = Path(shipped_root or SHIPPED) / root.name
+    tmp = staging_dir(dest)
+    tmp.mkdir(parents=True)
+    threads = {(read_manifest(root / n) or {}).get("environment", {}).get("threads") for n in cfg["bases"]}
+    for part in ["tokenizer", *cfg["bases"]]:
+        shutil.copytree(root / part, tmp / part)
+    files = {rel: file_hash(p) for part in ["tokenizer", *cfg["bases"]] for rel, p in _part_files(tmp, part).items()}
+    atomic_write_json(tmp / SUMS, {"variant": variant, "config_hash": root.name, "threads": sorted(threads - {None}),
+                                   "torch": torch.__version__, "files": files})
+    publish_dir(tmp, dest)
+    return dest
+
+
+def verify_shipped(variant: str = "default", work: str | os.PathLike | None = None, *, progress: bool = True,
+                   jobs: int | None = None, shipped_root: str | os.PathLike | None = None) -> dict[str, list[str]]:
+    """Pretrain every shipped part again (in ``work``, at the shipped thread count) and compare:
+    part -> the files that differ (prt_manifest.json, what produced a part, is not compared)."""
+    import tempfile
+
+    from prt_bench.io import file_hash
+
+    cfg = load_config(variant)
+    ship = Path(shipped_root or SHIPPED) / world_hash(cfg)
+    if not (ship / SUMS).is_file():
+        raise FileNotFoundError(f"no shipped world for variant {variant!r} at {ship}")
+    meta = read_sums(ship)
+    threads = (meta.get("threads") or [None])[0]
+    with tempfile.TemporaryDirectory(prefix="prt-bench-mini-verify-", dir=work) as tmp:
+        record = build_lm(variant, tmp, jobs=jobs, progress=progress, shipped=False, threads=threads)
+        root = Path(record["root"])
+        out: dict[str, list[str]] = {}
+        for rel, h in meta["files"].items():
+            part, name = rel.split("/")[0], rel.rsplit("/", 1)[-1]
+            out.setdefault(part, [])
+            if name not in NOT_COMPARED and (not (root / rel).is_file() or file_hash(root / rel) != h):
+                out[part].append(rel)
+    return out
 
 
 def data_dir(variant: str = "default", out: str | os.PathLike | None = None) -> Path:
