@@ -149,6 +149,36 @@ def test_sampling_with_a_tiny_nucleus_is_greedy(prt_lm):
     assert sampled == greedy
 
 
+def test_gen_kwargs_have_generates_meaning_and_unknown_ones_are_refused(prt_lm):
+    from prt_bench.lm.lm_eval_models import decoding
+
+    with pytest.raises(ValueError, match=r"gen_kwargs \['num_beams'\] are not supported"):
+        prt_lm.generate_until([instance("generate_until", ("Q: 1+1=", {"max_gen_toks": 2, "num_beams": 4}))])
+    assert decoding({"do_sample": False, "temperature": 0.0}) == (False, [])
+    sample, procs = decoding({"do_sample": True})  # generate()'s meaning: sampling at temperature 1
+    assert sample and len(procs) == 0
+    with pytest.raises(ValueError, match="temperature > 0"):
+        decoding({"do_sample": True, "temperature": 0})
+    assert decoding({"temperature": 0.5})[0], "a temperature above 0 alone samples, as lm-eval's tasks mean it"
+    torch.manual_seed(0)
+    draws = {prt_lm.generate_until([instance("generate_until", ("Q: 9+1=", {"max_gen_toks": 3, "until": [],
+                                                                            "do_sample": True}))])[0]
+             for _ in range(8)}
+    assert len(draws) > 1, "do_sample=True without a temperature samples (it decoded greedily before)"
+
+
+def test_repetition_penalty_acts_on_the_combined_distribution(prt_lm):
+    prompt = prt_lm.tok_encode("Q: 7+7=")
+    plain = generate(prt_lm.models, prt_lm.combine, [prompt], max_new_tokens=12, pad_id=prt_lm.pad_id, eos_id=None)[0]
+    from prt_bench.lm.lm_eval_models import decoding
+
+    _, procs = decoding({"repetition_penalty": 1e9})
+    penalised = generate(prt_lm.models, prt_lm.combine, [prompt], max_new_tokens=12, pad_id=prt_lm.pad_id,
+                         eos_id=None, processors=procs)[0]
+    assert len(set(plain)) < len(plain) or set(plain) & set(prompt), "the tiny model repeats itself unpenalised"
+    assert len(set(penalised)) == len(penalised) and not set(penalised) & set(prompt)
+
+
 # --------------------------------------------------------------------------------- lm-eval end to end
 
 @pytest.fixture(scope="module")

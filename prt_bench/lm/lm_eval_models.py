@@ -49,22 +49,60 @@ def positions(mask: torch.Tensor) -> torch.Tensor:
     return (mask.cumsum(-1) - 1).clamp(min=0)
 
 
-def next_token(logprobs: torch.Tensor, do_sample: bool, temperature: float, top_p: float, top_k: int,
+# gen_kwargs the combined models take, with the meaning transformers' generate() gives them; any
+# other key is refused (it would otherwise be dropped without a word).
+WARPERS = ("temperature", "top_k", "top_p", "min_p", "typical_p")
+PROCESSORS = ("repetition_penalty", "no_repeat_ngram_size")
+GEN_KWARGS = frozenset({"until", "max_gen_toks", "do_sample", *WARPERS, *PROCESSORS})
+
+
+def decoding(kwargs: dict[str, Any]) -> tuple[bool, Any]:
+    """(do_sample, transformers ``LogitsProcessorList``) for lm-eval's gen_kwargs.
+
+    ``do_sample`` absent: sampling when ``temperature`` > 0 (lm-eval's tasks write
+    ``temperature: 0`` for greedy).  ``do_sample=True`` samples at ``temperature`` (1 when
+    absent; 0 is refused, as generate() refuses it).  The warpers (temperature, top_k, top_p,
+    min_p, typical_p) act only when sampling, the processors (repetition_penalty,
+    no_repeat_ngram_size) always, each as transformers' own class on the *combined*
+    distribution.  Unset warpers are off: no top_k of 50 unless asked."""
+    from transformers import LogitsProcessorList
+    from transformers.generation import logits_process as lp
+
+    unknown = sorted(set(kwargs) - GEN_KWARGS)
+    if unknown:
+        raise ValueError(f"gen_kwargs {unknown} are not supported by prt/eft (supported: {sorted(GEN_KWARGS)})")
+    temperature = kwargs.get("temperature")
+    do_sample = kwargs.get("do_sample")
+    do_sample = (temperature is not None and float(temperature) > 0) if do_sample is None else _as_bool(do_sample)
+    procs = LogitsProcessorList()
+    if kwargs.get("repetition_penalty") not in (None, 1, 1.0):
+        procs.append(lp.RepetitionPenaltyLogitsProcessor(float(kwargs["repetition_penalty"])))
+    if kwargs.get("no_repeat_ngram_size"):
+        procs.append(lp.NoRepeatNGramLogitsProcessor(int(kwargs["no_repeat_ngram_size"])))
+    if do_sample:
+        t = 1.0 if temperature is None else float(temperature)
+        if not (math.isfinite(t) and t > 0):
+            raise ValueError(f"do_sample=True needs a temperature > 0, got {temperature!r}")
+        if t != 1.0:
+            procs.append(lp.TemperatureLogitsWarper(t))
+        if int(kwargs.get("top_k") or 0) > 0:
+            procs.append(lp.TopKLogitsWarper(int(kwargs["top_k"])))
+        if float(kwargs.get("top_p") or 1.0) < 1.0:
+            procs.append(lp.TopPLogitsWarper(float(kwargs["top_p"])))
+        if float(kwargs.get("min_p") or 0.0) > 0.0:
+            procs.append(lp.MinPLogitsWarper(float(kwargs["min_p"])))
+        if float(kwargs.get("typical_p") or 1.0) < 1.0:
+            procs.append(lp.TypicalLogitsWarper(float(kwargs["typical_p"])))
+    return do_sample, procs
+
+
+def next_token(logprobs: torch.Tensor, do_sample: bool, processors: Any = None, sequences: torch.Tensor | None = None,
                generator: torch.Generator | None = None) -> torch.Tensor:
-    """Greedy or sampled (temperature, nucleus top_p, top_k) choice from combined log-probs."""
+    """Greedy or sampled choice from combined log-probs, after the logits processors (which see
+    ``sequences``, each row's prompt and tokens so far)."""
+    scores = processors(sequences, logprobs) if processors else logprobs
     if not do_sample:
-        return logprobs.argmax(-1)
-    scores = logprobs / max(temperature, 1e-6)
-    if top_k and top_k > 0:
-        kth = scores.topk(min(top_k, scores.shape[-1]), dim=-1).values[..., -1:]
-        scores = scores.masked_fill(scores < kth, float("-inf"))
-    if top_p < 1.0:
-        sorted_scores, order = scores.sort(-1, descending=True)
-        cumulative = sorted_scores.softmax(-1).cumsum(-1)
-        # keep the smallest set whose mass reaches top_p (the first token always stays)
-        drop = cumulative - sorted_scores.softmax(-1) >= top_p
-        sorted_scores = sorted_scores.masked_fill(drop, float("-inf"))
-        scores = torch.full_like(scores, float("-inf")).scatter(-1, order, sorted_scores)
+        return scores.argmax(-1)
     return torch.multinomial(scores.softmax(-1), 1, generator=generator).squeeze(-1)
 
 
@@ -87,8 +125,8 @@ def cache_keyword(model: Any) -> str:
 
 @torch.no_grad()
 def generate(models: Sequence[Any], combine: Combine, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
-             pad_id: int, eos_id: int | None, do_sample: bool = False, temperature: float = 1.0,
-             top_p: float = 1.0, top_k: int = 0, stop: Callable[[int, list[int]], bool] | None = None,
+             pad_id: int, eos_id: int | None, do_sample: bool = False, processors: Any = None,
+             stop: Callable[[int, list[int]], bool] | None = None,
              generator: torch.Generator | None = None, vocab: int | None = None) -> list[list[int]]:
     """Batched decoding of the combined distribution; returns the new tokens of each prompt.
 
@@ -103,6 +141,7 @@ def generate(models: Sequence[Any], combine: Combine, prompts: Sequence[Sequence
     ids, mask = ids.to(device), mask.to(device)
     caches = [DynamicCache() for _ in models]
     step_ids, step_pos = ids, positions(mask)
+    sequences = ids  # what the processors see: prompts and tokens so far
     out: list[list[int]] = [[] for _ in prompts]
     done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
     cache_args = [cache_keyword(m) for m in models]
@@ -110,8 +149,10 @@ def generate(models: Sequence[Any], combine: Combine, prompts: Sequence[Sequence
         # logits_to_keep=1: the prefill needs the last position only, not [batch, prompt, vocab]
         logits = [m(input_ids=step_ids, attention_mask=mask, position_ids=step_pos, use_cache=True, logits_to_keep=1,
                     **{arg: c}).logits[:, -1] for m, c, arg in zip(models, caches, cache_args)]
-        token = next_token(combine(cut(refuse_nan(logits), vocab)), do_sample, temperature, top_p, top_k, generator)
+        token = next_token(combine(cut(refuse_nan(logits), vocab)), do_sample, processors, sequences, generator)
         token = torch.where(done, torch.full_like(token, pad_id), token)
+        if processors:
+            sequences = torch.cat([sequences, token[:, None]], dim=-1)
         for row in (~done).nonzero().flatten().tolist():
             out[row].append(int(token[row]))
             if (eos_id is not None and out[row][-1] == eos_id) or (stop is not None and stop(row, out[row])):
@@ -289,10 +330,7 @@ class CombinedLM(TemplateLM):
             if eos not in until:
                 until.append(eos)
             max_new = int(kwargs.pop("max_gen_toks", self.max_gen_toks))
-            temperature = float(kwargs.pop("temperature", 0.0) or 0.0)
-            do_sample = _as_bool(kwargs.pop("do_sample", temperature > 0)) and temperature > 0
-            top_p = float(kwargs.pop("top_p", 1.0) or 1.0)
-            top_k = int(kwargs.pop("top_k", 0) or 0)
+            do_sample, processors = decoding(kwargs)
             # Longest prompt first within the group, as for scoring.
             indices = sorted(indices, key=lambda i: -len(requests[i].args[0]))
             for start in range(0, len(indices), self.batch_size):
@@ -304,8 +342,8 @@ class CombinedLM(TemplateLM):
                     return any(s in tail for s in until)
 
                 new = generate(self.models, self.combine, prompts, max_new_tokens=max_new, pad_id=self.pad_id,
-                               eos_id=self.eot_token_id, do_sample=do_sample, temperature=temperature or 1.0,
-                               top_p=top_p, top_k=top_k, stop=stop, vocab=self.vocab)
+                               eos_id=self.eot_token_id, do_sample=do_sample, processors=processors, stop=stop,
+                               vocab=self.vocab)
                 for i, tokens in zip(chunk, new):
                     text = self.tokenizer.decode(tokens, skip_special_tokens=False)
                     for s in until:
