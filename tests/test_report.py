@@ -222,3 +222,31 @@ def test_vision_cells_export_in_clip_benchmarks_shape(tmp_path):
     # what `clip_benchmark build` does with each file: metrics and fields flattened into one CSV row
     row = {**got["a"]["metrics"], **{k: v for k, v in got["a"].items() if k != "metrics"}}
     assert row["model"] + " " + row["pretrained"] == "m1 prt:s1@alpha=0.1" and row["acc1"] == 0.5
+
+
+def test_prt_at_other_inference_lams_stays_out_of_the_main_tables(tmp_path):
+    from prt_bench.report.results import Items
+    from prt_bench.report.tables import lam_table
+    from prt_bench.suite.store import write_cell
+
+    def cell(cell_id, kind, lam, value, reward="r"):
+        record = {"schema": "prt-bench/cell/1", "cell_id": cell_id, "suite": "t", "kind": kind, "modality": "lm",
+                  "task": "t", "scenario": "upscaling", "method": "prt", "source": "s", "target": "m", "alpha": 0.0,
+                  "seed": 0, "status": "done", "primary_metric": "acc,none",
+                  "config": {"lam": lam, "trained": {"reward": reward}},
+                  "results": {"t": {"acc,none": value}}}
+        if kind == "train":
+            record.update(config={"train": {"lam": 2.0}}, results={"t": {}})
+        write_cell(tmp_path, record)
+
+    cell("r", "train", None, None)  # the reward, trained with λ = 2
+    cell("main", "eval", 2.0, 0.6)
+    cell("strong", "eval", 0.5, 0.3)
+    cell("weak", "eval", 4.0, 0.5)
+    res = load_results(tmp_path)
+    lk = Lookup(res.agg, Items(res))
+    assert lk.prt("t", "s", "m").mean == 0.6, "the main tables show PRT at the trained λ only"
+    assert lk.prt("t", "s", "m", lam=0.5).mean == 0.3
+    assert lk.lam_sweeps("t") == [("s", "m", [0.5, 2.0, 4.0])]
+    table = lam_table(lk, "t")
+    assert list(table["λ"]) == ["4", "2", "0.5"] and list(table["PRT s → m"]) == ["0.500", "0.600", "0.300"]

@@ -26,8 +26,8 @@ from prt_bench.suite.schema import load_suite
 from prt_bench.suite.store import TABLE_COLUMNS
 
 # Small slices of the matrix (with the training they need) for runs compared against the full one.
-LM_PRT_SLICE = "eval lm * prt *alpha=0 *"
-VISION_PRT_SLICE = "eval vision * prt *alpha=0 *"
+LM_PRT_SLICE = "eval lm * prt *alpha=0 seed=*"
+VISION_PRT_SLICE = "eval vision * prt *alpha=0 seed=*"
 # FT and EFT in vision: two training and three evaluation cells.
 SIGKILL_SLICE = "* vision *ft*"
 

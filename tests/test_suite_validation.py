@@ -182,3 +182,31 @@ def test_dry_run_prints_every_cell_with_its_status(tmp_path):
     lines = [line for line in result.output.splitlines() if re.match(r"[0-9a-f]{16}  to run ", line)]
     assert len(lines) == len(expand(load_suite("paper-vision")))
     assert any("eval vision cub prt RN50-openai -> ViT-L-14-openai alpha=0 seed=0" in line for line in lines)
+
+
+@pytest.mark.parametrize("lam_sweep, message", [
+    ({"lams": [0.5, 0.0], "transfers": [{"source": "tiny-vit-s", "target": "tiny-vit-m"}]},
+     "lam_sweep.lams: λ must be a finite number > 0, got 0.0"),
+    ({"lams": [float("nan")], "transfers": [{"source": "tiny-vit-s", "target": "tiny-vit-m"}]}, "finite number > 0"),
+    ({"lams": ["x"], "transfers": [{"source": "tiny-vit-s", "target": "tiny-vit-m"}]}, "got 'x'"),
+    ({"lams": [0.5]}, "lams given but no transfers"),
+    ({"lams": [0.5], "transfers": [{"source": "tiny-vit-m", "target": "tiny-vit-s"}]}, "is not one of the transfers"),
+    ({"lams": [0.5], "steps": 2, "transfers": []}, "unknown key"),
+])
+def test_a_bad_lam_sweep_is_named(tmp_path, lam_sweep, message):
+    doc = smoke(**{"vision.lam_sweep": lam_sweep})
+    with pytest.raises(SuiteError, match=re.escape(message) if "(" not in message else message):
+        load_suite(write_suite(tmp_path, doc))
+
+
+def test_the_lam_sweep_evaluates_the_main_reward_at_other_lams():
+    cells = expand(load_suite("smoke"))
+    main = [c for c in cells if c.kind == "eval" and c.modality == "vision" and c.method == "prt" and c.alpha == 0.0
+            and c.lam is None]
+    swept = [c for c in cells if c.lam is not None]
+    assert len(main) == 1 and sorted(c.lam for c in swept) == [0.5, 2.0]
+    for c in swept:
+        assert c.config["lam"] == c.lam and c.needs == main[0].needs and "lam=" in c.label
+        assert {k: v for k, v in c.config.items() if k != "lam"} == {k: v for k, v in main[0].config.items()
+                                                                        if k != "lam"}
+    assert main[0].config["lam"] == 1.0  # the trained λ (train.lam unset)

@@ -21,7 +21,8 @@ from prt_bench.io import atomic_write_text, git_commit
 from prt_bench.report.claims import FAIL, NO_DATA, PASS, TOL_ABS, check_claims
 from prt_bench.report.stats import RESAMPLES
 from prt_bench.report.results import Items, Results, load_results
-from prt_bench.report.tables import Lookup, ablation_table, cost_table, long_table, main_table, ratio_table, to_markdown
+from prt_bench.report.tables import (Lookup, ablation_table, cost_table, lam_table, long_table, main_table, ratio_table,
+                                     to_markdown)
 
 STATUS_COLOUR = {PASS: "#c8e6c9", FAIL: "#ffcdd2", NO_DATA: "#eeeeee"}
 
@@ -110,6 +111,9 @@ def _markdown(res: Results, lk: Lookup, claims, env_lines: list[str]) -> str:
         out.append(to_markdown(main_table(lk, task)))
         out.append(f"\n### Entropy ablation: {task}\n")
         out.append(to_markdown(ablation_table(lk, task)))
+        if lk.lam_sweeps(task):
+            out.append(f"\n### Reward strength at inference (λ of eq. 10): {task}\n")
+            out.append(to_markdown(lam_table(lk, task)))
     if not lk.tasks():
         out.append("\n## Results\n\n_no data_\n")
     out.append("\n## Cost\n")
@@ -194,6 +198,12 @@ def build_report(results_dir: str | os.PathLike, out_pdf: str | os.PathLike | No
                 s.add(fig)
                 s.add(F.table_pages(f"Entropy ablation: {t} (table)", ablation_table(lk, task),
                                     f"metric: {lk.metric(task)}; reward only = softmax of the reward alone", fontsize=9))
+            fig = F.lam_figure(lk, task, f"Reward strength at inference: {t}")
+            if fig is not None:
+                s.section(f"Reward strength at inference: {t}", 1)
+                s.add(fig)
+                s.add(F.table_pages(f"Reward strength at inference: {t} (table)", lam_table(lk, task),
+                                    f"metric: {lk.metric(task)}; PRT at the main α, the reward unchanged", fontsize=9))
 
         s.section("Cost")
         if not res.profiles:

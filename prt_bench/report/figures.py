@@ -301,6 +301,41 @@ def ablation_figure(lk: Lookup, task: str, title: str) -> plt.Figure | None:
     return fig
 
 
+def lam_figure(lk: Lookup, task: str, title: str) -> plt.Figure | None:
+    """PRT against the reward's strength 1/λ at inference (eq. 10), one panel per transfer."""
+    sweeps = lk.lam_sweeps(task)
+    if not sweeps:
+        return None
+    fig = page(title, f"metric: {lk.metric(task)}; x: 1/λ, the reward's strength (categorical axis), the reward "
+                      "unchanged; bars: 95 % CI where per-sample records exist, else the error bar; "
+                      "dotted: target alone; dash-dot: FT of the target")
+    ncols = min(4, len(sweeps))
+    nrows = math.ceil(len(sweeps) / ncols)
+    w, h = 0.92 / ncols, 0.74 / nrows
+    for k, (source, target, lams) in enumerate(sweeps):
+        r, c = divmod(k, ncols)
+        ax = fig.add_axes([0.06 + c * w, 0.86 - (r + 1) * h + 0.07, w - 0.05, h - 0.11])
+        lams = sorted(lams, reverse=True)  # weakest reward first
+        vs = [lk.prt(task, source, target, lam=x) for x in lams]
+        x = np.arange(len(lams))
+        y = np.array([v.mean if v else np.nan for v in vs])
+        lo = np.array([(v.mean - v.ci[0]) if v and v.ci else (v.err if v and not math.isnan(v.err) else 0) for v in vs])
+        hi = np.array([(v.ci[1] - v.mean) if v and v.ci else (v.err if v and not math.isnan(v.err) else 0) for v in vs])
+        ax.errorbar(x, y, yerr=[lo, hi], fmt="-o", color=COLORS["PRT"], label="PRT", capsize=3, markersize=5)
+        for name, v in (("base alone", lk.base_alone(task, target)), ("FT (target)", lk.ft_of(task, target))):
+            if v:
+                ax.axhline(v.mean, ls=":" if name == "base alone" else "-.", lw=1.6, color=COLORS[name], label=name)
+        ax.set_xticks(x)
+        ax.set_xticklabels([f"{1 / lam:.2g}" for lam in lams], fontsize=9)
+        ax.set_title(f"{source} → {target}", fontsize=11, weight="bold")
+        ax.set_xlabel("1/λ")
+        if c == 0:
+            ax.set_ylabel(lk.metric(task).split(",")[0])
+        if k == 0:
+            fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=3, frameon=False, fontsize=11)
+    return fig
+
+
 def cost_figure(profile: dict, title: str) -> plt.Figure | None:
     """Training step FT vs PRT, and inference of base/reward/FT/PRT/EFT: time and peak memory,
     bars grouped by batch size, each labelled with its ratio to FT (else to the base alone)."""

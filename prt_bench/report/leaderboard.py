@@ -356,12 +356,14 @@ def _headline(sub: dict[str, Any]) -> list[dict[str, Any]]:
     """Per task: mean over the swapped transfers (source ≠ target) of PRT, EFT, target alone, FT(target)."""
     import pandas as pd
 
-    from prt_bench.report.results import aggregate, cell_row
+    from prt_bench.report.results import mark_swept_lams, aggregate, cell_row
     from prt_bench.report.tables import Lookup
 
-    rows = [cell_row({**c, "suite": sub["suite"], "kind": "eval", "status": "done",
-                      "results": {c.get("task"): c["metrics"]}}) for c in sub["cells"]]
-    lk = Lookup(aggregate(pd.DataFrame([r for r in rows if r])))
+    records = [{**c, "suite": sub["suite"], "kind": "eval", "status": "done", "results": {c.get("task"): c["metrics"]}}
+               for c in sub["cells"]]
+    rows = [r for r in map(cell_row, records) if r]
+    mark_swept_lams(rows, records)
+    lk = Lookup(aggregate(pd.DataFrame(rows)))
     out = []
     for modality, task in lk.tasks():
         cols: dict[str, list[float]] = {"PRT": [], "EFT": [], "target alone": [], "FT (target)": []}

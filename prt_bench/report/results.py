@@ -24,7 +24,7 @@ from prt_bench.io import CELL_SCHEMA, PROFILE_SCHEMA, read_json
 # Method names of the results store, in the order the report shows them, and their labels.
 METHODS = methods.METHODS
 METHOD_LABELS = methods.LABELS
-KEY = ["modality", "task", "method", "source", "target", "alpha"]
+KEY = ["modality", "task", "method", "source", "target", "alpha", "lam", "lam_swept"]
 
 
 @dataclass
@@ -89,6 +89,7 @@ def cell_row(cell: dict[str, Any]) -> dict[str, Any] | None:
             se = math.sqrt(value * (1.0 - value) / n)
     timing = cell.get("timing") or {}
     alpha = _number(cell.get("alpha"))
+    lam = _number((cell.get("config") or {}).get("lam")) if cell.get("method") == "prt" else None
     return {
         "cell_id": cell.get("cell_id"),
         "suite": cell.get("suite"),
@@ -99,6 +100,8 @@ def cell_row(cell: dict[str, Any]) -> dict[str, Any] | None:
         "source": cell.get("source"),
         "target": cell.get("target"),
         "alpha": 0.0 if alpha is None else alpha,
+        "lam": lam if cell.get("method") == "prt" else 0.0,  # PRT's λ at inference (0: not a PRT cell)
+        "lam_swept": False,                      # set by load_results: a λ other than the reward's trained one
         "seed": cell.get("seed", 0),
         "metric": metric,
         "value": value,
@@ -128,6 +131,7 @@ def _rows_from_table(path: Path) -> pd.DataFrame:
     for col in ("modality", "scenario", "source", "metric", "stderr", "alpha", "seed", "suite", "cell_id"):
         if col not in df.columns:
             df[col] = None
+    df["lam"], df["lam_swept"] = 0.0, False
     df["alpha"] = pd.to_numeric(df["alpha"], errors="coerce").fillna(0.0)
     df = df.astype(object).where(df.notna(), None)
     df["value"] = df["value"].astype(float)
@@ -152,6 +156,7 @@ def load_results(results_dir: str | Path) -> Results:
             continue
         cells.append(cell)
     rows = [r for r in map(cell_row, cells) if r is not None]
+    mark_swept_lams(rows, cells)
     if rows:
         df = pd.DataFrame(rows)
     elif (root / "table.csv").is_file():
@@ -159,9 +164,11 @@ def load_results(results_dir: str | Path) -> Results:
     else:
         df = pd.DataFrame(columns=list(cell_row_columns()))
     df = df.astype(object).where(df.notna(), None)
-    for col in ("value", "stderr", "alpha", "wall_s", "peak_mem_mb"):
+    for col in ("value", "stderr", "alpha", "lam", "wall_s", "peak_mem_mb"):
         df[col] = pd.to_numeric(df[col], errors="coerce")
     df["alpha"] = df["alpha"].fillna(0.0)
+    df["lam"] = df["lam"].fillna(0.0)
+    df["lam_swept"] = df["lam_swept"].fillna(False).astype(bool)
 
     profiles: dict[str, dict[str, Any]] = {}
     for path in sorted((root / "profile").glob("*.json")):
@@ -235,10 +242,27 @@ def _item_order(item: str):
     return (0, int(item), "") if item.lstrip("-").isdigit() else (1, 0, item)
 
 
+def mark_swept_lams(rows: list[dict[str, Any]], cells: list[dict[str, Any]]) -> None:
+    """A PRT cell evaluated at another λ than its reward was trained with (read from the reward's
+    training record, 1 when it records none or is absent) belongs to the λ sweep, not to the
+    main tables."""
+    trained = {c.get("cell_id"): _number(((c.get("config") or {}).get("train") or {}).get("lam"))
+               for c in cells if c.get("kind") == "train"}
+    by_id = {c.get("cell_id"): c for c in cells}
+    for row in rows:
+        if row["method"] != "prt":
+            continue
+        reward = ((by_id.get(row["cell_id"]) or {}).get("config") or {}).get("trained", {}).get("reward")
+        lam = trained.get(reward) or 1.0
+        if row["lam"] is None:  # a record that names no λ ran at the trained one
+            row["lam"] = lam
+        row["lam_swept"] = abs(row["lam"] - lam) > 1e-12
+
+
 def cell_row_columns() -> tuple[str, ...]:
     return (
         "cell_id", "suite", "modality", "task", "scenario", "method", "source", "target",
-        "alpha", "seed", "metric", "value", "stderr", "wall_s", "peak_mem_mb",
+        "alpha", "lam", "lam_swept", "seed", "metric", "value", "stderr", "wall_s", "peak_mem_mb",
     )
 
 
@@ -253,6 +277,10 @@ def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
     if rows.empty:
         return pd.DataFrame(columns=cols)
     df = rows.copy()
+    if "lam" not in df.columns:  # rows made before the λ sweep existed
+        df["lam"] = 0.0
+    if "lam_swept" not in df.columns:
+        df["lam_swept"] = False
     for col in ("modality", "source", "target", "scenario", "metric"):
         df[col] = df[col].fillna("")
     if "cell_id" not in df.columns:

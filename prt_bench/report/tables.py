@@ -46,11 +46,13 @@ class Lookup:
 
     def _select(self, task: str, method: str, **eq: Any) -> list[dict[str, Any]]:
         rows = self._by.get((task, method), [])
+        if eq.get("lam") is None:  # PRT at the λ its reward was trained with, unless a λ is asked for
+            rows = [r for r in rows if not r.get("lam_swept", False)]
         for col, val in eq.items():
             if val is None:
                 continue
-            if col == "alpha":
-                rows = [r for r in rows if abs(r["alpha"] - val) < 1e-15]
+            if col in ("alpha", "lam"):
+                rows = [r for r in rows if abs(r[col] - val) < 1e-12]
             else:
                 rows = [r for r in rows if r[col] == val]
         return rows
@@ -122,9 +124,21 @@ class Lookup:
             return 0.0
         return min(counts, key=lambda a: (-counts[a], a))
 
-    def prt(self, task: str, source: str, target: str, alpha: float | None = None) -> Value | None:
+    def prt(self, task: str, source: str, target: str, alpha: float | None = None,
+            lam: float | None = None) -> Value | None:
         a = self.main_alpha(task, source) if alpha is None else alpha
-        return self.get(task, "prt", source=source, target=target, alpha=a)
+        return self._value(self._select(task, "prt", source=source, target=target, alpha=a, lam=lam))
+
+    def lam_sweeps(self, task: str) -> list[tuple[str, str, list[float]]]:
+        """(source, target, the λ values) of every transfer PRT was evaluated at two or more λ (at the main α)."""
+        out = []
+        for s, t, _ in self.pairs(task):
+            a = self.main_alpha(task, s)
+            lams = sorted({r["lam"] for r in self._by.get((task, "prt"), [])
+                           if r["source"] == s and r["target"] == t and abs(r["alpha"] - a) < 1e-12})
+            if len(lams) >= 2:
+                out.append((s, t, lams))
+        return out
 
     def eft(self, task: str, source: str, target: str) -> Value | None:
         sel = self._select(task, "eft", source=source, target=target)
@@ -215,11 +229,24 @@ def ablation_table(lk: Lookup, task: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def lam_table(lk: Lookup, task: str) -> pd.DataFrame:
+    """PRT at each inference λ (eq. 10: the reward's strength is 1/λ), one column per transfer."""
+    sweeps = lk.lam_sweeps(task)
+    lams = sorted({x for _, _, ls in sweeps for x in ls}, reverse=True)
+    rows = []
+    for lam in lams:
+        row = {"λ": f"{lam:g}", "1/λ": f"{1 / lam:.2g}"}
+        for s, t, _ in sweeps:
+            row[f"PRT {s} → {t}"] = str(lk.prt(task, s, t, lam=lam) or "–")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def long_table(agg: pd.DataFrame) -> pd.DataFrame:
     """Every aggregated result, one line each (the appendix)."""
     if agg.empty:
-        return pd.DataFrame(columns=["task", "method", "source", "target", "α", "value", "seeds"])
-    df = agg.sort_values(["modality", "task", "method", "source", "target", "alpha"])
+        return pd.DataFrame(columns=["task", "method", "source", "target", "α", "λ", "value", "seeds"])
+    df = agg.sort_values(["modality", "task", "method", "source", "target", "alpha", "lam"])
     return pd.DataFrame(
         {
             "task": df["task"],
@@ -227,6 +254,7 @@ def long_table(agg: pd.DataFrame) -> pd.DataFrame:
             "source": [s or "–" for s in df["source"]],
             "target": [t or "–" for t in df["target"]],
             "α": [fmt_alpha(a) for a in df["alpha"]],
+            "λ": [f"{x:g}" if m == "prt" else "–" for m, x in zip(df["method"], df["lam"])],
             "value": [fmt(m, e) for m, e in zip(df["mean"], df["err"])],
             "seeds": df["n_seeds"].astype(int),
         }

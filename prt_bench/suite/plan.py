@@ -16,6 +16,9 @@ Per task, seed and transfer source -> target (method names as in the results sto
 - ``reward_only``  softmax of the reward alone                   (train: prt of source)
 - ``same_base``    (option) prt/eft on the source itself, scenario "same_base"
 - the alpha sweep: prt (and reward_only) at each alpha of ``alpha_sweep`` for its transfers.
+- the λ sweep: prt at each λ of ``lam_sweep`` (eq. 10's 1/λ is the reward's strength at
+  inference) for its transfers, with the reward of the main α: no retraining.  Every
+  evaluation config holds its λ, the trained one (``train.lam``, 1 when unset) unless swept.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class Cell:
     seed: int
     config: dict[str, Any]
     needs: dict[str, str] = field(default_factory=dict)   # role ("reward", "ft") -> training cell id
+    lam: float | None = None       # an inference λ other than the trained one (the λ sweep)
 
     @property
     def label(self) -> str:
@@ -51,6 +55,7 @@ class Cell:
             return f"train {self.modality} {self.method} {self.target} on {self.task}{extra} seed={self.seed}"
         pair = f"{self.source} -> {self.target}" if self.source and self.source != self.target else self.target
         extra = f" alpha={self.alpha:g}" if self.method in method_table.WITH_ALPHA else ""
+        extra += f" lam={self.lam:g}" if self.lam is not None else ""
         return f"eval {self.modality} {self.task} {self.method} {pair}{extra} seed={self.seed}"
 
 
@@ -84,17 +89,19 @@ def _expand_task(section: Section, task: str, seed: int, cells: dict[str, Cell])
         cells.setdefault(cell.cell_id, cell)
         return cell.cell_id
 
+    trained_lam = float(section.train.get("lam", 1.0))
+
     def evaluate(method: str, target: str, source: str | None, scenario: str | None, alpha: float = 0.0,
-                 needs: dict[str, str] | None = None) -> None:
+                 needs: dict[str, str] | None = None, lam: float | None = None) -> None:
         config = {"kind": "eval", "modality": section.modality, "method": method, "task": task,
                   "task_config": section.tasks[task], "target": base_ref(section, target),
                   "source": base_ref(section, source) if source else None, "scenario": scenario,
-                  "eval": section.eval, "lam": float(section.train.get("lam", 1.0)), "seed": seed,
+                  "eval": section.eval, "lam": trained_lam if lam is None else lam, "seed": seed,
                   "trained": dict(sorted((needs or {}).items()))}
         if method in method_table.WITH_ALPHA:
             config["alpha"] = alpha
         cell = Cell(config_hash(config), "eval", section.modality, task, scenario, method, source, target,
-                    alpha, seed, config, dict(needs or {}))
+                    alpha, seed, config, dict(needs or {}), None if lam in (None, trained_lam) else lam)
         cells.setdefault(cell.cell_id, cell)
 
     if "zeroshot" in methods:
@@ -113,6 +120,10 @@ def _expand_task(section: Section, task: str, seed: int, cells: dict[str, Cell])
     for t in section.sweep_transfers:
         for alpha in section.sweep_alphas:
             _transfer_cells(section, t, methods - {"eft"}, alpha, train, evaluate)
+    for t in section.lam_transfers:
+        for lam in section.sweep_lams:
+            evaluate("prt", t.target, t.source, t.scenario, section.alpha,
+                     needs={"reward": train("prt", t.source, section.alpha)}, lam=lam)
 
 
 def _transfer_cells(section: Section, t: Transfer, methods: set[str], alpha: float, train, evaluate) -> None:

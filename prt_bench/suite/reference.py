@@ -87,8 +87,10 @@ class Comparison:
 
 def label(record: dict[str, Any]) -> str:
     pair = f"{record['source']}->{record['target']}" if record.get("source") else str(record.get("target"))
+    lam = (record.get("config") or {}).get("lam") if record.get("method") == "prt" else None
     return (f"{record.get('kind')} {record.get('modality')} {record.get('task')} {record.get('method')} {pair} "
-            f"alpha={record.get('alpha')} seed={record.get('seed')}")
+            f"alpha={record.get('alpha')}" + (f" lam={lam:g}" if isinstance(lam, (int, float)) else "")
+            + f" seed={record.get('seed')}")
 
 
 def read_records(results: str | Path) -> dict[str, dict[str, Any]]:

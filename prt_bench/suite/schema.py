@@ -11,6 +11,7 @@ label sets, data) are the modalities' ``check_files``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,11 @@ SCENARIOS = ("upscaling", "update", "other_arch", "same_base")
 PAPER_ALPHAS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 0.1)
 
 TOP_KEYS = {"name", "description", "seeds"}   # and one section per registered modality
-SECTION_KEYS = {"families", "transfers", "same_base", "tasks", "train", "eval", "methods", "alpha", "alpha_sweep"}
+SECTION_KEYS = {"families", "transfers", "same_base", "tasks", "train", "eval", "methods", "alpha", "alpha_sweep",
+                "lam_sweep"}
 TRANSFER_KEYS = {"source", "target", "scenario"}
 SWEEP_KEYS = {"alphas", "transfers"}
+LAM_SWEEP_KEYS = {"lams", "transfers"}
 # Types and ranges of the numeric options (train, eval, tasks): checked when the file is read, so
 # that `lr: "fast"` or `batch_size: 0` fail at once, naming the key, not per cell after the bases.
 _INT, _NUM = (int,), (int, float)
@@ -67,6 +70,8 @@ class Section:
     alpha: float
     sweep_alphas: list[float]
     sweep_transfers: list[Transfer]
+    sweep_lams: list[float] = field(default_factory=list)        # PRT's λ at inference (eq. 10), no retraining
+    lam_transfers: list[Transfer] = field(default_factory=list)
 
     @property
     def sources(self) -> list[str]:
@@ -224,9 +229,29 @@ def _section(raw: Any, modality: str, where: str) -> Section:
         raise SuiteError(f"{where}.alpha_sweep: alphas given but no transfers to sweep")
     sweep_transfers = [next(x for x in transfers if (x.source, x.target) == (t.source, t.target))
                        for t in sweep_transfers]
+    lam_sweep = raw.get("lam_sweep") or {}
+    _mapping(lam_sweep, f"{where}.lam_sweep")
+    _keys(lam_sweep, LAM_SWEEP_KEYS, f"{where}.lam_sweep")
+    lams = lam_sweep.get("lams", [])
+    if not isinstance(lams, list):
+        raise SuiteError(f"{where}.lam_sweep.lams: expected a list of numbers, got {lams!r}")
+    for lam in lams:
+        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not (math.isfinite(lam) and lam > 0):
+            raise SuiteError(f"{where}.lam_sweep.lams: λ must be a finite number > 0, got {lam!r}")
+    lam_transfers = _transfers(lam_sweep.get("transfers", []), bases, f"{where}.lam_sweep.transfers")
+    for t in lam_transfers:
+        if (t.source, t.target) not in declared and t.source != t.target:
+            raise SuiteError(f"{where}.lam_sweep.transfers: {t.source} -> {t.target} is not one of the transfers")
+    if lams and not lam_transfers:
+        raise SuiteError(f"{where}.lam_sweep: lams given but no transfers to sweep")
+    if lams and "prt" not in methods:
+        raise SuiteError(f"{where}.lam_sweep: the λ sweep evaluates PRT, which the section's methods leave out")
+    lam_transfers = [next((x for x in transfers if (x.source, x.target) == (t.source, t.target)),
+                          Transfer(t.source, t.target, "same_base")) for t in lam_transfers]
     return Section(modality=modality, bases=bases, transfers=transfers, same_base=bool(raw.get("same_base", False)),
                    tasks=dict(tasks), train=dict(train), eval=dict(evaluation), methods=list(methods), alpha=alpha,
-                   sweep_alphas=sweep_alphas, sweep_transfers=sweep_transfers)
+                   sweep_alphas=sweep_alphas, sweep_transfers=sweep_transfers,
+                   sweep_lams=[float(x) for x in lams], lam_transfers=lam_transfers)
 
 
 def _base(spec: Any, modality: str, where: str) -> dict[str, Any]:
