@@ -102,9 +102,12 @@ def leaderboard_verify(
     seed: Annotated[int, typer.Option(help="Seed of the sample of cells.")] = 0,
     work: Annotated[Optional[Path], typer.Option(help="Where the re-run's results and checkpoints go (default: a temporary folder).")] = None,
     cache: Annotated[Optional[Path], typer.Option(help="Cache of built bases (default: the repository's .cache/).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Cells at once on the CPU (default: as prt-bench run).")] = None,
 ) -> None:
-    """Re-run sampled cells of a submission here and compare each with it: every metric and the
-    hash of the per-sample records.  Exit 1 unless every re-run cell reproduces the submission."""
+    """Re-run sampled cells of a submission here, at the thread count it records, and compare each
+    with it: every metric and the hash of the per-sample records.  Exit 1 unless every re-run cell
+    reproduces the submission."""
+    import os
     import tempfile
 
     from rich.console import Console
@@ -120,7 +123,7 @@ def leaderboard_verify(
     with tempfile.TemporaryDirectory(prefix="prt-bench-verify-") as tmp:
         try:
             found = verify_submission(sub, None if all_cells else cells, seed=seed, work=work or Path(tmp),
-                                      cache=cache)
+                                      cache=cache, workers=workers or max(1, min(4, os.cpu_count() or 1)))
         except SubmissionError as e:
             console.print(f"[red]cannot verify:[/] {escape(str(e))}")
             raise typer.Exit(2) from e

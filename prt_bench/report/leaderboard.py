@@ -467,8 +467,8 @@ class Reproduction:
 def verify_submission(sub: dict[str, Any], cells: int | None = 3, *, seed: int = 0, work: Path,
                       cache: Path | None = None, workers: int = 1) -> list[Reproduction]:
     """Re-run ``cells`` evaluation cells of a submission, sampled with ``seed`` (every cell when
-    None), with the training they need, in ``work``, and compare each with the submission:
-    every metric, and the hash of the per-sample records."""
+    None), with the training they need, in ``work``, at the thread count the submission records,
+    and compare each with the submission: every metric, and the hash of the per-sample records."""
     from prt_bench.suite.runner import RunOptions, run_suite
     from prt_bench.suite.samples import compare
 
@@ -480,7 +480,18 @@ def verify_submission(sub: dict[str, Any], cells: int | None = 3, *, seed: int =
                                                                                                       cells))
     options = RunOptions(results=work / "results", runs=work / "runs", cache=cache, gpus=[], workers=workers,
                          only=",".join(ids), report=False, progress=False, profile=False, compare=False)
-    summary = run_suite(sub["suite"], options)
+    # CPU float reductions depend on the thread count: re-run at the submission's
+    threads = (sub.get("environment") or {}).get("threads")
+    saved = os.environ.get("PRT_BENCH_THREADS")
+    if isinstance(threads, int) and threads > 0:
+        os.environ["PRT_BENCH_THREADS"] = str(threads)
+    try:
+        summary = run_suite(sub["suite"], options)
+    finally:
+        if saved is None:
+            os.environ.pop("PRT_BENCH_THREADS", None)
+        else:
+            os.environ["PRT_BENCH_THREADS"] = saved
     expected = _expansion(sub["suite"])
     out = []
     for cid in ids:
