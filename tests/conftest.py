@@ -43,3 +43,15 @@ def tiny_qwen2(tmp_path_factory, byte_tokenizer):
     from prt_bench.lm.tiny import build_tiny_lm
 
     return build_tiny_lm(tmp_path_factory.mktemp("tiny-qwen2"), "qwen2", byte_tokenizer, seed=2, extra_vocab=8)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """(root, summary, cache): the smoke suite run once, with its cost profile, into root/results and
+    root/runs; shared by the runner's and the leaderboard's tests (which copy it before changing it)."""
+    from prt_bench.suite.runner import RunOptions, run_suite
+
+    root, cache = tmp_path_factory.mktemp("reference"), tmp_path_factory.mktemp("suite-cache")
+    options = RunOptions(results=root / "results", runs=root / "runs", cache=cache, gpus=[], report=False,
+                         progress=False, profile=True)
+    return root, run_suite("smoke", options), cache

@@ -18,18 +18,19 @@ from prt_bench.io import config_hash
 from prt_bench.report.leaderboard import (SCHEMA_FILE, SubmissionError, build_leaderboard, pack_submission,
                                           schema_problems, seal)
 from prt_bench.suite.plan import expand
-from prt_bench.suite.runner import RunOptions, run_suite
 from prt_bench.suite.schema import load_suite
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("leaderboard")
-    options = RunOptions(results=root / "results", runs=root / "runs", cache=root / "cache", gpus=[], report=False,
-                         progress=False, profile=False, compare=False)
-    summary = run_suite("smoke", options)
+def smoke(smoke_run, tmp_path_factory) -> dict[str, Path]:
+    """A copy of the session's smoke run (tests/conftest.py)."""
+    import shutil
+
+    root, summary, cache = smoke_run
     assert summary.failed == {}
-    return {"results": root / "results" / "smoke", "cache": root / "cache"}
+    results = tmp_path_factory.mktemp("leaderboard") / "smoke"
+    shutil.copytree(root / "results" / "smoke", results)
+    return {"results": results, "cache": cache}
 
 
 @pytest.fixture(scope="module")

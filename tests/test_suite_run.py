@@ -59,15 +59,14 @@ def outcome(record: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("suite-cache")
+def cache(smoke_run) -> Path:
+    return smoke_run[2]
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, cache) -> tuple[Path, object]:
-    root = tmp_path_factory.mktemp("reference")
-    summary = run_suite("smoke", options(root, cache=cache, profile=True))
-    return root, summary
+def reference(smoke_run) -> tuple[Path, object]:
+    """The smoke suite run once for the session (tests/conftest.py); tests that change results copy it."""
+    return smoke_run[0], smoke_run[1]
 
 
 def test_full_run_stores_one_record_per_cell_and_the_table(reference):
