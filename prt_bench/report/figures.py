@@ -258,6 +258,25 @@ def scenario_figure(lk: Lookup, task: str, title: str) -> plt.Figure | None:
     return fig
 
 
+def _panel_grid(fig: plt.Figure, n: int) -> list[tuple[plt.Axes, int]]:
+    """``n`` panels, up to four a row, below a page's title: (axes, column) each."""
+    ncols = min(4, n)
+    nrows = math.ceil(n / ncols)
+    w, h = 0.92 / ncols, 0.74 / nrows
+    out = []
+    for k in range(n):
+        r, c = divmod(k, ncols)
+        out.append((fig.add_axes([0.06 + c * w, 0.86 - (r + 1) * h + 0.07, w - 0.05, h - 0.11]), c))
+    return out
+
+
+def _target_lines(ax: plt.Axes, lk: Lookup, task: str, target: str) -> None:
+    """The target alone (dotted) and FT of the target (dash-dot), where they were run."""
+    for name, v in (("base alone", lk.base_alone(task, target)), ("FT (target)", lk.ft_of(task, target))):
+        if v:
+            ax.axhline(v.mean, ls=":" if name == "base alone" else "-.", lw=1.6, color=COLORS[name], label=name)
+
+
 def ablation_figure(lk: Lookup, task: str, title: str) -> plt.Figure | None:
     """Like the paper's Figs. 6–7: reward-only and PRT accuracy against α, one panel per target."""
     panels = []
@@ -273,12 +292,7 @@ def ablation_figure(lk: Lookup, task: str, title: str) -> plt.Figure | None:
         return None
     fig = page(title, f"metric: {lk.metric(task)}; entropy regulariser α of eq. 12 (categorical axis); "
                       "dotted: target alone; dash-dot: FT of the target")
-    ncols = min(4, len(panels))
-    nrows = math.ceil(len(panels) / ncols)
-    w, h = 0.92 / ncols, 0.74 / nrows
-    for k, (source, target, alphas) in enumerate(panels):
-        r, c = divmod(k, ncols)
-        ax = fig.add_axes([0.06 + c * w, 0.86 - (r + 1) * h + 0.07, w - 0.05, h - 0.11])
+    for k, ((source, target, alphas), (ax, c)) in enumerate(zip(panels, _panel_grid(fig, len(panels)))):
         x = np.arange(len(alphas))
         for name, fn, style, dx in (("PRT", lambda a: lk.prt(task, source, target, alpha=a) if target else None, "-o", -0.04),
                                     ("reward only", lambda a: lk.reward_only(task, source, a), "--s", 0.04)):
@@ -287,9 +301,8 @@ def ablation_figure(lk: Lookup, task: str, title: str) -> plt.Figure | None:
             e = np.array([v.err if v and not math.isnan(v.err) else 0 for v in vs])
             if not np.isnan(y).all():  # dodged a little so equal values stay visible
                 ax.errorbar(x + dx, y, yerr=e, fmt=style, color=COLORS[name], label=name, capsize=3, markersize=5)
-        for name, v in (("base alone", lk.base_alone(task, target)), ("FT (target)", lk.ft_of(task, target))):
-            if v and target is not None:
-                ax.axhline(v.mean, ls=":" if name == "base alone" else "-.", lw=1.6, color=COLORS[name], label=name)
+        if target is not None:
+            _target_lines(ax, lk, task, target)
         ax.set_xticks(x)
         ax.set_xticklabels([fmt_alpha(a) for a in alphas], fontsize=9)
         ax.set_title(f"{source} → {target}" if target else f"reward of {source}", fontsize=11, weight="bold")
@@ -309,12 +322,7 @@ def lam_figure(lk: Lookup, task: str, title: str) -> plt.Figure | None:
     fig = page(title, f"metric: {lk.metric(task)}; x: 1/λ, the reward's strength (categorical axis), the reward "
                       "unchanged; bars: 95 % CI where per-sample records exist, else the error bar; "
                       "dotted: target alone; dash-dot: FT of the target")
-    ncols = min(4, len(sweeps))
-    nrows = math.ceil(len(sweeps) / ncols)
-    w, h = 0.92 / ncols, 0.74 / nrows
-    for k, (source, target, lams) in enumerate(sweeps):
-        r, c = divmod(k, ncols)
-        ax = fig.add_axes([0.06 + c * w, 0.86 - (r + 1) * h + 0.07, w - 0.05, h - 0.11])
+    for k, ((source, target, lams), (ax, c)) in enumerate(zip(sweeps, _panel_grid(fig, len(sweeps)))):
         lams = sorted(lams, reverse=True)  # weakest reward first
         vs = [lk.prt(task, source, target, lam=x) for x in lams]
         x = np.arange(len(lams))
@@ -322,9 +330,7 @@ def lam_figure(lk: Lookup, task: str, title: str) -> plt.Figure | None:
         lo = np.array([(v.mean - v.ci[0]) if v and v.ci else (v.err if v and not math.isnan(v.err) else 0) for v in vs])
         hi = np.array([(v.ci[1] - v.mean) if v and v.ci else (v.err if v and not math.isnan(v.err) else 0) for v in vs])
         ax.errorbar(x, y, yerr=[lo, hi], fmt="-o", color=COLORS["PRT"], label="PRT", capsize=3, markersize=5)
-        for name, v in (("base alone", lk.base_alone(task, target)), ("FT (target)", lk.ft_of(task, target))):
-            if v:
-                ax.axhline(v.mean, ls=":" if name == "base alone" else "-.", lw=1.6, color=COLORS[name], label=name)
+        _target_lines(ax, lk, task, target)
         ax.set_xticks(x)
         ax.set_xticklabels([f"{1 / lam:.2g}" for lam in lams], fontsize=9)
         ax.set_title(f"{source} → {target}", fontsize=11, weight="bold")
