@@ -89,6 +89,43 @@ def test_full_run_stores_one_record_per_cell_and_the_table(reference):
     assert {line.split(",")[0] for line in table[1:]} == evaluated
 
 
+def test_language_reward_only_decodes_the_reward_checkpoint_alone(reference):
+    """reward_only (Figs. 6-7's second curve) greedily decodes softmax(r): the reward's own
+    logits, no base.  Checked against transformers' generate() on the reward checkpoint."""
+    import torch
+    from lm_eval.tasks import TaskManager, get_task_dict
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from prt_bench.suite import samples
+
+    root, _ = reference
+    records = cells_of(root)
+    cell = next(r for r in records.values() if r["kind"] == "eval" and r["modality"] == "lm"
+                and r["method"] == "reward_only")
+    prt_cell = next(r for r in records.values() if r["kind"] == "eval" and r["modality"] == "lm"
+                    and r["method"] == "prt" and r["source"] == cell["source"])
+    reward = root / "runs" / "smoke" / cell["config"]["trained"]["reward"]
+    assert cell["config"]["trained"] == prt_cell["config"]["trained"]  # the reward PRT carries
+    task_name = cell["config"]["task_config"]["lm_eval_task"]
+    task = get_task_dict([task_name], TaskManager(include_path=str(REPO_ROOT / "tasks"),
+                                                  include_defaults=False))[task_name]
+    docs = list(task.test_docs())
+    until = task.config.generation_kwargs["until"]
+    tokenizer = AutoTokenizer.from_pretrained(reward)
+    model = AutoModelForCausalLM.from_pretrained(reward).eval()
+    _, rows = samples.read(root / "results" / "smoke", cell)
+    assert rows
+    for row in rows:
+        ids = tokenizer(task.doc_to_text(docs[row["doc_id"]]), return_tensors="pt").input_ids
+        with torch.no_grad():
+            out = model.generate(ids, do_sample=False, max_new_tokens=cell["config"]["task_config"]["max_gen_toks"],
+                                 pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+        text = tokenizer.decode(out[0, ids.shape[1]:])
+        for stop in until:
+            text = text.split(stop)[0]
+        assert row["resps"][0][0] == text
+
+
 def test_every_metric_comes_back_from_the_per_sample_records_and_tampering_is_caught(reference, tmp_path):
     from prt_bench.suite import samples
 

@@ -27,7 +27,7 @@ class LanguageModels(Modality):
                  "apply_chat_template", "train_data"}
     task_required = "lm_eval_task"
     eval_keys = {"batch_size", "limit", "dtype", "max_gen_toks"}
-    methods = ("zeroshot", "ft_source", "ft_target", "prt", "eft")
+    methods = ("zeroshot", "ft_source", "ft_target", "prt", "eft", "reward_only")
     default_primary = "exact_match,strict-match"
     # 32 tokens x 5 repeats: with 8 x 3 the decode ratios of these ~1M-parameter bases moved by
     # +-0.15 between runs (per-token times are a few ms, most of it Python)
@@ -226,6 +226,10 @@ class LanguageModels(Modality):
             model, args = "hf", f"pretrained={paths['model']},dtype={dtype},device={device}"
             if method != "zeroshot" and is_adapter_dir(paths["model"]):  # LoRA FT: hf's own peft= loading
                 args = f"pretrained={paths['target']},peft={paths['model']},dtype={dtype},device={device}"
+        elif method == "reward_only":  # the reward checkpoint is a causal LM whose logits are r: softmax(r)
+            model, args = "hf", f"pretrained={paths['reward']},dtype={dtype},device={device}"
+            if is_adapter_dir(paths["reward"]):  # a LoRA reward: the source with its adapter
+                args = f"pretrained={paths['target']},peft={paths['reward']},dtype={dtype},device={device}"
         elif method == "prt":
             model, args = ("prt", f"base={paths['target']},reward={paths['reward']},lam={lam},dtype={dtype},"
                                   f"device={device}")
