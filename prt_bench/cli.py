@@ -23,6 +23,7 @@ evaluate = typer.Typer(help="Evaluate bases, FT models, PRT and EFT combinations
 profile = typer.Typer(help="Measure time and memory of FT vs PRT vs EFT, side by side.", no_args_is_help=True)
 mini = typer.Typer(help="Build the mini world: small bases trained by prt-bench.", no_args_is_help=True)
 mini_build = typer.Typer(help="Pretrain the mini bases (cached by config hash).", no_args_is_help=True)
+diagnose = typer.Typer(help="Why a transfer wins or loses, from a finished run's records.", no_args_is_help=True)
 reference = typer.Typer(help="The committed reference results (results/reference/<suite>/).", no_args_is_help=True)
 
 train.command("lm")(lm_cli.train_lm)
@@ -38,6 +39,8 @@ app.add_typer(train, name="train")
 app.add_typer(evaluate, name="eval")
 app.add_typer(profile, name="profile")
 app.add_typer(mini, name="mini")
+diagnose.command("lm")(lm_cli.diagnose_lm)
+app.add_typer(diagnose, name="diagnose")
 # lm-eval's own CLI, every flag of it, with the `prt` and `eft` models registered.
 app.command(
     "lm-eval",

@@ -159,3 +159,33 @@ def test_gsm_answer_lines_restate_the_anchored_steps_in_order():
         assert [ln.split()[0] for ln in steps] == gsm.ANCHORS[: row["steps"]]
         for ln in steps:
             assert ln.split(", so ")[0] + "." in row["question"]
+
+
+def test_held_out_phrasing_finds_the_held_out_step_in_questions_and_answer_lines():
+    """What `prt-bench diagnose lm` groups problems and answer lines by."""
+    import random
+
+    rng = random.Random(3)
+    for held in (None, 0, 1, 2):
+        for _ in range(100):
+            p = gsm.make_problem(rng, gsm.TEST_NAMES, 1, 30, 3, held)
+            lines = p["answer"].split("\n")[1:-1]  # one line per step
+            assert gsm.held_out_phrasing(p["question"]) == (held is not None and held < len(lines))
+            assert [gsm.held_out_phrasing(line) for line in lines] == [k == held for k in range(len(lines))]
+
+
+def test_diagnosis_probe_scores_every_calculation_of_the_gold_answers(tmp_path):
+    """The knowledge probe teacher-forces each calculation of the gold answers, grouped by phrasing."""
+    from prt_bench.lm.diagnose import HELD_OUT, ORDINARY, Run, probe
+    from prt_bench.lm.tiny import build_tiny_lm, byte_level_tokenizer
+
+    path = build_tiny_lm(tmp_path / "m", "llama", byte_level_tokenizer(), hidden=16, layers=1)
+    docs = gsm.generate(20, 12)["test"]
+    run = Run(suite=None, section=None, task="mini_gsm", lm_task="mini_gsm", metric="", results=tmp_path,
+              runs=tmp_path, records={}, cells=[], bases={"m": str(path)}, docs=docs,
+              prompts=[d["prompt"] for d in docs], targets=[" " + d["answer"] for d in docs], train_rows=[], lam=1.0)
+    (row,) = probe(run, ["m"])
+    lines = [line for d in docs for line in d["answer"].split("\n") if " = " in line]
+    held = sum(gsm.held_out_phrasing(line) for line in lines)
+    assert (row[f"n {ORDINARY}"], row.get(f"n {HELD_OUT}", 0)) == (len(lines) - held, held)
+    assert 0 <= row["all"] <= 1

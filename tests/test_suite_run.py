@@ -126,6 +126,36 @@ def test_language_reward_only_decodes_the_reward_checkpoint_alone(reference):
         assert row["resps"][0][0] == text
 
 
+def test_diagnosis_reads_the_run_and_its_margins_explain_each_choice(reference, cache):
+    """`prt-bench diagnose lm`: per-group scores are the stored metrics, the distances start at 0
+    for the source, and at every first divergence the method's own combination preferred the
+    token it wrote (base + correction < 0); documents that changed since the run are refused."""
+    from prt_bench.lm.diagnose import _check_alignment, diagnose, load_run, markdown
+
+    root, _ = reference
+    run = load_run("smoke", root / "results", root / "runs", cache)
+    found = diagnose(run, n_train=4)
+    stored = {(r["method"], r["source"], r["target"]): r["results"][r["task"]][r["primary_metric"]]
+              for r in cells_of(root).values() if r["kind"] == "eval" and r["modality"] == "lm"
+              and r["alpha"] == 0 and r["config"].get("lam", 1) == 1}
+    assert {(r["method"], r["source"], r["target"]) for r in found["split"]} <= set(stored)
+    for row in found["split"]:
+        assert row["all"] == pytest.approx(stored[(row["method"], row["source"], row["target"])])
+    distance = {row["target"]: row for row in found["distance"]}
+    assert distance["tiny-llama-s"]["KL(source || target)"] == pytest.approx(0, abs=1e-6)
+    assert distance["tiny-llama-m"]["KL(source || target)"] > 0
+    assert {d["method"] for d in found["divergence"]} == {"prt", "eft"}
+    events = [e for d in found["divergence"] for e in d["events"]]
+    assert events
+    for e in events:
+        assert e["gold"] != e["made"] and e["base"] + e["correction"] < 0
+    page = markdown(found)
+    assert all(f"## {k}." in page for k in (1, 3, 4))
+    run.prompts[0] += " (edited)"
+    with pytest.raises(ValueError, match="prompt hashes differ"):
+        _check_alignment(run)
+
+
 def test_every_metric_comes_back_from_the_per_sample_records_and_tampering_is_caught(reference, tmp_path):
     from prt_bench.suite import samples
 

@@ -87,3 +87,32 @@ def lm_eval(ctx: typer.Context) -> None:
     # lm-eval parses sys.argv itself; hand it exactly what followed `prt-bench lm-eval`.
     sys.argv = ["lm-eval", *ctx.args]
     cli_evaluate()
+
+
+def diagnose_lm(
+    suite: Annotated[str, typer.Option(help="The language suite whose finished run is diagnosed.")] = "mini",
+    results: Annotated[Path, typer.Option(help="Results root of the run (DIR/<suite>/cells/).")
+                       ] = Path("results/local"),
+    runs: Annotated[Path, typer.Option(help="Its checkpoints (DIR/<suite>/<cell_id>/).")] = Path("runs"),
+    cache: Annotated[Optional[Path], typer.Option(help="Cache of the mini world (default: .cache/).")] = None,
+    task: Annotated[Optional[str], typer.Option(help="The suite's task (default: its first).")] = None,
+    n_train: Annotated[int, typer.Option(help="Fine-tuning examples the distances are measured on.")] = 200,
+    out: Annotated[Optional[Path], typer.Option(help="Write the page here (and its JSON beside it, .json); "
+                                                     "default: print the page.")] = None,
+) -> None:
+    """Why a transfer wins or loses: per-group scores, what each base knows alone, how far FT/PRT/EFT
+    move each target, and the margins where PRT first leaves the gold answer (docs/mini-lm.md)."""
+    import json
+
+    from prt_bench.io import atomic_write_text
+    from prt_bench.lm.diagnose import diagnose, load_run, markdown
+    from prt_bench.suite.modalities import cache_dir
+
+    found = diagnose(load_run(suite, results, runs, cache_dir(cache), task), n_train=n_train)
+    page = markdown(found)
+    if out is None:
+        typer.echo(page)
+        return
+    atomic_write_text(out, page)
+    atomic_write_text(out.with_suffix(".json"), json.dumps(found, indent=1, ensure_ascii=False) + "\n")
+    typer.echo(f"{out} (+ {out.with_suffix('.json').name})")

@@ -12,6 +12,7 @@ training problems.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 
 TRAIN_NAMES = ["Mia", "Tom", "Ava", "Leo", "Zoe", "Max", "Ivy", "Sam", "Eli", "Amy", "Ben", "Lea",
@@ -139,3 +140,15 @@ def generate(n_train: int, n_test: int, seed: int = 0, config: GsmConfig = GsmCo
             seen_test.add(p["question"])
             test.append(_row(p))
     return {"train": train, "test": test}
+
+
+# what each held-out phrasing leaves in a question or an answer line, with any pronoun and numbers
+_HELD_MARKERS = [re.compile(r"\b(?:she|he|She|He) " + re.escape(fill(p.split("{P} ", 1)[1], "he", "ITEM"))
+                            .replace(r"\{b\}", r"\d+").replace(r"\{k\}", r"\d+").replace("ITEM", r"\w+")
+                            .replace("his", "(?:his|her)").removesuffix(r"\.") + "[.,]")
+                 for p in (ADD[-1], SUB[-1], *MUL_HELD)]
+
+
+def held_out_phrasing(text: str) -> bool:
+    """Whether a question or an answer line uses a phrasing the train split holds out."""
+    return any(m.search(text) for m in _HELD_MARKERS)

@@ -1,0 +1,508 @@
+"""Why a language transfer wins or loses, read from a suite run's own records and checkpoints.
+
+``prt-bench diagnose lm --suite mini`` takes a finished run (cells in ``results/<suite>/``, the
+trained checkpoints in ``runs/<suite>/``) and writes four measurements, each per base:
+
+1. **split**: every evaluation cell's score on groups of the test documents (mini_gsm: the
+   problems with a step in a phrasing the train split never uses, and the others), from the
+   cell's per-sample records;
+2. **probe**: what each base knows before any fine-tuning: teacher-forced on the gold answers of
+   the test split, how often the base alone writes a step's whole calculation (``First she wins
+   1 more marbles, so she has`` -> ``24 + 1 = 25``: operand, operator and result, every token its
+   greedy choice) -- per group of lines (held-out phrasing or not): knowing what ``wins`` does is
+   the knowledge the held-out share of the test needs;
+3. **distance**: on the fine-tuning data's responses, teacher-forced, the mean per-token KL of
+   each target from the source, and how far FT, PRT and EFT move each target (KL from the
+   target alone), with the gold tokens' mean log-prob under each;
+4. **divergence**: for every test problem PRT gets right on the source and wrong on the target
+   (on the source itself: every problem it gets wrong), the first token where its generation
+   leaves the gold answer, and there the margins log p(gold) - log p(PRT's token) of the target
+   alone, of the reward (r, as it enters eq. 10), of EFT's implicit reward and of the target's own
+   FT: whether the reward's correction points the right way but is too weak (and how much
+   stronger, 1/λ, it would have to be), or points the wrong way.
+
+Everything is computed from the cells the suite defines at its main α and trained λ; nothing is
+re-trained.  The documents are the ones lm-eval evaluated, matched to the samples by
+lm-eval's own document and prompt hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from prt_bench import prt
+
+# -------------------------------------------------------------------- groups of documents
+
+HELD_OUT = "held-out phrasing"
+ORDINARY = "ordinary"
+
+
+def mini_gsm_line_group(line: str) -> str:
+    from prt_bench.mini.lm.gsm import held_out_phrasing
+
+    return HELD_OUT if held_out_phrasing(line) else ORDINARY
+
+
+# lm-eval task -> document -> group name (tasks without an entry: one group, "all")
+DOC_GROUPS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "mini_gsm": lambda doc: mini_gsm_line_group(doc["question"]),
+}
+# lm-eval task -> (line of a gold answer -> group) for the probe; tasks without one are not probed
+LINE_GROUPS: dict[str, Callable[[str], str]] = {"mini_gsm": mini_gsm_line_group}
+CALC = re.compile(r"has (-?\d+ [-+*] -?\d+ = -?\d+)")  # a calculation in a gold answer line
+
+
+# -------------------------------------------------------------------- what the run holds
+
+@dataclass
+class Run:
+    """A finished run of a language suite: its cells, records, bases, checkpoints and documents."""
+    suite: Any
+    section: Any
+    task: str                       # the suite's task name
+    lm_task: str                    # its lm-eval task
+    metric: str
+    results: Path                   # results/<suite>
+    runs: Path                      # runs/<suite>
+    records: dict[str, dict]        # eval cell id -> record
+    cells: list                     # the suite's eval cells at the main alpha and trained lambda
+    bases: dict[str, str]           # base name -> folder
+    docs: list[dict]                # lm-eval's evaluation documents, in doc_id order
+    prompts: list[str]
+    targets: list[str]              # the gold continuation of each document (after the prompt)
+    train_rows: list[dict]          # the fine-tuning data (prompt/response)
+    lam: float
+    _models: dict[str, Any] = field(default_factory=dict)
+    _tok: Any = None
+
+    def cell(self, method: str, target: str, source: str | None = None):
+        for c in self.cells:
+            if c.method == method and c.target == target and (source is None or c.source == source):
+                return c
+        return None
+
+    def record(self, cell) -> dict | None:
+        return self.records.get(cell.cell_id) if cell is not None else None
+
+    def trained(self, cell, role: str) -> str:
+        return str(self.runs / cell.needs[role])
+
+    def rows(self, cell) -> list[dict]:
+        from prt_bench.suite import samples
+
+        return samples.read(self.results, self.records[cell.cell_id])[1]
+
+    def scores(self, cell) -> dict[int, float]:
+        from prt_bench.suite import samples
+
+        header, rows = samples.read(self.results, self.records[cell.cell_id])
+        from prt_bench.lm.samples import item_scores
+
+        return {int(k): v for k, v in item_scores(header, rows, self.metric).items()}
+
+    @property
+    def tokenizer(self):
+        if self._tok is None:
+            from prt_bench.lm.load import load_tokenizer
+
+            self._tok = load_tokenizer(next(iter(self.bases.values())))
+        return self._tok
+
+    def model(self, path: str):
+        if path not in self._models:
+            from prt_bench.lm.load import load_causal_lm
+
+            self._models[path] = load_causal_lm(path, dtype="float32", device="cpu")
+        return self._models[path]
+
+
+def load_run(suite_ref: str | Path, results: Path, runs: Path, cache: Path | None = None,
+             task: str | None = None) -> Run:
+    import os
+
+    from lm_eval.tasks import TaskManager, get_task_dict
+
+    from prt_bench.suite import modalities
+    from prt_bench.suite.modalities.lm import TASKS_DIR
+    from prt_bench.suite.plan import expand
+    from prt_bench.suite.resolve import build_world, resolve_base
+    from prt_bench.suite.schema import load_suite
+    from prt_bench.suite.store import read_cell
+
+    suite = load_suite(suite_ref)
+    if "lm" not in suite.sections:
+        raise ValueError(f"suite {suite.name} has no language section")
+    section = suite.sections["lm"]
+    task = task or next(iter(section.tasks))
+    if task not in section.tasks:
+        raise ValueError(f"suite {suite.name} has no language task {task!r} (it has: {', '.join(section.tasks)})")
+    results_dir, runs_dir = Path(results) / suite.name, Path(runs) / suite.name
+    cells = [c for c in expand(suite) if c.kind == "eval" and c.modality == "lm" and c.task == task and c.lam is None
+             and c.seed == suite.seeds[0] and (c.method not in ("prt", "reward_only") or c.alpha == section.alpha)]
+    records = {c.cell_id: r for c in cells if (r := read_cell(results_dir, c.cell_id)) is not None}
+    if not records:
+        raise FileNotFoundError(f"no evaluation cell of {suite.name}/{task} in {results_dir}: run the suite first "
+                                f"(prt-bench run --suite {suite.name})")
+    cells = [c for c in cells if c.cell_id in records]
+    for c in cells:
+        for role, train_id in c.needs.items():
+            folder = runs_dir / train_id
+            if not ((folder / "config.json").is_file() or (folder / "adapter_config.json").is_file()):
+                raise FileNotFoundError(f"{c.label}: its {role} checkpoint {folder} is missing (the diagnosis reads "
+                                        f"the run's checkpoints: run the suite on this machine)")
+    lm = modalities.get("lm")
+    world = build_world(suite, "lm", cache, False) if any("mini" in s for s in section.bases.values()) else None
+    bases = {name: resolve_base("lm", spec, cache, world) for name, spec in section.bases.items()}
+    from prt_bench.mini.lm.tasks import ENV_VAR
+
+    if world:  # where the mini tasks' lm-eval files read their data
+        os.environ[ENV_VAR] = world["data_dir"]
+    lm_task = section.tasks[task]["lm_eval_task"]
+    task_obj = get_task_dict([lm_task], TaskManager(include_path=str(TASKS_DIR), include_defaults=False))[lm_task]
+    docs = list(task_obj.eval_docs)
+    limit = section.tasks[task].get("limit", section.eval.get("limit"))
+    if limit is not None:
+        docs = docs[:int(limit)]
+    delimiter = task_obj.config.target_delimiter
+    data = lm.resolve_data(lm.train_data(section, task)[1], world, cache)
+    run = Run(suite=suite, section=section, task=task, lm_task=lm_task,
+              metric=section.tasks[task].get("primary_metric", lm.default_primary), results=results_dir,
+              runs=runs_dir, records=records, cells=cells, bases=bases, docs=docs,
+              prompts=[task_obj.doc_to_text(d) for d in docs],
+              targets=[delimiter + str(task_obj.doc_to_target(d)) for d in docs],
+              train_rows=[json.loads(x) for x in Path(data).read_text(encoding="utf-8").splitlines() if x.strip()],
+              lam=float(section.train.get("lam", 1.0)))
+    _check_alignment(run)
+    return run
+
+
+def _check_alignment(run: Run) -> None:
+    """The documents must be the ones the cells evaluated: lm-eval's prompt hash of each sample."""
+    for cell in run.cells:
+        for row in run.rows(cell):
+            i = int(row["doc_id"])
+            if i >= len(run.prompts) or _sha(run.prompts[i]) != row["prompt_hash"]:
+                raise ValueError(f"document {i} of {run.lm_task} is not the one {cell.label} evaluated (prompt "
+                                 "hashes differ): the task data changed since the run")
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# -------------------------------------------------------------------- 1. split
+
+def split(run: Run) -> list[dict[str, Any]]:
+    """Each cell's primary metric on each group of documents, with the group's size."""
+    groups_of = DOC_GROUPS.get(run.lm_task, lambda doc: "all")
+    groups = [groups_of(d) for d in run.docs]
+    names = sorted(set(groups), key=lambda g: (g != ORDINARY, g))
+    out = []
+    for cell in run.cells:
+        scores = run.scores(cell)
+        row = {"method": cell.method, "source": cell.source, "target": cell.target, "scenario": cell.scenario,
+               "all": sum(scores.values()) / len(scores)}
+        for g in names:
+            mine = [v for i, v in scores.items() if groups[i] == g]
+            row[g] = sum(mine) / len(mine) if mine else None
+            row[f"n {g}"] = len(mine)
+        out.append(row)
+    return out
+
+
+# -------------------------------------------------------------------- 2. probe
+
+@torch.no_grad()
+def _logprobs(model, ids: list[int]) -> torch.Tensor:
+    """log softmax of the model's logits at every position of one sequence: [len, vocab]."""
+    logits = model(input_ids=torch.tensor([ids])).logits[0]
+    return prt.log_probs(logits)
+
+
+@torch.no_grad()
+def _logits(model, ids: list[int]) -> torch.Tensor:
+    return model(input_ids=torch.tensor([ids])).logits[0].float()
+
+
+def _encode(run: Run, prompt: str, continuation: str) -> tuple[list[int], int, list[tuple[int, int]]]:
+    """Token ids of prompt + continuation, where the continuation starts, and each continuation
+    token's character span within the continuation."""
+    tok = run.tokenizer
+    head = tok.encode(prompt)
+    enc = tok(continuation, add_special_tokens=False, return_offsets_mapping=True)
+    return head + list(enc["input_ids"]), len(head), [tuple(o) for o in enc["offset_mapping"]]
+
+
+def probe(run: Run, bases: list[str], limit: int | None = None) -> list[dict[str, Any]]:
+    """Per base alone: the share of the calculations in the test split's gold answers that it
+    writes exactly (every token greedy, teacher-forced), per group of lines."""
+    line_group = LINE_GROUPS.get(run.lm_task)
+    if line_group is None:
+        return []
+    items = []  # (doc index, token start, token end, group)
+    encoded = []
+    for i, (prompt, target) in enumerate(zip(run.prompts[:limit], run.targets[:limit])):
+        ids, start, spans = _encode(run, prompt, target)
+        encoded.append(ids)
+        offset = 0
+        for line in target.split("\n"):
+            for m in CALC.finditer(line):
+                lo, hi = offset + m.start(1), offset + m.end(1)
+                toks = [k for k, (a, b) in enumerate(spans) if a < hi and b > lo]
+                if toks and spans[toks[0]][0] >= lo - 1:  # the number starts its own token (" 25" or "25")
+                    items.append((i, start + toks[0], start + toks[-1] + 1, line_group(line)))
+            offset += len(line) + 1
+    out = []
+    for name in bases:
+        model = run.model(run.bases[name])
+        hits: dict[str, list[int]] = {}
+        cache: dict[int, torch.Tensor] = {}
+        for i, lo, hi, group in items:
+            if i not in cache:
+                cache = {i: _logits(model, encoded[i])}
+            pred = cache[i][lo - 1:hi - 1].argmax(-1)
+            hits.setdefault(group, []).append(int(bool((pred == torch.tensor(encoded[i][lo:hi])).all())))
+        row = {"base": name}
+        for g in sorted(hits, key=lambda g: (g != ORDINARY, g)):
+            row[g], row[f"n {g}"] = sum(hits[g]) / len(hits[g]), len(hits[g])
+        row["all"] = sum(sum(h) for h in hits.values()) / max(1, sum(len(h) for h in hits.values()))
+        out.append(row)
+    return out
+
+
+# -------------------------------------------------------------------- 3. distance
+
+def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """KL(p || q) per row; tokens p rules out add nothing."""
+    p = log_p.exp()
+    return torch.where(p > 0, p * (log_p - log_q), torch.zeros_like(p)).sum(-1)
+
+
+def distance(run: Run, source: str, targets: list[str], n: int = 200) -> list[dict[str, Any]]:
+    """On the first ``n`` fine-tuning examples' response tokens (teacher-forced): per target,
+    mean KL(source || target), and for the target alone, FT of it, PRT and EFT onto it: the mean
+    KL from the target alone (how far each moves it) and the gold tokens' mean log-prob."""
+    rows = run.train_rows[:n]
+    ft_s = run.cell("ft_source", source, source)
+    prt_cell = next((c for c in run.cells if c.method == "prt" and c.source == source), None)  # the source's reward
+    out = []
+    for target in targets:
+        methods: dict[str, Callable[[list[int]], torch.Tensor]] = {}
+        base = run.model(run.bases[target])
+        methods["base alone"] = lambda ids, m=base: _logprobs(m, ids)
+        ft_t = run.cell("ft_target", target) or (ft_s if target == source else None)
+        if ft_t is not None:
+            ft_model = run.model(run.trained(ft_t, "ft"))
+            methods["FT of the target"] = lambda ids, m=ft_model: _logprobs(m, ids)
+        if prt_cell is not None:
+            reward = run.model(run.trained(prt_cell, "reward"))
+            methods["PRT"] = lambda ids, b=base, r=reward: prt.prt_logprobs(_logits(b, ids), _logits(r, ids), run.lam)
+        if ft_s is not None and target != source:
+            ftm, ptm = run.model(run.trained(ft_s, "ft")), run.model(run.bases[source])
+            methods["EFT"] = lambda ids, b=base, f=ftm, p=ptm: prt.eft_logprobs(_logits(b, ids), _logits(f, ids),
+                                                                               _logits(p, ids))
+        src = run.model(run.bases[source])
+        kl_src, gold = [], {k: [] for k in methods}
+        moved = {k: [] for k in methods if k != "base alone"}
+        for row in rows:
+            ids, start, _ = _encode(run, row["prompt"], row["response"])
+            labels = torch.tensor(ids[start:])
+            lp = {k: f(ids)[start - 1:-1] for k, f in methods.items()}
+            kl_src.append(_kl(_logprobs(src, ids)[start - 1:-1], lp["base alone"]))
+            for k, v in lp.items():
+                gold[k].append(v.gather(-1, labels[:, None]).squeeze(-1))
+                if k in moved:
+                    moved[k].append(_kl(v, lp["base alone"]))
+        row = {"target": target, "KL(source || target)": float(torch.cat(kl_src).mean())}
+        for k in methods:
+            row[f"gold log-prob: {k}"] = float(torch.cat(gold[k]).mean())
+        for k in moved:
+            row[f"KL({k} || target)"] = float(torch.cat(moved[k]).mean())
+        out.append(row)
+    return out
+
+
+def _prt_cell(run: Run, source: str, target: str):
+    return next((c for c in run.cells if c.method == "prt" and c.source == source and c.target == target), None)
+
+
+# -------------------------------------------------------------------- 4. divergence
+
+def divergence(run: Run, source: str, target: str, method: str = "prt", top: int = 3) -> dict[str, Any] | None:
+    """Where ``method`` (prt or eft) from ``source`` onto ``target`` leaves the gold answer on the
+    problems it loses in the transfer (right on the source -- PRT on its own base, for EFT the
+    source's FT -- wrong here), and the margins ``log p(gold token) - log p(its token)`` there
+    (natural log): the target alone, PRT's reward (r as eq. 10 adds it, before 1/λ), EFT's
+    implicit reward log π_ft − log π_pt, and the target's own FT.  ``correction`` is the
+    method's own: the reward for PRT, the implicit reward for EFT."""
+    cell = next((c for c in run.cells if c.method == method and c.source == source and c.target == target), None)
+    if cell is None:
+        return None
+    ft_s = run.cell("ft_source", source, source)
+    own = _prt_cell(run, source, source) if method == "prt" else ft_s
+    ft_t = run.cell("ft_target", target) or (ft_s if target == source else None)
+    prt_cell = _prt_cell(run, source, target)
+    base = run.model(run.bases[target])
+    reward = run.model(run.trained(prt_cell, "reward")) if prt_cell is not None else None
+    scores = run.scores(cell)
+    # no baseline (no PRT on the source's own base / no FT of it, or the source itself): every wrong problem
+    kept = run.scores(own) if own is not None and target != source else None
+    strict = run.metric.split(",")[1] if "," in run.metric else None
+    resps = {int(r["doc_id"]): r["resps"][0][0] for r in run.rows(cell) if strict is None or r["filter"] == strict}
+    tok = run.tokenizer
+    events, skipped = [], 0
+    for i, score in sorted(scores.items()):
+        if score >= 1 or (kept is not None and kept.get(i, 0.0) < 1):  # right here, or lost already on the source
+            continue
+        gold_ids, start, _ = _encode(run, run.prompts[i], run.targets[i])
+        made = tok.encode(resps[i], add_special_tokens=False)
+        gold = gold_ids[start:]
+        k = next((j for j, (a, b) in enumerate(zip(gold, made)) if a != b), None)
+        if k is None:  # one is a prefix of the other: the answer stopped early or ran on
+            continue
+        prefix = gold_ids[:start + k]
+        a, b = gold[k], made[k]
+        lp_base = _logprobs(base, prefix)[-1]
+        event = {"doc": i, "position": k,
+                 "where": _where(tok.decode(gold[:k]), tok.decode([a]), run.prompts[i], run.lm_task == "mini_gsm"),
+                 "gold": tok.decode([a]), "made": tok.decode([b]), "base": float(lp_base[a] - lp_base[b]),
+                 "base top": [tok.decode([t]) for t in lp_base.topk(top).indices.tolist()]}
+        if reward is not None:
+            r = _logits(reward, prefix)[-1]
+            event["reward"] = float(r[a] - r[b])
+        if ft_s is not None:
+            imp = _logprobs(run.model(run.trained(ft_s, "ft")), prefix)[-1] - _logprobs(run.model(run.bases[source]),
+                                                                                          prefix)[-1]
+            event["eft"] = float(imp[a] - imp[b])
+        event["correction"] = event.get("reward" if method == "prt" else "eft")
+        if ft_t is not None:
+            lf = _logprobs(run.model(run.trained(ft_t, "ft")), prefix)[-1]
+            event["ft target"] = float(lf[a] - lf[b])
+        strength = 1 / run.lam if method == "prt" else 1.0
+        if event["correction"] is None:
+            continue
+        if event["base"] + strength * event["correction"] >= 0:
+            # the method itself prefers the gold token here: the re-tokenised text is not what it generated
+            skipped += 1
+            continue
+        events.append(event)
+    lost = None if kept is None else sum(1 for i, s in scores.items() if s < 1 and kept.get(i, 0.0) >= 1)
+    return {"method": method, "source": source, "target": target, "wrong": sum(1 for s in scores.values() if s < 1),
+            "lost": lost, "n": len(scores), "skipped": skipped, "events": events, "summary": _summarise(events)}
+
+
+def _where(answer_so_far: str, token: str, prompt: str, gsm_style: bool) -> str:
+    """What kind of token the gold one is, and (mini_gsm-style answers) which part of the answer."""
+    line = answer_so_far.split("\n")[-1]
+    part = ("first answer token" if not answer_so_far else "final answer" if "####" in line
+            else "calculation" if ", so " in line else "restating a sentence") if gsm_style else (
+        "first answer token" if not answer_so_far else "answer")
+    word = token.strip()
+    kind = ("number" if word.lstrip("-").isdigit() else "symbol" if word and not word[0].isalnum()
+            else "word of the prompt" if word and re.search(rf"\b{re.escape(word)}\b", prompt) else "word")
+    return f"{part}: {kind}"
+
+
+def _summarise(events: list[dict]) -> dict[str, Any]:
+    """At the divergences: how often the correction points to the gold token, how often the target
+    alone prefers the wrong one, the median margins, and for a correction pointing the right way
+    the strength 1/λ at which ``base + correction / λ`` would reach 0 (PRT's λ of eq. 10)."""
+    if not events:
+        return {"events": 0}
+    n = len(events)
+    right_way = [e for e in events if e["correction"] > 0]  # then the target alone outweighs it (base < 0)
+    need = sorted(-e["base"] / e["correction"] for e in right_way)
+    where: dict[str, int] = {}
+    for e in events:
+        where[e["where"]] = where.get(e["where"], 0) + 1
+    out = {"events": n, "correction points to gold": len(right_way) / n,
+           "target alone prefers the wrong token": sum(e["base"] < 0 for e in events) / n,
+           "median base margin": _median([e["base"] for e in events]),
+           "median correction margin": _median([e["correction"] for e in events]),
+           "median 1/λ needed (right-way corrections)": need[len(need) // 2] if need else None,
+           "share a 1/λ ≤ 2 turns": sum(x <= 2 for x in need) / n}
+    if all("ft target" in e for e in events):
+        out["target's own FT prefers gold"] = sum(e["ft target"] > 0 for e in events) / n
+    out["where"] = dict(sorted(where.items(), key=lambda kv: -kv[1]))
+    return out
+
+
+def _median(values: list[float]) -> float:
+    v = sorted(values)
+    return (v[(len(v) - 1) // 2] + v[len(v) // 2]) / 2
+
+
+# -------------------------------------------------------------------- all of it
+
+def diagnose(run: Run, n_train: int = 200) -> dict[str, Any]:
+    transfers = run.section.transfers
+    source = transfers[0].source
+    targets = list(dict.fromkeys([source] + [t.target for t in transfers if t.source == source]))
+    return {"suite": run.suite.name, "task": run.task, "metric": run.metric, "source": source, "lam": run.lam,
+            "split": split(run), "probe": probe(run, targets),
+            "distance": distance(run, source, targets, n_train),
+            "divergence": [d for m in ("prt", "eft") for t in targets
+                           if (d := divergence(run, source, t, m)) is not None]}
+
+
+def markdown(found: dict[str, Any]) -> str:
+    """The diagnosis as a page (docs/mini-lm.md explains what each part shows)."""
+    lines = [f"# Diagnosis of {found['suite']} / {found['task']} (source {found['source']}, λ = {found['lam']:g})",
+             "", f"`prt-bench diagnose lm --suite {found['suite']}`; metric `{found['metric']}`.", ""]
+    lines += ["## 1. Score by group of test problems", ""]
+    lines += _table(found["split"])
+    if found["probe"]:
+        lines += ["", "## 2. What each base knows alone: calculations of the gold answers, teacher-forced", ""]
+        lines += _table(found["probe"])
+    lines += ["", "## 3. Distance on the fine-tuning data (mean per response token, nats)", ""]
+    lines += _table(found["distance"])
+    lines += ["", "## 4. Where PRT and EFT leave the gold answer on the problems lost in the transfer", ""]
+    rows = []
+    for d in found["divergence"]:
+        s = d["summary"]
+        rows.append({"method": d["method"], "transfer": f"{d['source']} → {d['target']}",
+                     "wrong": f"{d['wrong']}/{d['n']}",
+                     "lost in transfer": d["lost"],
+                     "re-tokenised, skipped": d["skipped"],
+                     **{k: v for k, v in s.items() if k != "where"},
+                     "where (most first)": "; ".join(f"{k} {v}" for k, v in s.get("where", {}).items())})
+    lines += _table(rows)
+    for d in found["divergence"]:
+        if d["events"]:
+            lines += ["", f"First divergences of {d['method']} {d['source']} → {d['target']} (margins: "
+                          f"log p(gold) − log p(made), the token {d['method']} wrote):", ""]
+            lines += _table([{k: _shown(k, v) for k, v in e.items()} for e in d["events"][:8]])
+    return "\n".join(lines) + "\n"
+
+
+def _shown(key: str, value: Any) -> Any:
+    if isinstance(value, list):
+        return ", ".join(map(repr, value))
+    return repr(value) if key in ("gold", "made") else value
+
+
+def _table(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return ["(none)"]
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        out.append("| " + " | ".join(_cell(r.get(c)) for c in cols) + " |")
+    return out
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.3f}"
+    return str(v).replace("|", "\\|").replace("\n", "\\n")
