@@ -93,7 +93,7 @@ def test_language_reward_only_decodes_the_reward_checkpoint_alone(reference):
     """reward_only (Figs. 6-7's second curve) greedily decodes softmax(r): the reward's own
     logits, no base.  Checked against transformers' generate() on the reward checkpoint."""
     import torch
-    from lm_eval.tasks import TaskManager, get_task_dict
+    from lm_eval.tasks import TaskManager
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from prt_bench.suite import samples
@@ -107,8 +107,7 @@ def test_language_reward_only_decodes_the_reward_checkpoint_alone(reference):
     reward = root / "runs" / "smoke" / cell["config"]["trained"]["reward"]
     assert cell["config"]["trained"] == prt_cell["config"]["trained"]  # the reward PRT carries
     task_name = cell["config"]["task_config"]["lm_eval_task"]
-    task = get_task_dict([task_name], TaskManager(include_path=str(REPO_ROOT / "tasks"),
-                                                  include_defaults=False))[task_name]
+    task = TaskManager(include_path=str(REPO_ROOT / "tasks"), include_defaults=False).load([task_name])["tasks"][task_name]
     docs = list(task.test_docs())
     until = task.config.generation_kwargs["until"]
     tokenizer = AutoTokenizer.from_pretrained(reward)
@@ -149,8 +148,12 @@ def test_diagnosis_reads_the_run_and_its_margins_explain_each_choice(reference, 
     assert events
     for e in events:
         assert e["gold"] != e["made"] and e["base"] + e["correction"] < 0
+    card = {(r["base"], r["precondition"].split()[0]): r for r in found["world card"]}
+    p2 = card[("tiny-llama-m", "P2")]  # FT of the bigger base against FT of the source, paired on the same items
+    assert p2["role"] == "bigger" and p2["holds"] is (float(p2["measured"].split("[")[1].split(",")[0]) > 0)
+    assert card[("all", "P0")]["holds"] is None  # one seed: not measured, and said so
     page = markdown(found)
-    assert all(f"## {k}." in page for k in (1, 3, 4))
+    assert all(f"## {k}." in page for k in (0, 1, 3, 4))
     run.prompts[0] += " (edited)"
     with pytest.raises(ValueError, match="prompt hashes differ"):
         _check_alignment(run)

@@ -118,7 +118,7 @@ def test_missing_vision_data_is_named(tmp_path, monkeypatch):
     assert "missing data" in msg and "fashion_mnist" in msg
 
 
-@pytest.mark.parametrize("name", ["paper-lm", "paper-vision", "mini", "smoke"])
+@pytest.mark.parametrize("name", ["paper-lm", "paper-vision", "mini", "smoke", "mini-lm-alpha", "mini-lm-ifeval"])
 def test_shipped_suites_expand_without_touching_a_model(name, tmp_path):
     summary = run_suite(name, RunOptions(results=tmp_path, dry_run=True, progress=False))
     assert summary.total == len(expand(load_suite(name))) > 0
@@ -182,6 +182,17 @@ def test_dry_run_prints_every_cell_with_its_status(tmp_path):
     lines = [line for line in result.output.splitlines() if re.match(r"[0-9a-f]{16}  to run ", line)]
     assert len(lines) == len(expand(load_suite("paper-vision")))
     assert any("eval vision cub prt RN50-openai -> ViT-L-14-openai alpha=0 seed=0" in line for line in lines)
+
+
+def test_an_unquoted_derived_metric_is_named(tmp_path):
+    """`[a,none, b,none]` is four YAML items, not two metrics: refused before any cell runs."""
+    doc = yaml.safe_load(write_suite(tmp_path, smoke()).read_text().replace(
+        "      batch_size: 2\n", "      batch_size: 2\n      derived:\n        mean,none: [exact_match,strict-match, "
+        "exact_match,flexible-extract]\n", 1))
+    with pytest.raises(SuiteError, match="quote each"):
+        load_suite(write_suite(tmp_path, doc))
+    doc["lm"]["tasks"]["gsm8k"]["derived"] = {"mean,none": ["exact_match,strict-match", "exact_match,flexible-extract"]}
+    assert load_suite(write_suite(tmp_path, doc)).sections["lm"].tasks["gsm8k"]["derived"]
 
 
 @pytest.mark.parametrize("lam_sweep, message", [

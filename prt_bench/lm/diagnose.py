@@ -129,7 +129,7 @@ def load_run(suite_ref: str | Path, results: Path, runs: Path, cache: Path | Non
              task: str | None = None) -> Run:
     import os
 
-    from lm_eval.tasks import TaskManager, get_task_dict
+    from lm_eval.tasks import TaskManager
 
     from prt_bench.suite import modalities
     from prt_bench.suite.modalities.lm import TASKS_DIR
@@ -167,7 +167,7 @@ def load_run(suite_ref: str | Path, results: Path, runs: Path, cache: Path | Non
     if world:  # where the mini tasks' lm-eval files read their data
         os.environ[ENV_VAR] = world["data_dir"]
     lm_task = section.tasks[task]["lm_eval_task"]
-    task_obj = get_task_dict([lm_task], TaskManager(include_path=str(TASKS_DIR), include_defaults=False))[lm_task]
+    task_obj = TaskManager(include_path=str(TASKS_DIR), include_defaults=False).load([lm_task])["tasks"][lm_task]
     docs = list(task_obj.eval_docs)
     limit = section.tasks[task].get("limit", section.eval.get("limit"))
     if limit is not None:
@@ -275,6 +275,7 @@ def probe(run: Run, bases: list[str], limit: int | None = None) -> list[dict[str
         for g in sorted(hits, key=lambda g: (g != ORDINARY, g)):
             row[g], row[f"n {g}"] = sum(hits[g]) / len(hits[g]), len(hits[g])
         row["all"] = sum(sum(h) for h in hits.values()) / max(1, sum(len(h) for h in hits.values()))
+        row["items"] = [h for g in sorted(hits) for h in hits[g]]  # the same items, in one order, for every base
         out.append(row)
     return out
 
@@ -441,14 +442,65 @@ def _median(values: list[float]) -> float:
     return (v[(len(v) - 1) // 2] + v[len(v) // 2]) / 2
 
 
+# -------------------------------------------------------------------- 0. the world card
+
+ROLE = {"upscaling": "bigger", "update": "newer", "upscaling_update": "bigger and newer", "other_arch": "other architecture"}
+P1_FLOOR = 0.10   # "clearly above 0": a tenth of the calculations right alone
+P4_FLOOR = 0.50   # a working base: its own FT solves half of the test
+
+
+def world_card(run: Run, probed: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:
+    """The preconditions the mini world is designed to (the open issue's P0-P4), measured: each
+    row a base, the precondition, the measurement, and whether it holds.  Orderings are paired
+    comparisons on the same items (95 % bootstrap CI of the difference above 0)."""
+    from prt_bench.report.stats import paired
+
+    probe_of = {r["base"]: r for r in probed}
+    ft_of = {}
+    for c in run.cells:
+        if c.method in ("ft_source", "ft_target"):
+            ft_of.setdefault(c.target, run.scores(c))
+    roles = {t.target: ROLE.get(t.scenario or "", t.scenario or "target") for t in run.section.transfers
+             if t.source == source}
+    rows = []
+    for base in [source, *roles]:
+        role = "source" if base == source else roles[base]
+        if base in probe_of:
+            p = probe_of[base]
+            rows.append({"base": base, "role": role, "precondition": "P1 knows alone: probe > " + f"{P1_FLOOR:g}",
+                         "measured": f"{p['all']:.3f} ({len(p['items'])} calculations)",
+                         "holds": p["all"] > P1_FLOOR})
+            if base != source and role != "other architecture" and source in probe_of:
+                d = paired([p["items"]], [probe_of[source]["items"]])
+                rows.append({"base": base, "role": role, "precondition": "P1 knows more than the source (probe)",
+                             "measured": str(d), "holds": d.lo > 0})
+        if base in ft_of:
+            ft = ft_of[base]
+            if role == "other architecture":
+                value = sum(ft.values()) / len(ft)
+                rows.append({"base": base, "role": role, "precondition": f"P4 a working base: its FT ≥ {P4_FLOOR:g}",
+                             "measured": f"{value:.3f}", "holds": value >= P4_FLOOR})
+            elif base != source and source in ft_of:
+                docs = sorted(ft)
+                d = paired([[ft[i] for i in docs]], [[ft_of[source][i] for i in docs]])
+                rows.append({"base": base, "role": role, "precondition": "P2 its FT beats the source's FT",
+                             "measured": str(d), "holds": d.lo > 0})
+    seeds = len(run.suite.seeds)
+    rows.append({"base": "all", "role": "", "precondition": "P0 robust over ≥ 3 pretraining and 3 fine-tuning seeds",
+                 "measured": f"not measured: the suite runs {seeds} fine-tuning seed(s) on one pretraining seed per base",
+                 "holds": None})
+    return rows
+
+
 # -------------------------------------------------------------------- all of it
 
 def diagnose(run: Run, n_train: int = 200) -> dict[str, Any]:
     transfers = run.section.transfers
     source = transfers[0].source
     targets = list(dict.fromkeys([source] + [t.target for t in transfers if t.source == source]))
+    probed = probe(run, targets)
     return {"suite": run.suite.name, "task": run.task, "metric": run.metric, "source": source, "lam": run.lam,
-            "split": split(run), "probe": probe(run, targets),
+            "world card": world_card(run, probed, source), "split": split(run), "probe": probed,
             "distance": distance(run, source, targets, n_train),
             "divergence": [d for m in ("prt", "eft") for t in targets
                            if (d := divergence(run, source, t, m)) is not None]}
@@ -458,11 +510,13 @@ def markdown(found: dict[str, Any]) -> str:
     """The diagnosis as a page (docs/mini-lm.md explains what each part shows)."""
     lines = [f"# Diagnosis of {found['suite']} / {found['task']} (source {found['source']}, λ = {found['lam']:g})",
              "", f"`prt-bench diagnose lm --suite {found['suite']}`; metric `{found['metric']}`.", ""]
-    lines += ["## 1. Score by group of test problems", ""]
+    lines += ["## 0. World card: the preconditions, measured", ""]
+    lines += _table([{**r, "holds": {True: "yes", False: "**no**", None: "–"}[r["holds"]]} for r in found["world card"]])
+    lines += ["", "## 1. Score by group of test problems", ""]
     lines += _table(found["split"])
     if found["probe"]:
         lines += ["", "## 2. What each base knows alone: calculations of the gold answers, teacher-forced", ""]
-        lines += _table(found["probe"])
+        lines += _table([{k: v for k, v in r.items() if k != "items"} for r in found["probe"]])
     lines += ["", "## 3. Distance on the fine-tuning data (mean per response token, nats)", ""]
     lines += _table(found["distance"])
     lines += ["", "## 4. Where PRT and EFT leave the gold answer on the problems lost in the transfer", ""]

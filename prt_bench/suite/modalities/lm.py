@@ -77,6 +77,15 @@ class LanguageModels(Modality):
     def check_section(self, train: dict[str, Any], tasks: dict[str, dict[str, Any]], where: str) -> None:
         if "data" not in train and not all("train_data" in t for t in tasks.values()):
             raise ValueError(f"{where}.train: missing key 'data' (the instruction data FT and PRT train on)")
+        for name, task in tasks.items():
+            derived = task.get("derived")
+            if derived is None:
+                continue
+            for metric, parts in (derived.items() if isinstance(derived, dict) else [(None, derived)]):
+                if not (isinstance(metric, str) and isinstance(parts, list) and parts
+                        and all(isinstance(p, str) and p.count(",") == 1 for p in parts)):
+                    raise ValueError(f"{where}.tasks.{name}.derived: takes {{NAME: [\"metric,filter\", ...]}} -- quote "
+                                     f"each \"metric,filter\" (unquoted, YAML splits it at the comma); got {derived!r}")
         for label, data in self._data_specs(train, tasks):
             if data is not None:
                 if not isinstance(data, dict):
