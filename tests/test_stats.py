@@ -87,3 +87,20 @@ def test_a_claim_is_decided_on_the_paired_records_of_two_methods(tmp_path):
     d = lk.compare(lk.prt("t", "s", "m"), lk.base_alone("t", "m"))
     assert (d.lo, d.hi) == stats.bootstrap(np.array(prt, float), np.array(base, float))
     assert str(lk.base_alone("t", "m")).startswith("0.450 [")  # tables show the 95 % interval
+
+
+def test_item_scores_average_to_the_metric_for_ifeval_instruction_level_lists():
+    """IFEval's instruction-level accuracy flattens every prompt's list: the per-item scores the
+    paired statistics draw from must average to that metric (and to the derived mean) exactly."""
+    from prt_bench.lm.samples import FLATTEN_MEAN, item_scores, rescore
+
+    inst = [[True], [True, False, False], [False, True], [True, True, True, True]]
+    header = {"aggregation": {"prompt": "mean", "inst": FLATTEN_MEAN},
+              "derived": {"both,none": ["prompt,none", "inst,none"]}}
+    rows = [{"doc_id": i, "filter": "none", "metrics": ["prompt", "inst"], "prompt": float(all(v)), "inst": v}
+            for i, v in enumerate(inst)]
+    metrics = rescore(header, rows)
+    assert metrics["inst,none"] == 7 / 10  # not the mean of the prompts' own shares (0.708)
+    for metric in ("prompt,none", "inst,none", "both,none"):
+        scores = item_scores(header, rows, metric)
+        assert sum(scores.values()) / len(scores) == pytest.approx(metrics[metric], abs=1e-15)

@@ -77,17 +77,28 @@ def rescore(header: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any
 
 def item_scores(header: dict[str, Any], rows: list[dict[str, Any]], metric: str) -> dict[str, float]:
     """doc id -> the document's own value of ``metric`` ("<name>,<filter>" or a derived one),
-    whose mean over documents is the metric (for a list-valued metric: the document's mean)."""
+    whose mean over documents is the metric exactly.
+
+    A list-valued metric aggregated by flattening (IFEval's instruction-level accuracy: every
+    instruction of every prompt counts once) gives a document ``its correct instructions / the
+    mean number of instructions per document``, so prompts with more instructions weigh more,
+    as in the flattened mean; a list aggregated otherwise gives the document's mean."""
     parts = (header.get("derived") or {}).get(metric)
     if parts:
         each = [item_scores(header, rows, p) for p in parts]
         return {doc: sum(e[doc] for e in each) / len(each) for doc in each[0]}
     name, _, filt = metric.partition(",")
-    out = {}
-    for row in rows:
-        if row["filter"] == filt and name in row:
-            v = row[name]
-            out[str(row["doc_id"])] = float(sum(v) / len(v)) if isinstance(v, list) else float(v)
-    if not out:
+    mine = [row for row in rows if row["filter"] == filt and name in row]
+    if not mine:
         raise KeyError(f"no samples hold {metric!r}")
+    flatten = (header.get("aggregation") or {}).get(name) == FLATTEN_MEAN
+    if flatten:
+        per_doc = sum(len(row[name]) for row in mine) / len(mine)
+    out = {}
+    for row in mine:
+        v = row[name]
+        if isinstance(v, list):
+            out[str(row["doc_id"])] = float(sum(v) / per_doc) if flatten else float(sum(v) / len(v))
+        else:
+            out[str(row["doc_id"])] = float(v)
     return out
