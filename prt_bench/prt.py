@@ -140,6 +140,19 @@ def eft_logprobs(target_logits: Tensor, ft_logits: Tensor, pt_logits: Tensor) ->
     )
 
 
+def eft_sum_logprobs(target_logits: Tensor, ft_logits: Sequence[Tensor], pt_logits: Tensor,
+                     weights: Sequence[float]) -> Tensor:
+    """EFT arithmetic: ``log π_target + Σ_i w_i (log π_ft,i − log π_pt)``, renormalised -- the
+    implicit rewards of several FT models of one pre-trained model, weighted, on one target
+    (one FT model at weight 1 is ``eft_logprobs``)."""
+    if len(ft_logits) != len(weights) or not ft_logits:
+        raise ValueError(f"need one weight per FT model, got {len(ft_logits)} models and {len(weights)} weights")
+    target_logits, pt_logits, *ft_logits = shared_vocab(target_logits, pt_logits, *ft_logits)
+    log_pt = _log_softmax(pt_logits)
+    return _log_softmax(_log_softmax(target_logits) + sum(w * (_log_softmax(f) - log_pt)
+                                                          for w, f in zip(weights, ft_logits)))
+
+
 def proxy_tuning_logprobs(target_logits: Tensor, ft_logits: Tensor, pt_logits: Tensor) -> Tensor:
     """Proxy-tuning (Liu et al. 2024): the EFT rule on raw logits, ``f_target + f_ft − f_pt``."""
     target_logits, ft_logits, pt_logits = shared_vocab(target_logits, ft_logits, pt_logits)

@@ -137,3 +137,15 @@ def test_reward_arithmetic_is_a_weighted_sum(logits):
     torch.testing.assert_close(prt.prt_logprobs(base, prt.combined_reward([r1], [1.0])), prt.prt_logprobs(base, r1))
     with pytest.raises(ValueError, match="one weight per reward"):
         prt.combined_reward([r1, r2], [1.0])
+
+
+def test_eft_arithmetic_is_prt_with_the_weighted_sum_of_implicit_rewards(logits):
+    """EFT's implicit rewards summed (a merge set's merge_eft) is PRT with r = Σ w_i (log π_ft,i − log π_pt);
+    one FT model at weight 1 is plain EFT."""
+    pt, ft1, ft2, target = logits(5, 20), logits(5, 20), logits(5, 20), logits(5, 20)
+    torch.testing.assert_close(prt.eft_sum_logprobs(target, [ft1], pt, [1.0]), prt.eft_logprobs(target, ft1, pt))
+    r = prt.combined_reward([prt.implicit_reward(ft1, pt), prt.implicit_reward(ft2, pt)], [0.5, 2.0])
+    torch.testing.assert_close(prt.eft_sum_logprobs(target, [ft1, ft2], pt, [0.5, 2.0]), prt.prt_logprobs(target, r),
+                               atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="one weight per FT model"):
+        prt.eft_sum_logprobs(target, [ft1, ft2], pt, [1.0])

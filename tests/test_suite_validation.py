@@ -118,7 +118,8 @@ def test_missing_vision_data_is_named(tmp_path, monkeypatch):
     assert "missing data" in msg and "fashion_mnist" in msg
 
 
-@pytest.mark.parametrize("name", ["paper-lm", "paper-vision", "mini", "smoke", "mini-lm-alpha", "mini-lm-ifeval"])
+@pytest.mark.parametrize("name", ["paper-lm", "paper-vision", "mini", "smoke", "mini-lm-alpha", "mini-lm-ifeval",
+                                  "mini-merge"])
 def test_shipped_suites_expand_without_touching_a_model(name, tmp_path):
     summary = run_suite(name, RunOptions(results=tmp_path, dry_run=True, progress=False))
     assert summary.total == len(expand(load_suite(name))) > 0

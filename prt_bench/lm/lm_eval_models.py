@@ -2,7 +2,8 @@
 
 - ``prt`` (paper eq. 10, Alg. 2): ``base=…,reward=…[,lam=1.0]``; with ``reward=a;b`` and
   ``reward_weights=0.5;0.5`` the rewards are added first (reward arithmetic).
-- ``eft`` (Mitchell et al. 2024): ``base=…,ft=…,pt=…`` (base is the target model).
+- ``eft`` (Mitchell et al. 2024): ``base=…,ft=…,pt=…`` (base is the target model); with
+  ``ft=a;b`` and ``ft_weights=0.5;0.5`` the implicit rewards are added (EFT arithmetic).
 
 Common model_args: ``batch_size``, ``max_length``, ``max_gen_toks``, ``device``, ``dtype``,
 ``trust_remote_code``.  Every model path may be a hub id, a local checkpoint or a LoRA adapter
@@ -409,7 +410,24 @@ def default_lam(rewards: Sequence[str]) -> float:
 
 @register_model("eft")
 class EFTLM(CombinedLM):
-    """``base=…,ft=…,pt=…``: the ft model's implicit reward log π_ft − log π_pt moved onto base."""
+    """``base=…,ft=…,pt=…``: the ft model's implicit reward log π_ft − log π_pt moved onto base;
+    ``ft=a;b,ft_weights=w1;w2``: several FT models of ``pt``, their implicit rewards weighted and
+    summed (EFT arithmetic)."""
 
-    def __init__(self, base: str, ft: str, pt: str, **common: Any):
-        super().__init__({"base": base, "ft": ft, "pt": pt}, eft_combine, **common)
+    def __init__(self, base: str, ft: str, pt: str, ft_weights: Any = None, **common: Any):
+        fts = _split(ft)
+        weights = [float(w) for w in _split(ft_weights)] if ft_weights is not None else (
+            [1.0] if len(fts) == 1 else None)
+        if weights is None or len(weights) != len(fts) or not all(math.isfinite(w) for w in weights):
+            raise ValueError(f"eft: {len(fts)} ft models need as many finite ft_weights (w1;w2;...), "
+                             f"got {ft_weights!r}")
+        if len(fts) == 1 and weights == [1.0]:
+            super().__init__({"base": base, "ft": ft, "pt": pt}, eft_combine, **common)
+            return
+        models = {"base": base, **{f"ft{i}": f for i, f in enumerate(fts)}, "pt": pt}
+
+        def combine(logits: Sequence[torch.Tensor]) -> torch.Tensor:
+            return prt.eft_sum_logprobs(logits[0], logits[1:-1], logits[-1], weights)
+
+        self.ft_weights = weights
+        super().__init__(models, combine, **common)

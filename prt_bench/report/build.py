@@ -95,7 +95,7 @@ class _Sections:
             self.n_pages += 1
 
 
-def _markdown(res: Results, lk: Lookup, claims, env_lines: list[str]) -> str:
+def _markdown(res: Results, lk: Lookup, claims, env_lines: list[str], merges=(), items=None) -> str:
     out = [f"# prt-bench report — suite {res.suite}\n", *[f"- {line}" for line in env_lines], ""]
     out.append("## Claims checklist\n")
     out.append(to_markdown(pd.DataFrame([{"claim": c.title, "result": c.status.upper(), "rule": c.rule,
@@ -116,6 +116,13 @@ def _markdown(res: Results, lk: Lookup, claims, env_lines: list[str]) -> str:
             out.append(to_markdown(lam_table(lk, task)))
     if not lk.tasks():
         out.append("\n## Results\n\n_no data_\n")
+    for m in merges:
+        from prt_bench.report.merges import merge_table
+
+        out.append(f"\n## Reward arithmetic: {m.name}\n")
+        out.append(f"Rewards trained from {m.source} on {', '.join(m.tasks)}, combined on each target and evaluated "
+                   "on each task (each task's primary metric).\n")
+        out.append(to_markdown(merge_table(m, items)))
     out.append("\n## Cost\n")
     if not res.profiles:
         out.append("_no data_ (no profile/*.json)\n")
@@ -146,8 +153,12 @@ def build_report(results_dir: str | os.PathLike, out_pdf: str | os.PathLike | No
         raise ValueError(f"--out must name a .pdf file, got {out_pdf}")
     out_pdf.parent.mkdir(parents=True, exist_ok=True)
 
-    lk = Lookup(res.agg, Items(res))
-    claims = check_claims(lk)
+    from prt_bench.report.merges import merge_claim, merge_figure, merge_sets, merge_table
+
+    items = Items(res)
+    lk = Lookup(res.agg, items)
+    merges = merge_sets(res)
+    claims = check_claims(lk) + [merge_claim(m, items) for m in merges]
     env_lines = _environment_lines(res)
 
     body = io.BytesIO()
@@ -204,6 +215,16 @@ def build_report(results_dir: str | os.PathLike, out_pdf: str | os.PathLike | No
                 s.add(fig)
                 s.add(F.table_pages(f"Reward strength at inference: {t} (table)", lam_table(lk, task),
                                     f"metric: {lk.metric(task)}; PRT at the main α, the reward unchanged", fontsize=9))
+
+        for m in merges:
+            title = f"Reward arithmetic: {m.name}"
+            s.section(title)
+            s.add(F.table_pages(title, merge_table(m, items),
+                                f"rewards trained from {m.source} on {', '.join(m.tasks)}, combined on each target "
+                                "and evaluated on each task (primary metrics); –: not run", fontsize=8))
+            fig = merge_figure(m, items, f"{title}: task against task")
+            if fig is not None:
+                s.add(fig)
 
         s.section("Cost")
         if not res.profiles:
@@ -267,7 +288,7 @@ def build_report(results_dir: str | os.PathLike, out_pdf: str | os.PathLike | No
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    md = atomic_write_text(out_pdf.with_suffix(".md"), _markdown(res, lk, claims, env_lines))
+    md = atomic_write_text(out_pdf.with_suffix(".md"), _markdown(res, lk, claims, env_lines, merges, items))
     md.chmod(0o644)
     return out_pdf
 

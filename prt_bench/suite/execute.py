@@ -121,13 +121,15 @@ def run_job(job: Job) -> dict[str, Any]:
 
 
 MODEL_ROLES = ("base", "target", "source", "ft", "reward", "model")
+NOT_MODELS = ("data", "out")
 
 
 def models_used(job: Job) -> dict[str, Any]:
     """What each model role of the cell was: a hub id and its commit, or a folder's content hash
     (a trained checkpoint: the hash of its completion marker, which holds its weights' hashes)."""
     out = {}
-    for role in MODEL_ROLES:
+    roles = [*MODEL_ROLES, *(r for r in job.paths if r not in MODEL_ROLES and r not in NOT_MODELS)]  # + reward0, ft1...
+    for role in roles:
         path = job.paths.get(role)
         if not path or not Path(path).exists():
             continue
@@ -168,8 +170,9 @@ def _evaluate(modality: modalities.Modality, job: Job) -> tuple[dict[str, Any], 
     for role in cell.needs:  # the trained checkpoints this cell combines
         verify_checkpoint(job.paths[role])
     task = cell.config["task_config"]
+    merge = {"merge": cell.config["merge"]} if "merge" in cell.config else {}  # only merge cells carry one
     metrics, samples = modality.evaluate(cell.method, job.paths, task, cell.config["eval"], lam=cell.config["lam"],
-                                         seed=cell.seed)
+                                         seed=cell.seed, **merge)
     # the samples must give back every metric before they are kept as its evidence
     from prt_bench.suite.samples import compare
 

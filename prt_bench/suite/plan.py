@@ -47,6 +47,7 @@ class Cell:
     config: dict[str, Any]
     needs: dict[str, str] = field(default_factory=dict)   # role ("reward", "ft") -> training cell id
     lam: float | None = None       # an inference λ other than the trained one (the λ sweep)
+    merge: str | None = None       # a merge cell's set and weights, for its label
 
     @property
     def label(self) -> str:
@@ -56,6 +57,7 @@ class Cell:
         pair = f"{self.source} -> {self.target}" if self.source and self.source != self.target else self.target
         extra = f" alpha={self.alpha:g}" if self.method in method_table.WITH_ALPHA else ""
         extra += f" lam={self.lam:g}" if self.lam is not None else ""
+        extra += f" {self.merge}" if self.merge else ""
         return f"eval {self.modality} {self.task} {self.method} {pair}{extra} seed={self.seed}"
 
 
@@ -70,6 +72,8 @@ def expand(suite: Suite) -> list[Cell]:
         for seed in suite.seeds:
             for task in section.tasks:
                 _expand_task(section, task, seed, cells)
+            for merge in section.merges:
+                _expand_merge(section, merge, seed, cells)
     ordered = sorted(cells.values(), key=lambda c: c.kind != "train")  # stable: keeps the suite's order within
     return ordered
 
@@ -134,6 +138,78 @@ def _transfer_cells(section: Section, t: Transfer, methods: set[str], alpha: flo
     if "reward_only" in methods:
         # The reward alone does not depend on the target: one cell per source and alpha.
         evaluate("reward_only", t.source, t.source, None, alpha, needs={"reward": train("prt", t.source, alpha)})
+
+
+def train_cell(section: Section, method: str, base: str, task: str | list[str], seed: int, alpha: float = 0.0) -> Cell:
+    """The training cell of ``method`` on ``base`` with the data of ``task`` -- or, for a list of
+    tasks, of all of them (multi-task FT): the same config, so the same id, as the matrix's."""
+    modality = modalities.get(section.modality)
+    names, specs = zip(*(modality.train_data(section, t) for t in ([task] if isinstance(task, str) else task)))
+    hyper = {k: v for k, v in section.train.items() if k != "data"}
+    config = {"kind": "train", "modality": section.modality, "method": method, "base": base_ref(section, base),
+              "data": specs[0] if isinstance(task, str) else list(specs), "train": hyper, "seed": seed}
+    if method == "prt":
+        config["alpha"] = alpha
+    return Cell(config_hash(config), "train", section.modality, "+".join(names), None, method, None, base, alpha,
+                seed, config)
+
+
+def _expand_merge(section: Section, merge, seed: int, cells: dict[str, Cell]) -> None:
+    """Reward arithmetic (a section's ``merges:``), evaluated on every task of the set:
+
+    - ``merge_prt``  each target + Σ w_i r_i, the rewards trained on each task from the source;
+                     one cell per weight vector, and one per single reward (weight 1 alone);
+    - ``merge_eft``  each target + Σ w_i (log π_ft,i − log π_source), the FT models of the source;
+    - ``merge_ta``   task arithmetic on the source: θ_source + Σ w_i (θ_ft,i − θ_source);
+    - ``merge_ft``   each target fine-tuned on all the tasks' data at once: the upper bound;
+    - ``zeroshot``   each target alone (the gains are measured from it).
+    """
+    def add(cell: Cell) -> str:
+        cells.setdefault(cell.cell_id, cell)
+        return cell.cell_id
+
+    scenario = {t.target: t.scenario for t in section.transfers if t.source == merge.source}
+    rewards = [add(train_cell(section, "prt", merge.source, t, seed, section.alpha)) for t in merge.tasks]
+    fts = [add(train_cell(section, "ft", merge.source, t, seed)) for t in merge.tasks]
+    singles = [tuple(1.0 if j == i else 0.0 for j in range(len(merge.tasks))) for i in range(len(merge.tasks))]
+    trained_lam = float(section.train.get("lam", 1.0))
+
+    def evaluate(method: str, target: str, task: str, needs: dict[str, str], weights=None) -> None:
+        source = None if method in ("zeroshot", "merge_ft") else merge.source
+        info = {"set": merge.name, "tasks": list(merge.tasks)}
+        if weights is not None:
+            info["weights"] = list(weights)
+        config = {"kind": "eval", "modality": section.modality, "method": method, "task": task,
+                  "task_config": section.tasks[task], "target": base_ref(section, target),
+                  "source": base_ref(section, source) if source else None,
+                  "scenario": (None if source is None else "same_base" if target == merge.source
+                               else scenario.get(target)),
+                  "eval": section.eval,
+                  "lam": trained_lam, "seed": seed, "trained": dict(sorted(needs.items()))}
+        if method != "zeroshot":
+            config["merge"] = info
+        if method == "merge_prt":
+            config["alpha"] = section.alpha
+        label = None if method == "zeroshot" else f"set={merge.name}" + (
+            f" w={','.join(f'{w:g}' for w in weights)}" if weights is not None else "")
+        add(Cell(config_hash(config), "eval", section.modality, task, config["scenario"], method, source, target,
+                 section.alpha, seed, config, dict(needs), None, label))
+
+    for task in merge.tasks:
+        for target in merge.targets:
+            evaluate("zeroshot", target, task, {})
+            for w in [*singles, *merge.weights]:
+                kept = [(i, x) for i, x in enumerate(w) if x != 0.0]
+                # roles reward<i> / ft<i> for the tasks whose weight is not 0; the config keeps the whole vector
+                if "prt" in merge.methods:
+                    evaluate("merge_prt", target, task, {f"reward{i}": rewards[i] for i, _ in kept}, w)
+                if "eft" in merge.methods and w not in singles:
+                    evaluate("merge_eft", target, task, {f"ft{i}": fts[i] for i, _ in kept}, w)
+                if "task_arithmetic" in merge.methods and target == merge.source and w not in singles:
+                    evaluate("merge_ta", target, task, {f"ft{i}": fts[i] for i, _ in kept}, w)
+            if "ft_multitask" in merge.methods:
+                multitask = add(train_cell(section, "ft", target, list(merge.tasks), seed))
+                evaluate("merge_ft", target, task, {"ft": multitask})
 
 
 def _unique(items: list[str]) -> list[str]:

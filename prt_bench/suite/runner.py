@@ -254,7 +254,9 @@ def _pending(cells: list[Cell], done: set[str], runs_dir: Path) -> list[Cell]:
 def _modalities_using(cells: list[Cell], kind: str) -> list[str]:
     out = []
     for c in cells:
-        refs = [c.config.get("base"), c.config.get("target"), c.config.get("source"), c.config.get("data")]
+        data = c.config.get("data")
+        refs = [c.config.get("base"), c.config.get("target"), c.config.get("source"),
+                *(data if isinstance(data, list) else [data])]
         if any(isinstance(r, dict) and kind in r for r in refs) and c.modality not in out:
             out.append(c.modality)
     return out

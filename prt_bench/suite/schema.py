@@ -27,10 +27,14 @@ PAPER_ALPHAS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 0.1)
 
 TOP_KEYS = {"name", "description", "seeds"}   # and one section per registered modality
 SECTION_KEYS = {"families", "transfers", "same_base", "tasks", "train", "eval", "methods", "alpha", "alpha_sweep",
-                "lam_sweep"}
+                "lam_sweep", "merges"}
 TRANSFER_KEYS = {"source", "target", "scenario"}
 SWEEP_KEYS = {"alphas", "transfers"}
 LAM_SWEEP_KEYS = {"lams", "transfers"}
+MERGE_KEYS = {"name", "tasks", "source", "targets", "weights", "methods"}
+# what a merge set compares (prt_bench/suite/plan.py): the rewards summed (eq. 10 with r = Σ w_i r_i),
+# the EFT implicit rewards summed, weight-space task arithmetic on the source, multi-task FT of each target
+MERGE_METHODS = ("prt", "eft", "task_arithmetic", "ft_multitask")
 # Types and ranges of the numeric options (train, eval, tasks): checked when the file is read, so
 # that `lr: "fast"` or `batch_size: 0` fail at once, naming the key, not per cell after the bases.
 _INT, _NUM = (int,), (int, float)
@@ -55,6 +59,18 @@ class Transfer:
     scenario: str
 
 
+@dataclass(frozen=True)
+class Merge:
+    """Rewards (and FT models) trained on several tasks from one source, combined on each target
+    and evaluated on every task of the set."""
+    name: str
+    tasks: tuple[str, ...]
+    source: str
+    targets: tuple[str, ...]
+    weights: tuple[tuple[float, ...], ...]    # one weight per task, per combination
+    methods: tuple[str, ...]
+
+
 @dataclass
 class Section:
     """One modality of a suite, as written in the file (validated)."""
@@ -72,6 +88,7 @@ class Section:
     sweep_transfers: list[Transfer]
     sweep_lams: list[float] = field(default_factory=list)        # PRT's λ at inference (eq. 10), no retraining
     lam_transfers: list[Transfer] = field(default_factory=list)
+    merges: list["Merge"] = field(default_factory=list)          # reward arithmetic across tasks
 
     @property
     def sources(self) -> list[str]:
@@ -154,13 +171,15 @@ def parse_suite(raw: Any, path: Path) -> Suite:
     suite = Suite(name=str(raw["name"]), path=path, description=str(raw.get("description", "")), seeds=seeds)
     for modality in sections:
         if modality in raw:
-            suite.sections[modality] = _section(raw[modality], modality, f"{where}: {modality}")
+            others = {m: list((raw[m] or {}).get("tasks") or {}) for m in sections
+                      if m != modality and isinstance(raw.get(m), dict) and isinstance(raw[m].get("tasks"), dict)}
+            suite.sections[modality] = _section(raw[modality], modality, f"{where}: {modality}", others)
     if not suite.sections:
         raise SuiteError(f"{where}: a suite needs at least one of the sections {', '.join(sections)}")
     return suite
 
 
-def _section(raw: Any, modality: str, where: str) -> Section:
+def _section(raw: Any, modality: str, where: str, others: dict[str, list[str]] | None = None) -> Section:
     _mapping(raw, where)
     _keys(raw, SECTION_KEYS, where)
     mod = modalities.get(modality)
@@ -248,10 +267,63 @@ def _section(raw: Any, modality: str, where: str) -> Section:
         raise SuiteError(f"{where}.lam_sweep: the λ sweep evaluates PRT, which the section's methods leave out")
     lam_transfers = [next((x for x in transfers if (x.source, x.target) == (t.source, t.target)),
                           Transfer(t.source, t.target, "same_base")) for t in lam_transfers]
+    if raw.get("merges") and not mod.merges:
+        raise SuiteError(f"{where}.merges: the {modality} modality has no reward arithmetic cells (language has)")
+    merges = _merges(raw.get("merges") or [], bases, tasks, f"{where}.merges",
+                     {t: m for m, names in (others or {}).items() for t in names if t not in tasks})
     return Section(modality=modality, bases=bases, transfers=transfers, same_base=bool(raw.get("same_base", False)),
                    tasks=dict(tasks), train=dict(train), eval=dict(evaluation), methods=list(methods), alpha=alpha,
                    sweep_alphas=sweep_alphas, sweep_transfers=sweep_transfers,
-                   sweep_lams=[float(x) for x in lams], lam_transfers=lam_transfers)
+                   sweep_lams=[float(x) for x in lams], lam_transfers=lam_transfers, merges=merges)
+
+
+def _merges(raw: Any, bases: dict[str, Any], tasks: dict[str, Any], where: str,
+            elsewhere: dict[str, str]) -> list[Merge]:
+    if not isinstance(raw, list):
+        raise SuiteError(f"{where}: must be a list of merge sets {{name, tasks, source, targets, weights}}, "
+                         f"got {raw!r}")
+    out: list[Merge] = []
+    for i, m in enumerate(raw):
+        at = f"{where}[{i}]"
+        _mapping(m, at)
+        _keys(m, MERGE_KEYS, at)
+        for key in ("name", "tasks", "source", "targets", "weights"):
+            if key not in m:
+                raise SuiteError(f"{at}: missing key {key!r}")
+        problem = name_problem(m["name"], "merge set name") or (
+            f"{m['name']!r} is used twice" if m["name"] in {x.name for x in out} else None)
+        if problem:
+            raise SuiteError(f"{at}.name: {problem}")
+        names = m["tasks"]
+        if not (isinstance(names, list) and len(names) >= 2 and len(set(map(str, names))) == len(names)):
+            raise SuiteError(f"{at}.tasks: a list of at least two different tasks, got {names!r}")
+        for t in names:
+            if t in elsewhere:
+                raise SuiteError(f"{at}.tasks: {t!r} is a task of the {elsewhere[t]} section; a merge set combines "
+                                 "rewards of one modality (its tasks: those of this section)")
+            if t not in tasks:
+                raise SuiteError(f"{at}.tasks: {t!r} is not a task of this section (its tasks: {', '.join(tasks)})")
+        if m["source"] not in bases:
+            raise SuiteError(f"{at}.source: unknown base {m['source']!r} (bases: {', '.join(bases)})")
+        targets = m["targets"]
+        if not (isinstance(targets, list) and targets):
+            raise SuiteError(f"{at}.targets: a non-empty list of bases, got {targets!r}")
+        for t in targets:
+            if t not in bases:
+                raise SuiteError(f"{at}.targets: unknown base {t!r} (bases: {', '.join(bases)})")
+        weights = m["weights"]
+        if not (isinstance(weights, list) and weights):
+            raise SuiteError(f"{at}.weights: a list of weight lists (one weight per task), got {weights!r}")
+        for w in weights:
+            if not (isinstance(w, list) and len(w) == len(names) and all(finite_number(x) for x in w)):
+                raise SuiteError(f"{at}.weights: each entry is {len(names)} finite numbers (one per task: "
+                                 f"{', '.join(names)}), got {w!r}")
+        methods = m.get("methods", list(MERGE_METHODS))
+        if not (isinstance(methods, list) and methods and all(x in MERGE_METHODS for x in methods)):
+            raise SuiteError(f"{at}.methods: a non-empty list of {', '.join(MERGE_METHODS)}, got {methods!r}")
+        out.append(Merge(str(m["name"]), tuple(names), m["source"], tuple(targets),
+                         tuple(tuple(float(x) for x in w) for w in weights), tuple(methods)))
+    return out
 
 
 def _base(spec: Any, modality: str, where: str) -> dict[str, Any]:

@@ -70,6 +70,7 @@ class Modality:
     task_required: ClassVar[str]                        # the key every task must have
     eval_keys: ClassVar[set[str]]
     methods: ClassVar[tuple[str, ...]]                  # the suite methods (prt_bench.methods) it defines
+    merges: ClassVar[bool] = False                      # whether its sections may hold `merges:` (merge_* cells)
     default_primary: ClassVar[str]                      # the headline metric when a task names none
     profile_settings: ClassVar[dict[str, Any]]          # the runner's profile: seconds on a CPU
 

@@ -28,6 +28,7 @@ class LanguageModels(Modality):
     task_required = "lm_eval_task"
     eval_keys = {"batch_size", "limit", "dtype", "max_gen_toks"}
     methods = ("zeroshot", "ft_source", "ft_target", "prt", "eft", "reward_only")
+    merges = True  # a section may hold `merges:` (reward arithmetic across its tasks)
     default_primary = "exact_match,strict-match"
     # 32 tokens x 5 repeats: with 8 x 3 the decode ratios of these ~1M-parameter bases moved by
     # +-0.15 between runs (per-token times are a few ms, most of it Python)
@@ -139,7 +140,19 @@ class LanguageModels(Modality):
         return name, data
 
     def resolve_data(self, data: Any, world: dict[str, str] | None, cache: Path | None) -> str:
-        """A training-data spec -> a local prompt/response JSONL."""
+        """A training-data spec -> a local prompt/response JSONL; a list of specs (multi-task FT)
+        -> their rows together, in the list's order (the trainer shuffles), cached by content."""
+        if isinstance(data, list):
+            import hashlib
+
+            parts = [Path(self.resolve_data(d, world, cache)).read_bytes() for d in data]
+            blob = b"".join(p if p.endswith(b"\n") else p + b"\n" for p in parts)
+            out = cache_dir(cache) / "data" / f"mixture-{hashlib.sha256(blob).hexdigest()[:16]}.jsonl"
+            if not out.is_file():
+                from prt_bench.io import atomic_write_bytes
+
+                atomic_write_bytes(out, blob)
+            return str(out)
         (kind, value), = ((k, v) for k, v in data.items() if k != "revision")
         if kind == "path":
             return str(repo_path(value))
@@ -219,19 +232,45 @@ class LanguageModels(Modality):
         train_lm(method, base, data, out, alpha=alpha, seed=seed, progress=False, **options)
 
     def evaluate(self, method: str, paths: dict[str, str], task: dict[str, Any], options: dict[str, Any], *,
-                 lam: float, seed: int) -> dict[str, Any]:
-        """Through lm-eval with the `hf`, `prt` or `eft` model, the task's derived metrics added."""
+                 lam: float, seed: int, merge: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Through lm-eval with the `hf`, `prt` or `eft` model, the task's derived metrics added.
+        Merge cells (``merge``: the set's weights, one per task) combine the trained roles
+        ``reward<i>`` / ``ft<i>`` of the tasks whose weight is not 0."""
+        import tempfile
+
+        if method == "merge_ta":  # the merged weights exist only for this evaluation
+            from prt_bench.lm.merge import task_arithmetic
+
+            roles = _indexed(paths, "ft")
+            with tempfile.TemporaryDirectory(prefix="prt-bench-ta-") as tmp:
+                merged = task_arithmetic(paths["target"], [paths[f"ft{i}"] for i in roles],
+                                         [merge["weights"][i] for i in roles], tmp)
+                return self.evaluate("zeroshot", {"model": str(merged)}, task, options, lam=lam, seed=seed)
+        return self._evaluate(method, paths, task, options, lam=lam, seed=seed, merge=merge)
+
+    def _evaluate(self, method: str, paths: dict[str, str], task: dict[str, Any], options: dict[str, Any], *,
+                  lam: float, seed: int, merge: dict[str, Any] | None) -> dict[str, Any]:
         import lm_eval
         import torch
         from lm_eval.tasks import TaskManager
 
         from prt_bench.lm.load import is_adapter_dir
 
-        if method in ("prt", "eft"):
+        if method in ("prt", "eft", "merge_prt", "merge_eft"):
             import prt_bench.lm.lm_eval_models  # noqa: F401  (registers `prt` and `eft`)
         dtype = options.get("dtype", "float32")
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        if method in ("zeroshot", "ft_source", "ft_target"):
+        if method == "merge_prt":
+            roles = _indexed(paths, "reward")
+            model, args = ("prt", f"base={paths['target']},reward={';'.join(paths[f'reward{i}'] for i in roles)},"
+                                  f"reward_weights={';'.join(repr(merge['weights'][i]) for i in roles)},lam={lam},"
+                                  f"dtype={dtype},device={device}")
+        elif method == "merge_eft":
+            roles = _indexed(paths, "ft")
+            model, args = ("eft", f"base={paths['target']},ft={';'.join(paths[f'ft{i}'] for i in roles)},"
+                                  f"ft_weights={';'.join(repr(merge['weights'][i]) for i in roles)},"
+                                  f"pt={paths['source']},dtype={dtype},device={device}")
+        elif method in ("zeroshot", "ft_source", "ft_target", "merge_ft"):
             model, args = "hf", f"pretrained={paths['model']},dtype={dtype},device={device}"
             if method != "zeroshot" and is_adapter_dir(paths["model"]):  # LoRA FT: hf's own peft= loading
                 args = f"pretrained={paths['target']},peft={paths['model']},dtype={dtype},device={device}"
@@ -285,6 +324,11 @@ class LanguageModels(Modality):
         source, (first, *more) = bases["source"], bases["targets"]
         return profile_lm(first, source, source, source, trainee=source, targets=tuple(more), device=device,
                           progress=False, **settings)  # memory: one process each
+
+
+def _indexed(paths: dict[str, str], role: str) -> list[int]:
+    """The i of the roles ``<role><i>`` a merge cell combines, in order."""
+    return sorted(int(k[len(role):]) for k in paths if k.startswith(role) and k[len(role):].isdigit())
 
 
 def lm_task_names(tasks_dir: Path) -> set[str]:
