@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: bench test setup lock
+.PHONY: bench bench-full test setup lock
 
 setup:
 	@bash scripts/setup.sh
@@ -10,6 +10,11 @@ setup:
 ## make bench: set up, then run the mini suite end to end (results + PDF report)
 bench: setup
 	$(VENV)/bin/prt-bench run --suite mini
+
+## make bench-full: every mini suite with a committed reference (mini, then the language studies:
+## α/λ sweeps, IFEval, reward arithmetic), each compared with its reference (not timed cold as one run)
+bench-full: setup
+	for suite in mini mini-lm-alpha mini-lm-ifeval mini-merge; do $(VENV)/bin/prt-bench run --suite $$suite || exit 1; done
 
 ## make test: set up, then run the test suite
 test: setup
