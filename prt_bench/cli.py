@@ -40,6 +40,7 @@ app.add_typer(evaluate, name="eval")
 app.add_typer(profile, name="profile")
 app.add_typer(mini, name="mini")
 diagnose.command("lm")(lm_cli.diagnose_lm)
+diagnose.command("vision")(vision_cli.diagnose_vision)
 app.add_typer(diagnose, name="diagnose")
 # lm-eval's own CLI, every flag of it, with the `prt` and `eft` models registered.
 app.command(

@@ -159,6 +159,33 @@ def test_diagnosis_reads_the_run_and_its_margins_explain_each_choice(reference, 
         _check_alignment(run)
 
 
+def test_vision_diagnosis_pairs_prt_with_its_own_reward_and_target_image_by_image(reference):
+    """`prt-bench diagnose vision`: one row per swapped PRT cell at the trained λ (the λ sweep's
+    cells left out), each paired with the reward-only cell of the same α and the target alone."""
+    from prt_bench.suite import samples
+    from prt_bench.vision.diagnose import agreement
+
+    root, _ = reference
+    results = root / "results" / "smoke"
+    rows = agreement(results)
+    evals = [r for r in cells_of(root).values() if r["kind"] == "eval" and r["modality"] == "vision"]
+    main = [r for r in evals if r["method"] == "prt" and r["source"] != r["target"] and r["config"]["lam"] == 1.0]
+    assert sorted((r["alpha"], r["target"]) for r in rows) == sorted((r["alpha"], r["target"]) for r in main)
+    assert {r["alpha"] for r in rows} == {0.0, 0.1}
+
+    def preds(record):
+        return [row["pred"] for row in sorted(samples.read(results, record)[1], key=lambda row: row["i"])]
+
+    for row in rows:
+        prt = next(r for r in main if r["alpha"] == row["alpha"])
+        reward = next(r for r in evals if r["method"] == "reward_only" and r["alpha"] == row["alpha"])
+        alone = next(r for r in evals if r["method"] == "zeroshot" and r["target"] == row["target"])
+        p, r, t = preds(prt), preds(reward), preds(alone)
+        assert row["PRT = reward alone"] == pytest.approx(sum(a == b for a, b in zip(p, r)) / len(p))
+        assert row["PRT = target alone"] == pytest.approx(sum(a == b for a, b in zip(p, t)) / len(p))
+        assert row["reward and target disagree"] == pytest.approx(sum(a != b for a, b in zip(r, t)) / len(p))
+
+
 def test_every_metric_comes_back_from_the_per_sample_records_and_tampering_is_caught(reference, tmp_path):
     from prt_bench.suite import samples
 

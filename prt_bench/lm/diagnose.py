@@ -90,9 +90,6 @@ class Run:
                 return c
         return None
 
-    def record(self, cell) -> dict | None:
-        return self.records.get(cell.cell_id) if cell is not None else None
-
     def trained(self, cell, role: str) -> str:
         return str(self.runs / cell.needs[role])
 
@@ -102,11 +99,11 @@ class Run:
         return samples.read(self.results, self.records[cell.cell_id])[1]
 
     def scores(self, cell) -> dict[int, float]:
+        """doc id -> the document's value of the primary metric (its samples, as the report reads them)."""
+        from prt_bench.lm.samples import item_scores
         from prt_bench.suite import samples
 
         header, rows = samples.read(self.results, self.records[cell.cell_id])
-        from prt_bench.lm.samples import item_scores
-
         return {int(k): v for k, v in item_scores(header, rows, self.metric).items()}
 
     @property
@@ -258,7 +255,7 @@ def probe(run: Run, bases: list[str], limit: int | None = None) -> list[dict[str
             for m in CALC.finditer(line):
                 lo, hi = offset + m.start(1), offset + m.end(1)
                 toks = [k for k, (a, b) in enumerate(spans) if a < hi and b > lo]
-                if toks and spans[toks[0]][0] >= lo - 1:  # the number starts its own token (" 25" or "25")
+                if toks and spans[toks[0]][0] >= lo - 1:  # the calculation starts a token (" 24" or "24")
                     items.append((i, start + toks[0], start + toks[-1] + 1, line_group(line)))
             offset += len(line) + 1
     out = []

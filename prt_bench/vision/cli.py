@@ -96,3 +96,31 @@ def profile_vision(
             infer_batch=infer_batch, steps=steps, warmup=warmup, device=device, out=out)
     except (ValueError, KeyError, FileNotFoundError) as e:
         _fail(e)
+
+
+def diagnose_vision(
+    results: Annotated[Path, typer.Argument(help="A results folder with per-image records, e.g. results/reference/mini.")],
+    out: Annotated[Optional[Path], typer.Option(help="Write the table here (Markdown; JSON beside it, .json).")] = None,
+) -> None:
+    """Whose knowledge PRT's predictions carry: per swapped target, PRT against the reward alone and
+    the target alone, image by image (no checkpoint needed)."""
+    import json
+
+    from prt_bench.io import atomic_write_text
+    from prt_bench.vision.diagnose import agreement
+
+    rows = agreement(results)
+    if not rows:
+        raise typer.BadParameter(f"{results}: no vision PRT cell with its reward-only and base-alone cells "
+                                 "(and their per-image records)")
+    cols = list(rows[0])
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |"
+              for r in rows]
+    page = f"Whose knowledge PRT carries ({results}):\n\n" + "\n".join(lines) + "\n"
+    if out is None:
+        typer.echo(page)
+        return
+    atomic_write_text(out, page)
+    atomic_write_text(out.with_suffix(".json"), json.dumps(rows, indent=1) + "\n")
+    typer.echo(str(out))

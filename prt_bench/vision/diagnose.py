@@ -1,0 +1,72 @@
+"""Whose knowledge PRT's predictions carry, read from a vision run's per-image records.
+
+``prt-bench diagnose vision --results results/reference/mini`` needs no checkpoint: for every
+PRT cell carried to another base (main α, trained λ) it pairs the per-image predictions of PRT,
+of the reward alone (softmax r, the same reward) and of the target alone, and reports
+
+- how often PRT predicts what the reward alone predicts, and what the target alone predicts;
+- on the images where the reward alone and the target alone disagree (the only images where
+  the target's knowledge can change anything): how many there are, whom PRT follows, and how
+  often each of the two is right there.
+
+If PRT follows the reward on nearly every disagreement, the reward is its own classifier and
+the target's knowledge barely enters (the open issue on the vision world).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _predictions(results: Path, record: dict[str, Any]) -> dict[int, tuple[int, int]]:
+    """image index -> (label, prediction)."""
+    from prt_bench.suite import samples
+
+    _, rows = samples.read(results, record)
+    return {int(r["i"]): (int(r["label"]), int(r["pred"])) for r in rows}
+
+
+def agreement(results: str | Path) -> list[dict[str, Any]]:
+    from prt_bench.io import read_json
+
+    results = Path(results)
+    records = [read_json(p) for p in sorted((results / "cells").glob("*.json"))]
+    evals = [r for r in records if r.get("kind") == "eval" and r.get("modality") == "vision" and r.get("status") == "done"
+             and r.get("samples")]
+    trained_lam = {r["cell_id"]: r["config"].get("lam") for r in evals}
+
+    def find(method: str, target: str, **kw) -> dict | None:
+        hits = [r for r in evals if r["method"] == method and r["target"] == target
+                and all(r.get(k) == v for k, v in kw.items())]
+        return hits[0] if hits else None
+
+    out = []
+    for prt in evals:
+        if prt["method"] != "prt" or prt["source"] == prt["target"]:
+            continue
+        reward = find("reward_only", prt["source"], task=prt["task"], alpha=prt["alpha"], seed=prt["seed"])
+        alone = find("zeroshot", prt["target"], task=prt["task"], seed=prt["seed"])
+        if reward is None or alone is None or trained_lam[prt["cell_id"]] != trained_lam[reward["cell_id"]]:
+            continue
+        p, r, t = (_predictions(results, x) for x in (prt, reward, alone))
+        images = sorted(p)
+        n = len(images)
+        split = [i for i in images if r[i][1] != t[i][1]]
+
+        def share(items, test) -> float | None:
+            return sum(1 for i in items if test(i)) / len(items) if items else None
+
+        out.append({
+            "task": prt["task"], "source": prt["source"], "target": prt["target"], "scenario": prt.get("scenario"),
+            "alpha": prt["alpha"], "seed": prt["seed"], "images": n,
+            "PRT = reward alone": share(images, lambda i: p[i][1] == r[i][1]),
+            "PRT = target alone": share(images, lambda i: p[i][1] == t[i][1]),
+            "reward and target disagree": len(split) / n if n else None,
+            "there PRT follows the reward": share(split, lambda i: p[i][1] == r[i][1]),
+            "there PRT follows the target": share(split, lambda i: p[i][1] == t[i][1]),
+            "there the reward is right": share(split, lambda i: r[i][1] == r[i][0]),
+            "there the target is right": share(split, lambda i: t[i][1] == t[i][0]),
+            "there PRT is right": share(split, lambda i: p[i][1] == p[i][0]),
+        })
+    return out
