@@ -82,6 +82,7 @@ class Run:
     train_rows: list[dict]          # the fine-tuning data (prompt/response)
     lam: float
     _models: dict[str, Any] = field(default_factory=dict)
+    _samples: dict[str, tuple] = field(default_factory=dict)   # cell id -> (header, rows), read once
     _tok: Any = None
 
     def cell(self, method: str, target: str, source: str | None = None):
@@ -93,18 +94,22 @@ class Run:
     def trained(self, cell, role: str) -> str:
         return str(self.runs / cell.needs[role])
 
-    def rows(self, cell) -> list[dict]:
-        from prt_bench.suite import samples
+    def samples(self, cell) -> tuple[dict, list[dict]]:
+        """(header, rows) of a cell's per-sample records, read and checked once."""
+        if cell.cell_id not in self._samples:
+            from prt_bench.suite import samples
 
-        return samples.read(self.results, self.records[cell.cell_id])[1]
+            self._samples[cell.cell_id] = samples.read(self.results, self.records[cell.cell_id])
+        return self._samples[cell.cell_id]
+
+    def rows(self, cell) -> list[dict]:
+        return self.samples(cell)[1]
 
     def scores(self, cell) -> dict[int, float]:
         """doc id -> the document's value of the primary metric (its samples, as the report reads them)."""
         from prt_bench.lm.samples import item_scores
-        from prt_bench.suite import samples
 
-        header, rows = samples.read(self.results, self.records[cell.cell_id])
-        return {int(k): v for k, v in item_scores(header, rows, self.metric).items()}
+        return {int(k): v for k, v in item_scores(*self.samples(cell), self.metric).items()}
 
     @property
     def tokenizer(self):
@@ -294,28 +299,33 @@ def distance(run: Run, source: str, targets: list[str], n: int = 200) -> list[di
     prt_cell = next((c for c in run.cells if c.method == "prt" and c.source == source), None)  # the source's reward
     out = []
     for target in targets:
-        methods: dict[str, Callable[[list[int]], torch.Tensor]] = {}
-        base = run.model(run.bases[target])
-        methods["base alone"] = lambda ids, m=base: _logprobs(m, ids)
+        # each method's log-probs from the models' logits, every model run once per example (`L`)
+        methods: dict[str, Callable[[Callable], torch.Tensor]] = {}
+        base, src = run.model(run.bases[target]), run.model(run.bases[source])
+        methods["base alone"] = lambda L, b=base: prt.log_probs(L(b))
         ft_t = run.cell("ft_target", target) or (ft_s if target == source else None)
         if ft_t is not None:
-            ft_model = run.model(run.trained(ft_t, "ft"))
-            methods["FT of the target"] = lambda ids, m=ft_model: _logprobs(m, ids)
+            methods["FT of the target"] = lambda L, f=run.model(run.trained(ft_t, "ft")): prt.log_probs(L(f))
         if prt_cell is not None:
             reward = run.model(run.trained(prt_cell, "reward"))
-            methods["PRT"] = lambda ids, b=base, r=reward: prt.prt_logprobs(_logits(b, ids), _logits(r, ids), run.lam)
+            methods["PRT"] = lambda L, b=base, r=reward: prt.prt_logprobs(L(b), L(r), run.lam)
         if ft_s is not None and target != source:
-            ftm, ptm = run.model(run.trained(ft_s, "ft")), run.model(run.bases[source])
-            methods["EFT"] = lambda ids, b=base, f=ftm, p=ptm: prt.eft_logprobs(_logits(b, ids), _logits(f, ids),
-                                                                               _logits(p, ids))
-        src = run.model(run.bases[source])
+            ft_src = run.model(run.trained(ft_s, "ft"))
+            methods["EFT"] = lambda L, b=base, f=ft_src: prt.eft_logprobs(L(b), L(f), L(src))
         kl_src, gold = [], {k: [] for k in methods}
         moved = {k: [] for k in methods if k != "base alone"}
         for row in rows:
             ids, start, _ = _encode(run, row["prompt"], row["response"])
             labels = torch.tensor(ids[start:])
-            lp = {k: f(ids)[start - 1:-1] for k, f in methods.items()}
-            kl_src.append(_kl(_logprobs(src, ids)[start - 1:-1], lp["base alone"]))
+            seen: dict[int, torch.Tensor] = {}
+
+            def L(model, ids=ids, seen=seen) -> torch.Tensor:
+                if id(model) not in seen:
+                    seen[id(model)] = _logits(model, ids)
+                return seen[id(model)]
+
+            lp = {k: f(L)[start - 1:-1] for k, f in methods.items()}
+            kl_src.append(_kl(prt.log_probs(L(src))[start - 1:-1], lp["base alone"]))
             for k, v in lp.items():
                 gold[k].append(v.gather(-1, labels[:, None]).squeeze(-1))
                 if k in moved:
@@ -441,7 +451,8 @@ def _median(values: list[float]) -> float:
 
 # -------------------------------------------------------------------- 0. the world card
 
-ROLE = {"upscaling": "bigger", "update": "newer", "upscaling_update": "bigger and newer", "other_arch": "other architecture"}
+ROLE = {"upscaling": "bigger", "update": "newer", "upscaling_update": "bigger and newer",
+        "other_arch": "other architecture"}
 P1_FLOOR = 0.10   # "clearly above 0": a tenth of the calculations right alone
 P4_FLOOR = 0.50   # a working base: its own FT solves half of the test
 
@@ -484,7 +495,8 @@ def world_card(run: Run, probed: list[dict[str, Any]], source: str) -> list[dict
                              "measured": str(d), "holds": d.lo > 0})
     seeds = len(run.suite.seeds)
     rows.append({"base": "all", "role": "", "precondition": "P0 robust over ≥ 3 pretraining and 3 fine-tuning seeds",
-                 "measured": f"not measured: the suite runs {seeds} fine-tuning seed(s) on one pretraining seed per base",
+                 "measured": f"not measured: the suite runs {seeds} fine-tuning seed(s) on one pretraining seed "
+                             "per base",
                  "holds": None})
     return rows
 
@@ -508,7 +520,8 @@ def markdown(found: dict[str, Any]) -> str:
     lines = [f"# Diagnosis of {found['suite']} / {found['task']} (source {found['source']}, λ = {found['lam']:g})",
              "", f"`prt-bench diagnose lm --suite {found['suite']}`; metric `{found['metric']}`.", ""]
     lines += ["## 0. World card: the preconditions, measured", ""]
-    lines += _table([{**r, "holds": {True: "yes", False: "**no**", None: "–"}[r["holds"]]} for r in found["world card"]])
+    shown = {True: "yes", False: "**no**", None: "–"}
+    lines += _table([{**r, "holds": shown[r["holds"]]} for r in found["world card"]])
     lines += ["", "## 1. Score by group of test problems", ""]
     lines += _table(found["split"])
     if found["probe"]:

@@ -303,14 +303,8 @@ def ablation_figure(lk: Lookup, task: str, title: str) -> plt.Figure | None:
                 ax.errorbar(x + dx, y, yerr=e, fmt=style, color=COLORS[name], label=name, capsize=3, markersize=5)
         if target is not None:
             _target_lines(ax, lk, task, target)
-        ax.set_xticks(x)
-        ax.set_xticklabels([fmt_alpha(a) for a in alphas], fontsize=9)
-        ax.set_title(f"{source} → {target}" if target else f"reward of {source}", fontsize=11, weight="bold")
-        ax.set_xlabel("α")
-        if c == 0:
-            ax.set_ylabel(lk.metric(task).split(",")[0])
-        if k == 0:
-            fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=4, frameon=False, fontsize=11)
+        _finish_panel(fig, ax, k, c, [fmt_alpha(a) for a in alphas], "α",
+                      f"{source} → {target}" if target else f"reward of {source}", lk.metric(task), ncol=4)
     return fig
 
 
@@ -331,15 +325,22 @@ def lam_figure(lk: Lookup, task: str, title: str) -> plt.Figure | None:
         hi = np.array([(v.ci[1] - v.mean) if v and v.ci else (v.err if v and not math.isnan(v.err) else 0) for v in vs])
         ax.errorbar(x, y, yerr=[lo, hi], fmt="-o", color=COLORS["PRT"], label="PRT", capsize=3, markersize=5)
         _target_lines(ax, lk, task, target)
-        ax.set_xticks(x)
-        ax.set_xticklabels([f"{1 / lam:.2g}" for lam in lams], fontsize=9)
-        ax.set_title(f"{source} → {target}", fontsize=11, weight="bold")
-        ax.set_xlabel("1/λ")
-        if c == 0:
-            ax.set_ylabel(lk.metric(task).split(",")[0])
-        if k == 0:
-            fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=3, frameon=False, fontsize=11)
+        _finish_panel(fig, ax, k, c, [f"{1 / lam:.2g}" for lam in lams], "1/λ", f"{source} → {target}",
+                      lk.metric(task), ncol=3)
     return fig
+
+
+def _finish_panel(fig, ax, k: int, column: int, ticks: list[str], xlabel: str, title: str, metric: str,
+                  ncol: int) -> None:
+    """Categorical x ticks, title and axis labels of one sweep panel; the figure's legend from the first."""
+    ax.set_xticks(np.arange(len(ticks)))
+    ax.set_xticklabels(ticks, fontsize=9)
+    ax.set_title(title, fontsize=11, weight="bold")
+    ax.set_xlabel(xlabel)
+    if column == 0:
+        ax.set_ylabel(metric.split(",")[0])
+    if k == 0:
+        fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=ncol, frameon=False, fontsize=11)
 
 
 def cost_figure(profile: dict, title: str) -> plt.Figure | None:

@@ -34,7 +34,6 @@ def agreement(results: str | Path) -> list[dict[str, Any]]:
     records = [read_json(p) for p in sorted((results / "cells").glob("*.json"))]
     evals = [r for r in records if r.get("kind") == "eval" and r.get("modality") == "vision" and r.get("status") == "done"
              and r.get("samples")]
-    trained_lam = {r["cell_id"]: r["config"].get("lam") for r in evals}
 
     def find(method: str, target: str, **kw) -> dict | None:
         hits = [r for r in evals if r["method"] == method and r["target"] == target
@@ -47,7 +46,7 @@ def agreement(results: str | Path) -> list[dict[str, Any]]:
             continue
         reward = find("reward_only", prt["source"], task=prt["task"], alpha=prt["alpha"], seed=prt["seed"])
         alone = find("zeroshot", prt["target"], task=prt["task"], seed=prt["seed"])
-        if reward is None or alone is None or trained_lam[prt["cell_id"]] != trained_lam[reward["cell_id"]]:
+        if reward is None or alone is None or prt["config"].get("lam") != reward["config"].get("lam"):
             continue
         p, r, t = (_predictions(results, x) for x in (prt, reward, alone))
         images = sorted(p)
