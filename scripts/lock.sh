@@ -11,7 +11,7 @@ UV="$VENV/bin/uv"
 # where torch's CPU wheel comes from: the build machines' wheel folder, else PyTorch's CPU index
 if [ -d /opt/wheels ]; then TORCH_SOURCE=(--find-links /opt/wheels); else
   TORCH_SOURCE=(--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match); fi
-common=(pyproject.toml --extra test --extra ray --extra gguf --python-version 3.11 --python-platform x86_64-manylinux_2_28
+common=(pyproject.toml --extra test --extra ray --extra slurm --extra gguf --python-version 3.11 --python-platform x86_64-manylinux_2_28
         --generate-hashes --no-emit-package prt-bench --no-header --quiet)
 
 "$UV" pip compile "${common[@]}" requirements/pins.txt "${TORCH_SOURCE[@]}" -o requirements/cpu.lock

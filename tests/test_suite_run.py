@@ -331,18 +331,84 @@ def test_same_seed_gives_identical_metrics(reference, cache, tmp_path):
     assert {k: outcome(v) for k, v in again.items()} == {k: outcome(cells_of(root)[k]) for k in again}
 
 
-def test_ray_executor_gives_the_results_of_the_local_executor(reference, cache, tmp_path):
+class KillFirstCellOnce:
+    """Watches a run's cell logs and SIGKILLs the process running the first cell once, as soon as
+    its log names it (a worker lost in the middle of a cell); ``killed``: (cell id, pid) or None."""
+
+    def __init__(self, logs: Path):
+        import threading
+
+        self.logs, self.killed, self.stop = logs, None, threading.Event()
+        self.thread = threading.Thread(target=self.watch, daemon=True)
+
+    def watch(self) -> None:
+        while not self.stop.is_set() and self.killed is None:
+            for log in self.logs.glob("*.log") if self.logs.is_dir() else []:
+                first = log.read_text(encoding="utf-8", errors="replace").split("\n", 1)[0]
+                if first.startswith("# cell ") and " pid " in first:
+                    pid = int(first.split(" pid ")[1].split()[0])
+                    if pid != os.getpid():
+                        os.kill(pid, signal.SIGKILL)
+                        self.killed = (log.stem, pid)
+                        return
+            time.sleep(0.01)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+def assert_retried_after_kill(watcher: KillFirstCellOnce, root: Path) -> None:
+    assert watcher.killed is not None, "the cell ended before it could be killed"
+    cell_id, pid = watcher.killed
+    header = (root / "runs" / "smoke" / "logs" / f"{cell_id}.log").read_text().split("\n", 1)[0]
+    assert f"pid {pid} " not in header  # the log is the retry's, from another process
+
+
+def test_ray_task_killed_once_is_retried_and_gives_the_results_of_the_local_executor(reference, cache, tmp_path):
     import ray
 
     root, _ = reference
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        summary = run_suite("smoke", options(tmp_path, cache=cache, only=VISION_PRT_SLICE, executor="ray"))
+        with KillFirstCellOnce(tmp_path / "runs" / "smoke" / "logs") as watcher:
+            summary = run_suite("smoke", options(tmp_path, cache=cache, only=VISION_PRT_SLICE, executor="ray",
+                                                 retries=1))
     finally:
         ray.shutdown()
     assert summary.failed == {} and len(summary.ran) == 2
+    assert_retried_after_kill(watcher, tmp_path)
     on_ray = cells_of(tmp_path)
     assert {k: outcome(v) for k, v in on_ray.items()} == {k: outcome(cells_of(root)[k]) for k in on_ray}
+
+
+def test_slurm_jobs_through_submitit_are_retried_after_a_kill_and_give_the_local_results(reference, cache, tmp_path):
+    """--executor slurm with submitit's local executor (the same submission path, jobs run here):
+    one job per cell, a job killed in the middle submitted again, the records those of the runner."""
+    root, _ = reference
+    with KillFirstCellOnce(tmp_path / "runs" / "smoke" / "logs") as watcher:
+        summary = run_suite("smoke", options(tmp_path, cache=cache, only=LM_PRT_SLICE, executor="slurm", retries=1,
+                                             slurm={"cluster": "local", "timeout_min": 10}))
+    assert summary.failed == {} and len(summary.ran) == 2
+    assert_retried_after_kill(watcher, tmp_path)
+    assert list((tmp_path / "runs" / "smoke" / "slurm").glob("*_log.out")), "submitit's own job logs"
+    on_slurm = cells_of(tmp_path)
+    assert {k: outcome(v) for k, v in on_slurm.items()} == {k: outcome(cells_of(root)[k]) for k in on_slurm}
+
+
+def test_slurm_executor_refuses_what_it_cannot_run(tmp_path):
+    from prt_bench.suite.executors import make_executor
+
+    with pytest.raises(ValueError, match="no sbatch"):
+        make_executor("slurm", slurm={"slurm_partition": "gpu"}, slurm_folder=tmp_path)
+    with pytest.raises(NameError, match="not_a_parameter"):
+        make_executor("slurm", slurm={"cluster": "local", "not_a_parameter": 1}, slurm_folder=tmp_path)
+    with pytest.raises(ValueError, match="retries"):
+        make_executor("ray", retries=-1)
 
 
 def test_one_subprocess_per_gpu_gives_the_results_of_the_runner_process(reference, cache, tmp_path):

@@ -17,8 +17,14 @@ def run(
                                          "(default: .cache/ in the repository)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the matrix and what is done; touch no model."),
     only: Optional[str] = typer.Option(None, "--only", help="Run only cells whose label or id matches (globs or substrings, comma-separated), with the training they need."),
-    executor: str = typer.Option("local", "--executor", help="local (this machine) or ray."),
+    executor: str = typer.Option("local", "--executor", help="local (this machine), ray (Ray tasks) or slurm "
+                                 "(one SLURM job per cell through submitit)."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address (default: start a local one)."),
+    slurm: Optional[str] = typer.Option(None, "--slurm", help="--executor slurm: submitit parameters, comma-separated "
+                                        "KEY=VALUE, e.g. slurm_partition=gpu,gpus_per_node=1,cpus_per_task=8,"
+                                        "timeout_min=240 (cluster=local: run the jobs on this machine)."),
+    retries: int = typer.Option(2, "--retries", help="ray/slurm: how often a cell whose process died (killed worker, "
+                                "lost node) is run again; a cell that raised is not."),
     gpus: Optional[str] = typer.Option(None, "--gpus", help="GPU ids for the local executor, e.g. 0,1 "
                                        "(default: all visible; 'none': CPU in this process)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="CPU only: cells run at once, each in its own "
@@ -50,13 +56,19 @@ def run(
     import sys
 
     console = Console(file=sys.stderr)  # this stream, not one a running cell redirects
-    if executor not in ("local", "ray"):
-        raise typer.BadParameter(f"unknown executor {executor!r}; use local or ray", param_hint="--executor")
+    if executor not in ("local", "ray", "slurm"):
+        raise typer.BadParameter(f"unknown executor {executor!r}; use local, ray or slurm", param_hint="--executor")
+    if slurm is not None and executor != "slurm":
+        raise typer.BadParameter("only with --executor slurm", param_hint="--slurm")
+    if retries < 0:
+        raise typer.BadParameter(f"must be at least 0, got {retries}", param_hint="--retries")
+    slurm_params = key_values(slurm, "--slurm") if slurm else {}
     if workers is not None and workers < 1:
         raise typer.BadParameter(f"must be at least 1, got {workers}", param_hint="--workers")
     if workers is None:
         workers = max(1, min(4, os.cpu_count() or 1))
     options = RunOptions(results=results, runs=runs, cache=cache, executor=executor, ray_address=ray_address,
+                         retries=retries, slurm=slurm_params,
                          gpus=gpu_list, workers=workers, only=only, dry_run=dry_run, report=report,
                          progress=progress, profile=profile, compare=compare, reuse_reference=reuse_reference)
     import signal
@@ -153,3 +165,18 @@ def reference_update(
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2)
     typer.echo(f"reference of {suite}: {dest}" + (f"; report: reports/{suite}.pdf" if report else ""))
+
+
+def key_values(text: str, hint: str) -> dict:
+    """``a=1,b=x`` -> {"a": 1, "b": "x"} (numbers as numbers, true/false as booleans)."""
+    import yaml
+
+    out = {}
+    for item in (i.strip() for i in text.split(",")):
+        if not item:
+            continue
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint=hint)
+        out[key.strip()] = yaml.safe_load(value.strip()) if value.strip() else ""
+    return out

@@ -5,7 +5,13 @@ each one back through two callbacks, ``started(job, where)`` and ``finished(job,
 - ``InProcess``     one cell after the other in the runner's process;
 - ``CpuPool``       ``workers`` cells at once in spawned processes, each on its share of the cores;
 - ``GpuProcesses``  one process per visible GPU (``CUDA_VISIBLE_DEVICES``), one cell each at a time;
-- ``RayTasks``      Ray tasks, one GPU each when the cluster has GPUs.
+- ``RayTasks``      Ray tasks, one GPU each when the cluster has GPUs;
+- ``SlurmJobs``     one SLURM job per cell through submitit (its local executor for tests).
+
+A cell that raises fails once and for all (it would fail the same way again); a cell whose
+process dies (a killed worker, a lost node, a preempted job) is run again, up to ``retries``
+times, on Ray and SLURM -- training is idempotent (a cell writes its checkpoint into a staging
+folder renamed into place only when complete), so a retry gives what one run gives.
 """
 
 from __future__ import annotations
@@ -25,15 +31,22 @@ from prt_bench.suite.execute import Job, quiet_libraries, run_job
 
 Started = Callable[[Job, str], None]
 Finished = Callable[[Job, "dict[str, Any] | None", "str | None"], None]
-EXECUTORS = ("local", "ray")
+EXECUTORS = ("local", "ray", "slurm")
+RETRIES = 2
 
 
 def make_executor(executor: str = "local", gpus: list[str] | None = None, workers: int = 1,
-                  ray_address: str | None = None):
+                  ray_address: str | None = None, retries: int = RETRIES, slurm: dict[str, Any] | None = None,
+                  slurm_folder: str | Path | None = None):
     """``executor`` local: the GPUs given (None: every visible one), else ``workers`` CPU processes
-    (1: this process); ray: Ray tasks."""
+    (1: this process); ray: Ray tasks; slurm: SLURM jobs with submitit parameters ``slurm``
+    (``cluster=local`` runs them as local processes), their files in ``slurm_folder``."""
+    if retries < 0:
+        raise ValueError(f"retries must be at least 0, got {retries}")
     if executor == "ray":
-        return RayTasks(ray_address)
+        return RayTasks(ray_address, retries)
+    if executor == "slurm":
+        return SlurmJobs(slurm_folder or Path(tempfile.gettempdir()) / "prt-bench-slurm", slurm or {}, retries)
     if executor != "local":
         raise ValueError(f"unknown executor {executor!r} ({' or '.join(EXECUTORS)})")
     gpus = visible_gpus() if gpus is None else gpus
@@ -52,9 +65,12 @@ def visible_gpus() -> list[str]:
 
 def run_logged(job: Job) -> tuple[dict[str, Any] | None, str | None]:
     """One cell, what the libraries print going to the cell's log: (record, None) or (None, why)."""
+    import socket
+
     log = job.log
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w", encoding="utf-8") as f, contextlib.redirect_stderr(f), contextlib.redirect_stdout(f):
+        print(f"# cell {job.cell_id} ({job.cell.label}): pid {os.getpid()} on {socket.gethostname()}", flush=True)
         try:
             return run_job(job), None
         except Exception as e:  # noqa: BLE001 - one failed cell must not stop the matrix
@@ -191,10 +207,12 @@ class GpuProcesses:
 
 
 class RayTasks:
-    """The same jobs as Ray tasks, one GPU each when the cluster has GPUs."""
+    """The same jobs as Ray tasks, one GPU each when the cluster has GPUs; a task whose worker
+    died is run again up to ``retries`` times (Ray's ``max_retries``; exceptions are not retried)."""
 
-    def __init__(self, address: str | None = None):
+    def __init__(self, address: str | None = None, retries: int = RETRIES):
         self.address = address
+        self.retries = retries
 
     def run(self, jobs: list[Job], started: Started, finished: Finished) -> None:
         import ray
@@ -208,7 +226,7 @@ class RayTasks:
             else:
                 ray.init(include_dashboard=False, log_to_driver=False, runtime_env=runtime_env)
         gpus = ray.cluster_resources().get("GPU", 0)
-        remote = ray.remote(num_gpus=1 if gpus else 0, max_retries=0)(_ray_job)
+        remote = ray.remote(num_gpus=1 if gpus else 0, max_retries=self.retries, retry_exceptions=False)(_pool_job)
         pending = {}
         for job in jobs:
             pending[remote.remote(job.to_dict())] = job
@@ -217,11 +235,84 @@ class RayTasks:
             ready, _ = ray.wait(list(pending), num_returns=1)
             job = pending.pop(ready[0])
             try:
-                record, why = ray.get(ready[0]), None
-            except Exception as e:  # noqa: BLE001 - a failed task takes only its cell
+                record, why = ray.get(ready[0])
+            except Exception as e:  # noqa: BLE001 - a task lost more often than retried takes only its cell
                 record, why = None, f"{type(e).__name__}: {e}".splitlines()[0]
             finished(job, record, why)
 
 
-def _ray_job(job: dict[str, Any]) -> dict[str, Any]:
-    return run_job(Job.from_dict(job))
+class SlurmJobs:
+    """One SLURM job per cell, submitted through submitit and waited for here.
+
+    ``parameters`` are submitit's (``AutoExecutor.update_parameters``): the portable ones
+    (``timeout_min``, ``gpus_per_node``, ``cpus_per_task``, ``mem_gb``, ``nodes``) and SLURM's own
+    with their ``slurm_`` prefix (``slurm_partition``, ``slurm_account``, ``slurm_qos``, ...);
+    ``cluster`` picks submitit's executor (``slurm``, or ``local`` / ``debug`` to run the jobs on
+    this machine).  A job that ended without a result (killed, node lost, preempted past
+    submitit's own requeues) is submitted again, up to ``retries`` times; one that raised is not.
+    Jobs' own files (submitit's pickles and stdout/stderr) go to ``folder``; the cell's log is the
+    runner's, as for every executor."""
+
+    def __init__(self, folder: str | Path, parameters: dict[str, Any], retries: int = RETRIES):
+        self.folder = Path(folder)
+        self.parameters = dict(parameters)
+        self.retries = retries
+        self.poll_s = 0.5
+        self.executor()  # a wrong parameter or a missing sbatch is said before any cell runs
+
+    def executor(self):
+        import shutil
+
+        import submitit
+
+        params = dict(self.parameters)
+        cluster = params.pop("cluster", "slurm")
+        if cluster == "slurm" and shutil.which("sbatch") is None:
+            raise ValueError("--executor slurm: no sbatch on this machine (run from a SLURM login node, or give "
+                             "cluster=local to run the jobs here)")
+        executor = submitit.AutoExecutor(folder=self.folder, cluster=cluster)
+        params.setdefault("name", "prt-bench")
+        executor.update_parameters(**params)  # submitit refuses a parameter it does not know
+        return executor
+
+    def run(self, jobs: list[Job], started: Started, finished: Finished) -> None:
+        import time
+
+        import submitit
+
+        if not jobs:
+            return
+        executor = self.executor()
+        pending: dict[Any, tuple[Job, int]] = {}
+
+        def submit(job: Job, attempt: int) -> None:
+            handle = executor.submit(_pool_job, job.to_dict())
+            pending[handle] = (job, attempt)
+            started(job, f"slurm {handle.job_id}" + (f", attempt {attempt + 1}" if attempt else ""))
+
+        try:
+            for job in jobs:
+                submit(job, 0)
+            while pending:
+                done = [h for h in pending if h.done()]
+                if not done:
+                    time.sleep(self.poll_s)
+                    continue
+                for handle in done:
+                    job, attempt = pending.pop(handle)
+                    try:
+                        record, why = handle.result()
+                    except submitit.core.utils.UncompletedJobError as e:  # died without a result
+                        if attempt < self.retries:
+                            submit(job, attempt + 1)
+                            continue
+                        record, why = None, f"job {handle.job_id} ended without a result {attempt + 1} times: " \
+                                            f"{str(e).splitlines()[0]}"
+                    except Exception as e:  # noqa: BLE001 - submitit's own failure takes only its cell
+                        record, why = None, f"job {handle.job_id}: {type(e).__name__}: {str(e).splitlines()[0]}"
+                    finished(job, record, why)
+        except BaseException:  # SIGTERM, Ctrl-C: cancel what is queued or running
+            for handle in pending:
+                with contextlib.suppress(Exception):
+                    handle.cancel(check=False)
+            raise

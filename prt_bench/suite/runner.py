@@ -41,8 +41,10 @@ class RunOptions:
     results: Path = Path("results/local")  # cells go to <results>/<suite>/cells/ (never the reference)
     runs: Path = Path("runs")           # checkpoints go to <runs>/<suite>/<cell_id>/
     cache: Path | None = None           # mini world and tiny bases (default: the repository's .cache/)
-    executor: str = "local"             # "local" | "ray"
+    executor: str = "local"             # "local" | "ray" | "slurm"
     ray_address: str | None = None
+    retries: int = executors.RETRIES    # ray/slurm: runs again a cell whose process died
+    slurm: dict | None = None           # submitit parameters (slurm_partition=..., gpus_per_node=..., cluster=local)
     gpus: list[str] | None = None       # None: every visible GPU; []: CPU only
     workers: int = 1                    # CPU only: cells at once, each in its own process on one core's share
     only: str | None = None
@@ -141,7 +143,8 @@ def _run_locked(suite: Suite, matrix: list[Cell], cells: list[Cell], results_dir
         jobs = {c.cell_id: _job(c, suite, resolved, worlds, runs_dir, cache) for c in todo}
         train = [c for c in todo if c.kind == "train"]
         evals = [c for c in todo if c.kind == "eval"]
-        executor = executors.make_executor(options.executor, options.gpus, options.workers, options.ray_address)
+        executor = executors.make_executor(options.executor, options.gpus, options.workers, options.ray_address,
+                                           options.retries, options.slurm, runs_dir / "slurm")
         with _Progress(len(cells), summary.already_done, options.progress, console) as progress:
             def started(job: Job, where: str) -> None:
                 progress.start(job.cell_id, f"{job.cell.label} [{where}]" if where else job.cell.label)
