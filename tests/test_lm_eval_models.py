@@ -186,7 +186,7 @@ def task_dir(tmp_path_factory):
     """A generate_until task (exact match) and a multiple-choice (loglikelihood) task on local JSONL."""
     root = tmp_path_factory.mktemp("tasks")
     rows = [{"prompt": f"Q: {a}+{a}=", "response": f" {2 * a}", "choices": [f" {2 * a}", f" {2 * a + 1}"], "label": 0}
-            for a in range(3)]
+            for a in range(4)]  # even: two processes get two documents each
     data = root / "data.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     common = f"""
@@ -234,17 +234,123 @@ def test_simple_evaluate_runs_generate_and_loglikelihood_tasks(model, task_dir, 
     assert 0.0 <= out["results"]["tiny_choice"]["acc,none"] <= 1.0
 
 
-def test_lm_eval_command_writes_lm_evals_output_json(task_dir, tiny_llama, tiny_llama_b, tmp_path):
-    cli = Path(sys.executable).with_name("prt-bench")
+def lm_eval_command(launcher: list[str], model_args: str, task_dir: Path, out: Path, *extra: str):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [str(cli), "lm-eval", "--model", "prt", "--model_args", f"base={tiny_llama},reward={tiny_llama_b}",
-         "--tasks", "tiny_choice", "--include_path", str(task_dir), "--output_path", str(tmp_path / "out")],
+        [*launcher, "lm-eval", "--model", "prt", "--model_args", model_args, "--tasks", "tiny_gen,tiny_choice",
+         "--include_path", str(task_dir), "--output_path", str(out), "--log_samples", *extra],
         capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    written = list((tmp_path / "out").rglob("results_*.json"))
-    assert len(written) == 1
-    assert "acc,none" in json.loads(written[0].read_text())["results"]["tiny_choice"]
+    return result
+
+
+def written_results(out: Path) -> tuple[Path, dict, dict]:
+    """lm-eval's output folder, its results and each task's samples (doc id -> response)."""
+    (results,) = out.rglob("results_*.json")
+    samples = {}
+    for task in ("tiny_gen", "tiny_choice"):
+        (path,) = results.parent.glob(f"samples_{task}_*.jsonl")
+        samples[task] = {json.loads(line)["doc_id"]: json.loads(line)["resps"] for line in path.read_text().splitlines()}
+    return results.parent, json.loads(results.read_text())["results"], samples
+
+
+def test_two_processes_score_each_request_once_and_give_one_processs_results(task_dir, tiny_llama, tiny_llama_b,
+                                                                              tmp_path):
+    """`accelerate launch --num_processes 2 -m prt_bench lm-eval --model prt ...` (gloo on the
+    CPU): each process scores half of the requests, rank 0 writes the metrics and samples one
+    process gives, under a folder named by the models (lm-eval's own naming finds no
+    `pretrained=` in prt's model_args)."""
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    model_args = f"base={tiny_llama},reward={tiny_llama_b}"
+    one = lm_eval.simple_evaluate(model="prt", model_args=model_args, tasks=["tiny_gen", "tiny_choice"],
+                                  task_manager=TaskManager(include_path=str(task_dir), include_defaults=False),
+                                  log_samples=True)
+    accelerate = Path(sys.executable).with_name("accelerate")
+    # --multi_gpu: accelerate starts the processes through torchrun (with no GPU, they talk over gloo)
+    two = lm_eval_command([str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "prt_bench"],
+                          model_args, task_dir, tmp_path / "two")
+    folder, results, samples = written_results(tmp_path / "two")
+    assert folder.name == f"prt__{tiny_llama.name}__{tiny_llama_b.name}"
+    for task in ("tiny_gen", "tiny_choice"):
+        assert results[task] == json.loads(json.dumps(one["results"][task]))
+        assert as_text(samples[task]) == as_text({s["doc_id"]: s["resps"] for s in one["samples"][task]})
+    for rank in (0, 1):  # 4 documents: 2 generations, 2 x 2 choices per process
+        assert f"rank {rank} of 2: 2 generate_until requests" in two.stderr
+        assert f"rank {rank} of 2: 4 loglikelihood requests" in two.stderr
+
+
+def as_text(x):
+    """Responses as lm-eval's samples files write them (every leaf a string)."""
+    if isinstance(x, dict):
+        return {k: as_text(v) for k, v in x.items()}
+    return [as_text(i) for i in x] if isinstance(x, (list, tuple)) else str(x)
+
+
+def test_model_name_for_lm_evals_output_folder():
+    from prt_bench.lm.cli import named_model_args
+
+    argv = ["--model", "eft", "--model_args", "base=a/b-7B,ft=runs/ft-x/,pt=a/b-0.5B", "--tasks", "t"]
+    assert named_model_args(argv)[3] == "base=a/b-7B,ft=runs/ft-x/,pt=a/b-0.5B,model=eft__b-7B__ft-x"
+    merged = named_model_args(["--model=prt", "--model_args=base=B,reward=r1;r2,reward_weights=1;1"])
+    assert merged[1] == "--model_args=base=B,reward=r1;r2,reward_weights=1;1,model=prt__B__r1__r2"
+    for unchanged in (["--model", "hf", "--model_args", "pretrained=x"],
+                      ["--model", "prt", "--model_args", "base=B,reward=R,model=mine"]):
+        assert named_model_args(unchanged) == unchanged
+
+
+def test_batch_size_auto_takes_the_largest_size_that_fits_and_says_which(tiny_llama, tiny_llama_b, caplog,
+                                                                         monkeypatch):
+    from prt_bench.lm.lm_eval_models import out_of_memory, probe_batch_size
+
+    assert probe_batch_size(lambda n: n <= 20, 64) == 16
+    assert probe_batch_size(lambda n: False, 64) == 1
+    assert out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9 GB"))
+    assert not out_of_memory(RuntimeError("shape mismatch"))
+    with caplog.at_level("WARNING", logger="prt_bench"):
+        lm = PRTLM(base=str(tiny_llama), reward=str(tiny_llama_b), batch_size="auto", max_batch_size=8)
+    assert lm.batch_size == 8 and "batch_size=auto: 8" in caplog.text
+
+    real = torch.nn.Module.__call__
+
+    def small_memory(module, *args, **kwargs):  # as if a batch of more than 2 rows ran out of memory
+        ids = kwargs.get("input_ids")
+        if ids is not None and ids.shape[0] > 2 and ids.shape[1] == lm.max_length:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(module, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.Module, "__call__", small_memory)
+    assert lm.detect_batch_size(64) == 2
+    with pytest.raises(RuntimeError, match="shape"):  # any other error is not "smaller"
+        monkeypatch.setattr(torch.nn.Module, "__call__", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("shape")))
+        lm.detect_batch_size(4)
+
+
+def test_roles_device_maps_and_differing_chat_templates(tiny_llama, tiny_llama_b, tmp_path, caplog):
+    import shutil
+
+    chatty = tmp_path / "chatty"
+    shutil.copytree(tiny_llama_b, chatty)
+    config = json.loads((chatty / "tokenizer_config.json").read_text())
+    config["chat_template"] = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    (chatty / "tokenizer_config.json").write_text(json.dumps(config))
+    with caplog.at_level("WARNING", logger="prt_bench"):
+        lm = PRTLM(base=str(tiny_llama), reward=str(chatty), reward_device_map="cpu", batch_size=2)
+    assert "chat templates of base, reward differ" in caplog.text
+    assert lm.get_model_info()["prt_bench_models"]["reward"]["device_map"] == "cpu"
+    assert "device_map" not in lm.get_model_info()["prt_bench_models"]["base"]
+    with pytest.raises(TypeError, match="ft_device_map"):
+        PRTLM(base=str(tiny_llama), reward=str(tiny_llama_b), ft_device_map="cpu")
+
+
+def test_the_models_are_lm_eval_entry_points():
+    """lm-eval's plugin group (read by its registry after 0.4.13) names the two registered classes."""
+    import importlib.metadata as md
+
+    found = {ep.name: ep.load() for ep in md.entry_points(group="lm_eval.models")}
+    assert found == {"prt": PRTLM, "eft": EFTLM}
 
 
 def test_padded_heads_are_combined_over_the_tokenizers_ids_only(tiny_qwen2):

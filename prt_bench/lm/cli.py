@@ -84,9 +84,37 @@ def lm_eval(ctx: typer.Context) -> None:
     import prt_bench  # noqa: F401  (registers `prt` and `eft`)
     from lm_eval.__main__ import cli_evaluate
 
-    # lm-eval parses sys.argv itself; hand it exactly what followed `prt-bench lm-eval`.
-    sys.argv = ["lm-eval", *ctx.args]
+    # lm-eval parses sys.argv itself; hand it what followed `prt-bench lm-eval`, with a model name
+    sys.argv = ["lm-eval", *named_model_args(list(ctx.args))]
     cli_evaluate()
+
+
+def named_model_args(argv: list[str]) -> list[str]:
+    """lm-eval names its output folder after ``pretrained=``/``model=`` in model_args, which the
+    combined models do not have (every run went to one randomly named folder): give ``prt``/``eft``
+    runs ``model=prt__<base>__<reward>`` (``eft__<base>__<ft>``), from the folders' or hub ids'
+    last parts, unless model_args names one."""
+    def value(flag: str) -> tuple[int, str] | None:
+        for i, a in enumerate(argv):
+            if a == flag and i + 1 < len(argv):
+                return i + 1, argv[i + 1]
+            if a.startswith(flag + "="):
+                return i, a[len(flag) + 1:]
+        return None
+
+    model, margs = value("--model"), value("--model_args")
+    if not model or model[1] not in ("prt", "eft") or not margs or margs[1].lstrip().startswith("{"):
+        return argv
+    pairs = dict(p.split("=", 1) for p in margs[1].split(",") if "=" in p)
+    if "model" in pairs:
+        return argv
+    second = pairs.get("reward" if model[1] == "prt" else "ft", "")
+    parts = [model[1], *(Path(x.rstrip("/")).name for x in (pairs.get("base", ""), *second.split(";")) if x)]
+    named = f"{margs[1]},model={'__'.join(parts)}"
+    i = margs[0]
+    argv = list(argv)
+    argv[i] = named if argv[i] == margs[1] else f"--model_args={named}"
+    return argv
 
 
 def diagnose_lm(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from typing import Any, Callable, Sequence
 
 import torch
@@ -128,16 +129,19 @@ def cache_keyword(model: Any) -> str:
 def generate(models: Sequence[Any], combine: Combine, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
              pad_id: int, eos_id: int | None, do_sample: bool = False, processors: Any = None,
              stop: Callable[[int, list[int]], bool] | None = None,
-             generator: torch.Generator | None = None, vocab: int | None = None) -> list[list[int]]:
+             generator: torch.Generator | None = None, vocab: int | None = None,
+             device: torch.device | None = None) -> list[list[int]]:
     """Batched decoding of the combined distribution; returns the new tokens of each prompt.
 
     Prompts are left-padded; every model keeps its own KV cache, so after the prefill each
     step feeds one token per row.  ``stop(row, tokens)`` ends a row early (stop sequences).
     ``vocab``: combine only the first ``vocab`` logits (the tokenizer's ids; see ``cut``).
+    ``device``: where the combination happens (default: the first model's); each model's logits
+    are brought there (models spread by a ``device_map`` may end on another device).
     """
     from transformers import DynamicCache
 
-    device = next(models[0].parameters()).device
+    device = device or next(models[0].parameters()).device
     ids, mask = left_pad(prompts, pad_id)
     ids, mask = ids.to(device), mask.to(device)
     caches = [DynamicCache() for _ in models]
@@ -149,7 +153,7 @@ def generate(models: Sequence[Any], combine: Combine, prompts: Sequence[Sequence
     for _ in range(max_new_tokens):
         # logits_to_keep=1: the prefill needs the last position only, not [batch, prompt, vocab]
         logits = [m(input_ids=step_ids, attention_mask=mask, position_ids=step_pos, use_cache=True, logits_to_keep=1,
-                    **{arg: c}).logits[:, -1] for m, c, arg in zip(models, caches, cache_args)]
+                    **{arg: c}).logits[:, -1].to(device) for m, c, arg in zip(models, caches, cache_args)]
         token = next_token(combine(cut(refuse_nan(logits), vocab)), do_sample, processors, sequences, generator)
         token = torch.where(done, torch.full_like(token, pad_id), token)
         if processors:
@@ -179,16 +183,41 @@ def _as_bool(value: Any) -> bool:
     return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
 
 
+LOG = logging.getLogger("prt_bench")
+
+
+def probe_batch_size(fits: Callable[[int], bool], start: int) -> int:
+    """The largest of start, start/2, ..., 1 for which ``fits`` holds (``fits`` returns False on
+    running out of memory); 1 when none does (the first real batch then says why)."""
+    size = max(1, int(start))
+    while size > 1 and not fits(size):
+        size //= 2
+    return size
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """A CUDA out-of-memory error, or the CPU allocator's."""
+    if isinstance(error, getattr(torch, "OutOfMemoryError", ())):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
 class CombinedLM(TemplateLM):
-    """Causal LMs that share a tokenizer, scored and decoded through one combination rule."""
+    """Causal LMs that share a tokenizer, scored and decoded through one combination rule.
+
+    Under ``accelerate launch`` / ``torchrun`` (``WORLD_SIZE`` > 1) each process loads every
+    model on its own device and lm-eval's evaluator gives it its share of the requests, then
+    gathers the results on rank 0 (data parallel, as lm-eval's ``hf`` model does)."""
 
     def __init__(self, models: dict[str, str], combine: Combine, *, batch_size: Any = 8,
-                 max_batch_size: Any = None, max_length: int | None = None, max_gen_toks: int = 256,
+                 max_batch_size: Any = 64, max_length: int | None = None, max_gen_toks: int = 256,
                  device: str | None = None, dtype: str | None = "float32", trust_remote_code: Any = False,
-                 **unknown: Any) -> None:
+                 device_map: str | None = None, model: str | None = None, **unknown: Any) -> None:
         super().__init__()
-        # a hub id's commit per role: `<role>_revision=` (base_revision, reward_revision, ft_revision, ...)
+        # per role: `<role>_revision=` (a hub id's commit), `<role>_device_map=` (e.g. base_device_map=auto)
         revisions = {n: unknown.pop(f"{n}_revision") for n in list(models) if f"{n}_revision" in unknown}
+        device_maps = {n: unknown.pop(f"{n}_device_map", device_map) for n in list(models)}
         if unknown:  # a misspelt model_arg must not pass silently
             raise TypeError(f"unknown model_args {sorted(unknown)}; see docs/lm.md for the accepted ones")
         trust = _as_bool(trust_remote_code)
@@ -197,24 +226,91 @@ class CombinedLM(TemplateLM):
         tokenizers = [load_tokenizer(models[n], trust_remote_code=trust, revision=revisions.get(n)) for n in names]
         check_tokenizers(tokenizers, [f"{n}={models[n]}" for n in names])
         self.tokenizer = tokenizers[0]
+        templates = {n: getattr(t, "chat_template", None) for n, t in zip(names, tokenizers)}
+        if len({repr(t) for t in templates.values()}) > 1:
+            LOG.warning("the chat templates of %s differ; with --apply_chat_template the first's (%s=%s) is "
+                        "used for every model", ", ".join(names), names[0], models[names[0]])
+        self._rank, self._world_size, self.accelerator = 0, 1, None
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # accelerate launch / torchrun: data parallel
+            from datetime import timedelta
+
+            from accelerate import Accelerator
+            from accelerate.utils import InitProcessGroupKwargs
+
+            on_cpu = (device is not None and str(device) == "cpu") or not torch.cuda.is_available()
+            self.accelerator = Accelerator(cpu=on_cpu,  # gloo between CPU processes, else NCCL
+                                           kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(weeks=52))])
+            self._rank, self._world_size = self.accelerator.process_index, self.accelerator.num_processes
+            if device is None or str(device).startswith("cuda"):
+                device = str(self.accelerator.device)
         if device and str(device).startswith("cuda") and not torch.cuda.is_available():
             # lm-eval's CLI asks for cuda by default; its own hf model falls back the same way.
-            logging.getLogger("prt_bench").warning("device %s is not available; using cpu", device)
+            LOG.warning("device %s is not available; using cpu", device)
             device = "cpu"
         self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.models = [load_causal_lm(models[n], dtype=dtype, device=str(self._device), trust_remote_code=trust,
-                                      revision=revisions.get(n)) for n in names]
+                                      revision=revisions.get(n), device_map=device_maps[n]) for n in names]
         shared_width(self.models, [f"{n}={models[n]}" for n in names], self.tokenizer)  # covers the tokenizer
         self.vocab = len(self.tokenizer)  # combined over the tokenizer's ids, never the heads' padding
         self.combine = combine
         self.model_paths = models
+        self.model_name = model  # only what lm-eval names its output folder by (`model=` in model_args)
         self.revisions = revisions
-        self.batch_size = 16 if str(batch_size).startswith("auto") else int(batch_size)
+        self.device_maps = {n: m for n, m in device_maps.items() if m is not None}
         self.max_gen_toks = int(max_gen_toks)
         self._max_length = int(max_length) if max_length else min(
             getattr(m.config, "max_position_embeddings", 2048) or 2048 for m in self.models)
-        self._rank, self._world_size = 0, 1
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eot_token_id
+        if str(batch_size).startswith("auto"):
+            self.batch_size = self.detect_batch_size(int(max_batch_size))
+        else:
+            self.batch_size = int(batch_size)
+
+    @torch.no_grad()
+    def detect_batch_size(self, start: int) -> int:
+        """``batch_size=auto``: the largest of max_batch_size (64), 32, ... 1 at which every model
+        runs a batch of max_length tokens together (each keeping its last position's logits, as
+        decoding does); across processes the smallest any found.  Said in the log."""
+        length = self.max_length
+
+        def fits(size: int) -> bool:
+            ids = torch.full((size, length), self.pad_id, dtype=torch.long, device=self.device)
+            try:
+                self.combine(cut([m(input_ids=ids, logits_to_keep=1).logits.to(self.device) for m in self.models],
+                                 self.vocab))
+                return True
+            except Exception as e:  # noqa: BLE001 - only running out of memory means "smaller"
+                if not out_of_memory(e):
+                    raise
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                return False
+
+        size = probe_batch_size(fits, start)
+        if self.world_size > 1:
+            size = int(self.all_gather(torch.tensor([size], device=self.device)).min())
+        LOG.warning("batch_size=auto: %d (largest of %d, %d, ... 1 that fits %d models at %d tokens)",
+                    size, start, start // 2, len(self.models), length)
+        return size
+
+    # --- data parallel (lm-eval's evaluator shards the requests by rank and gathers the results)
+    def all_gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor if self.world_size <= 1 else self.accelerator.gather(tensor)
+
+    def gather_object(self, obj: Any, dst: int = 0) -> Any:
+        if self.world_size <= 1:
+            return [obj]
+        gathered = [None] * self.world_size if self.rank == dst else None
+        torch.distributed.gather_object(obj=obj, object_gather_list=gathered, dst=dst)
+        return gathered
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            self.accelerator.wait_for_everyone()
+
+    def _log_share(self, kind: str, n: int) -> None:
+        if self.world_size > 1:
+            LOG.warning("rank %d of %d: %d %s requests", self.rank, self.world_size, n, kind)
 
     def get_model_info(self) -> dict[str, Any]:
         """What lm-eval writes into its results' ``config``: per role, the id or folder, the hub
@@ -224,8 +320,10 @@ class CombinedLM(TemplateLM):
         roles = {}
         for (role, spec), model in zip(self.model_paths.items(), self.models):
             roles[role] = {**model_identity(spec, model, self.revisions.get(role)), "dtype": str(next(model.parameters()).dtype),
-                           "num_parameters": sum(p.numel() for p in model.parameters())}
-        return {"prt_bench_models": roles}
+                           "num_parameters": sum(p.numel() for p in model.parameters()),
+                           **({"device_map": self.device_maps[role]} if role in self.device_maps else {})}
+        return {"prt_bench_models": roles, "prt_bench_batch_size": self.batch_size,
+                "prt_bench_processes": self.world_size}
 
     # --- what lm-eval asks of a TemplateLM
     @property
@@ -267,12 +365,14 @@ class CombinedLM(TemplateLM):
         Only the scored positions go through the output layers and the float32 combination.
         """
         keep = torch.arange(start, input_ids.shape[1], device=input_ids.device)
-        logits = [m(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep).logits
+        logits = [m(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep).logits.to(self.device)
                   for m in self.models]
         return self.combine(cut(refuse_nan(logits), self.vocab))
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
         # Longest first (lm-eval's habit): the first batch shows at once whether memory suffices.
+        if kwargs.get("log_share", True):
+            self._log_share("loglikelihood", len(requests))
         order = sorted(range(len(requests)), key=lambda i: -len(requests[i][1]) - len(requests[i][2]))
         results: list[tuple[float, bool] | None] = [None] * len(requests)
         bar = tqdm(total=len(requests), desc="loglikelihood", disable=disable_tqdm)
@@ -308,16 +408,18 @@ class CombinedLM(TemplateLM):
         return results  # type: ignore[return-value]
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
+        self._log_share("loglikelihood_rolling", len(requests))
         scores = []
         for (string,) in tqdm([r.args for r in requests], desc="loglikelihood_rolling", disable=disable_tqdm):
             windows = [(None,) + lm_utils.make_disjoint_window(w) for w in lm_utils.get_rolling_token_windows(
                 token_list=self.tok_encode(string), prefix_token=self.prefix_token_id,
                 max_seq_len=self.max_length, context_len=1)]
-            scores.append(sum(s for s, _ in self._loglikelihood_tokens(windows, disable_tqdm=True)))
+            scores.append(sum(s for s, _ in self._loglikelihood_tokens(windows, disable_tqdm=True, log_share=False)))
         return scores
 
     # --- generation
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        self._log_share("generate_until", len(requests))
         results: list[str | None] = [None] * len(requests)
         groups: dict[str, list[int]] = {}
         for i, r in enumerate(requests):
@@ -344,7 +446,7 @@ class CombinedLM(TemplateLM):
 
                 new = generate(self.models, self.combine, prompts, max_new_tokens=max_new, pad_id=self.pad_id,
                                eos_id=self.eot_token_id, do_sample=do_sample, processors=processors, stop=stop,
-                               vocab=self.vocab)
+                               vocab=self.vocab, device=self.device)
                 for i, tokens in zip(chunk, new):
                     text = self.tokenizer.decode(tokens, skip_special_tokens=False)
                     for s in until:

@@ -65,9 +65,10 @@ def load_tokenizer(spec: str | Path, trust_remote_code: bool = False, revision: 
 
 
 def load_causal_lm(spec: str | Path, *, dtype: Any = None, device: str | None = None,
-                   trust_remote_code: bool = False, revision: str | None = None):
+                   trust_remote_code: bool = False, revision: str | None = None, device_map: Any = None):
     """A causal LM in eval mode (a hub id at ``revision``); adapter folders come back merged
-    into their base."""
+    into their base.  ``device_map`` (e.g. ``auto``): spread over the visible devices by
+    accelerate, instead of moved whole to ``device``."""
     from transformers import AutoModelForCausalLM
 
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
@@ -76,6 +77,8 @@ def load_causal_lm(spec: str | Path, *, dtype: Any = None, device: str | None = 
     torch_dtype = resolve_dtype(dtype)
     if torch_dtype is not None:
         kwargs["dtype"] = torch_dtype
+    if device_map is not None:
+        kwargs["device_map"] = device_map
 
     def load(path: str):
         # never unpickle: a local folder must hold safetensors (pytorch_model.bin is refused)
@@ -87,7 +90,7 @@ def load_causal_lm(spec: str | Path, *, dtype: Any = None, device: str | None = 
         model = PeftModel.from_pretrained(load(adapter_base(spec)), str(spec)).merge_and_unload()
     else:
         model = load(str(spec))
-    if device:
+    if device and device_map is None:
         model.to(device)
     return model.eval()
 
