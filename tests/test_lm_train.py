@@ -167,3 +167,73 @@ def test_the_prt_model_uses_the_lam_its_rewards_were_trained_with_unless_given(t
     assert PRTLM(base=str(tiny_llama), reward=str(tiny_llama)).lam == 1.0     # no manifest: 1
     with pytest.raises(ValueError, match="different lam"):
         PRTLM(base=str(tiny_llama), reward=f"{half};{one}", reward_weights="1;1")
+
+
+# --------------------------------------------------------------------------------- several processes
+
+TWO_PROCESS_DRIVER = """
+import sys
+import torch.distributed as dist
+dist.init_process_group("gloo")  # one group for the four runs (torchrun's store is set up once)
+from prt_bench.lm.train import train_lm
+base, data, out, common = sys.argv[1], sys.argv[2], sys.argv[3], eval(sys.argv[4])
+for strategy in ("ddp", "fsdp"):
+    for method in ("ft", "prt"):
+        train_lm(method, base, data, f"{out}/{method}-{strategy}", strategy=strategy, **common)
+train_lm("prt", base, data, f"{out}/prt-fsdp-bf16", strategy="fsdp", mixed_precision="bf16",
+         gradient_checkpointing=True, **{**common, "grad_accum": 2})
+"""
+
+
+def test_two_processes_ddp_and_fsdp_train_what_one_process_trains(tiny_llama, pairs, tmp_path):
+    """torchrun --nproc_per_node 2 (gloo on the CPU): each process takes half of every batch, the
+    loss is weighted by its share of the batch's tokens; FT and PRT under DDP and FSDP come out
+    as one process trains them (up to the order of float additions), and the checkpoint is the
+    unsharded float32 model.  bf16 mixed precision with gradient checkpointing and accumulation
+    under FSDP stays close to one process's bf16 run and still writes float32 weights."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    common = dict(seed=3, progress=False, lr=1e-2, max_steps=3, batch_size=6, max_length=64, warmup=0, alpha=0.01)
+    for method in ("ft", "prt"):
+        train_lm(method, tiny_llama, pairs, tmp_path / f"{method}-one", **common)
+    train_lm("prt", tiny_llama, pairs, tmp_path / "prt-one-bf16", mixed_precision="bf16",
+             gradient_checkpointing=True, **{**common, "grad_accum": 2})
+    driver = tmp_path / "driver.py"
+    driver.write_text(TWO_PROCESS_DRIVER)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    proc = subprocess.run([str(torchrun), "--nproc_per_node", "2", str(driver), str(tiny_llama), str(pairs),
+                           str(tmp_path), repr(common)], capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    start = load_file(Path(tiny_llama) / "model.safetensors")
+
+    def compare(one: str, two: str) -> tuple[float, float, float, float]:
+        a, b = load_file(tmp_path / one / "model.safetensors"), load_file(tmp_path / two / "model.safetensors")
+        assert a.keys() == b.keys() and all(t.dtype == torch.float32 for t in b.values())
+        moved = max(float((a[k] - start[k]).abs().max()) for k in a)
+        diff = max(float((a[k] - b[k]).abs().max()) for k in a)
+        update = torch.cat([(a[k] - start[k]).flatten() for k in a])
+        relative = float(torch.cat([(a[k] - b[k]).flatten() for k in a]).norm() / update.norm())
+        la, lb = read_manifest(tmp_path / one)["losses"], read_manifest(tmp_path / two)["losses"]
+        return moved, diff, max(abs(x - y) for x, y in zip(la, lb)), relative
+
+    for method in ("ft", "prt"):
+        for strategy in ("ddp", "fsdp"):
+            moved, diff, loss_diff, _ = compare(f"{method}-one", f"{method}-{strategy}")
+            assert moved > 5e-3 and diff < 1e-4 and loss_diff < 1e-5, (method, strategy, moved, diff, loss_diff)
+            manifest = read_manifest(tmp_path / f"{method}-{strategy}")
+            assert manifest["parallel"] == {"strategy": strategy, "processes": 2}
+    # bf16 rounds differently in one process (autocast) and under FSDP (bf16 copies of the weights), and
+    # Adam's first steps move every weight by about lr whatever its gradient: compare the whole update
+    moved, _, loss_diff, relative = compare("prt-one-bf16", "prt-fsdp-bf16")
+    assert moved > 5e-3 and relative < 0.2 and loss_diff < 0.02, (moved, relative, loss_diff)  # seen: 0.047, 0.003
+    assert read_manifest(tmp_path / "prt-fsdp-bf16")["hyperparameters"]["mixed_precision"] == "bf16"
+
+
+def test_mixed_precision_keeps_float32_weights_and_bad_strategies_are_refused(tiny_llama, pairs, tmp_path):
+    with pytest.raises(ValueError, match="strategy"):
+        train_lm("ft", tiny_llama, pairs, tmp_path / "a", strategy="zero3", **STEPS)
+    with pytest.raises(ValueError, match="master copy"):
+        train_lm("ft", tiny_llama, pairs, tmp_path / "b", mixed_precision="bf16", dtype="bfloat16", **STEPS)

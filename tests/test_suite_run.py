@@ -400,6 +400,20 @@ def test_slurm_jobs_through_submitit_are_retried_after_a_kill_and_give_the_local
     assert {k: outcome(v) for k, v in on_slurm.items()} == {k: outcome(cells_of(root)[k]) for k in on_slurm}
 
 
+def test_training_cells_in_two_processes_give_the_evaluations_of_one(reference, cache, tmp_path):
+    """--train-processes 2: the language reward trained by torchrun in two processes (DDP, gloo);
+    its evaluation scores what the one-process reward scores (the weights agree to ~1e-6)."""
+    root, _ = reference
+    summary = run_suite("smoke", options(tmp_path, cache=cache, only=LM_PRT_SLICE, train_processes=2))
+    assert summary.failed == {} and len(summary.ran) == 2
+    records = cells_of(tmp_path)
+    (train,) = [r for r in records.values() if r["kind"] == "train"]
+    manifest = read_json(tmp_path / "runs" / "smoke" / train["cell_id"] / "prt_manifest.json")
+    assert manifest["parallel"] == {"strategy": "ddp", "processes": 2}
+    (evaluation,) = [r for r in records.values() if r["kind"] == "eval"]
+    assert evaluation["results"] == cells_of(root)[evaluation["cell_id"]]["results"]
+
+
 def test_slurm_executor_refuses_what_it_cannot_run(tmp_path):
     from prt_bench.suite.executors import make_executor
 

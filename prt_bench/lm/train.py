@@ -289,6 +289,119 @@ def make_optimizer(model, lr: float, weight_decay: float, total_steps: int, warm
     return optimizer, scheduler
 
 
+# --------------------------------------------------------------------------------- several processes
+
+STRATEGIES = ("ddp", "fsdp")
+MIXED_PRECISION = ("no", "bf16")
+
+
+@dataclass
+class Parallel:
+    """The processes of a run started by torchrun or ``accelerate launch`` (``WORLD_SIZE`` > 1).
+
+    Each takes its rows of every global batch (``rows[rank::world]``), so the recipe's
+    ``batch_size`` is the batch of the whole run whatever the process count, and the loss is
+    scaled so that the averaged gradient is that of the global batch's token mean -- the
+    gradient one process computes.  ``ddp``: torch's DistributedDataParallel; ``fsdp``: torch's
+    ``fully_shard`` (FSDP2) on every decoder layer and the root, as accelerate's FSDP2 plugin does
+    on GPUs (accelerate maps processes without GPUs to DDP, so its FSDP path cannot run on the
+    CPU machines the tests use; these are the same torch calls, on every device).  The PRT base is
+    frozen: under fsdp it is sharded the same way, and it never has gradients or optimizer state.
+    """
+
+    strategy: str
+    rank: int
+    world: int
+    device: str
+    created_group: bool = False
+
+    @classmethod
+    def from_env(cls, strategy: str, device: str) -> "Parallel | None":
+        import torch
+        import torch.distributed as dist
+
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return None
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if str(device).startswith("cuda"):
+            torch.cuda.set_device(local)
+            device = f"cuda:{local}"
+        created = not dist.is_initialized()
+        if created:
+            dist.init_process_group("nccl" if str(device).startswith("cuda") else "gloo")
+        return cls(strategy, dist.get_rank(), dist.get_world_size(), device, created)
+
+    def shard(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return {k: v[self.rank::self.world] for k, v in batch.items()}
+
+    def wrap(self, model, mixed_precision: str, trained: bool = True):
+        import torch
+
+        if self.strategy == "fsdp":
+            from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+            policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) \
+                if mixed_precision == "bf16" else MixedPrecisionPolicy()
+            for layer in decoder_layers(model):
+                fully_shard(layer, mp_policy=policy)
+            fully_shard(model, mp_policy=policy)
+            return model
+        if not trained:  # DDP has nothing to do for a model without gradients: every process holds it
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(model, device_ids=[torch.device(self.device).index]
+                                       if self.device.startswith("cuda") else None)
+
+    def total(self, value: float) -> float:
+        import torch
+        import torch.distributed as dist
+
+        t = torch.tensor([float(value)], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return float(t)
+
+    def full_state_dict(self, model) -> dict[str, Any]:
+        """The unsharded weights (every process takes part; rank 0 keeps them, on the CPU)."""
+        if self.strategy == "fsdp":
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+            return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return unwrap(model).state_dict()
+
+    def close(self) -> None:
+        import torch.distributed as dist
+
+        dist.barrier()
+        if self.created_group:
+            dist.destroy_process_group()
+
+
+def decoder_layers(model) -> list:
+    """The repeated blocks of a Hugging Face causal LM (the units FSDP shards one at a time)."""
+    classes = set(getattr(unwrap(model), "_no_split_modules", None) or [])
+    found = [m for m in model.modules() if type(m).__name__ in classes]
+    if not found:
+        raise ValueError(f"fsdp: {type(unwrap(model)).__name__} names no decoder layer class (_no_split_modules)")
+    return found
+
+
+def unwrap(model):
+    """The model inside DistributedDataParallel (FSDP2 changes the module in place)."""
+    return getattr(model, "module", model)
+
+
+def autocast(device: str, mixed_precision: str):
+    import contextlib
+
+    import torch
+
+    if mixed_precision != "bf16":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+
+
 # --------------------------------------------------------------------------------- the recipe
 
 @dataclass(frozen=True)
@@ -317,6 +430,15 @@ class LMTrainConfig(RecipeConfig):
                 "tokenizer has one).", "flag": "--chat-template/--plain"})
     dtype: Optional[str] = field(default=None, metadata={"help": "float32 / bfloat16 / float16 (default: the "
                                                                 "checkpoint's)."})
+    mixed_precision: str = field(default="no", metadata={
+        "help": "no | bf16: bf16 compute (autocast; FSDP's param dtype) over float32 weights and optimizer "
+                "state -- the master copy that pure-bf16 training lacks."})
+    gradient_checkpointing: bool = field(default=False, metadata={
+        "help": "Recompute activations in the backward pass (less memory, about a third more compute).",
+        "flag": "--gradient-checkpointing/--no-gradient-checkpointing"})
+    strategy: str = field(default="ddp", metadata={
+        "help": "Under torchrun / accelerate launch: ddp (every process holds the whole model) or fsdp "
+                "(torch's fully_shard per decoder layer: weights, gradients and optimizer state sharded)."})
 
 
 def train_lm(method: str, base: str | Path, data: str | Path, out: str | Path, *, alpha: float = 0.0, seed: int = 0,
@@ -351,29 +473,54 @@ def train_lm(method: str, base: str | Path, data: str | Path, out: str | Path, *
     if batch_size < 1 or grad_accum < 1 or not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"batch_size and grad_accum must be >= 1 and lr a finite number > 0, "
                          f"got {batch_size}, {grad_accum}, {lr}")
+    if c.strategy not in STRATEGIES or c.mixed_precision not in MIXED_PRECISION:
+        raise ValueError(f"strategy must be one of {STRATEGIES} and mixed_precision one of {MIXED_PRECISION}, "
+                         f"got {c.strategy!r}, {c.mixed_precision!r}")
+    if c.mixed_precision == "bf16" and c.dtype not in (None, "float32", "fp32"):
+        raise ValueError(f"mixed_precision=bf16 keeps float32 weights (the master copy); dtype={c.dtype!r} "
+                         f"would train in that dtype instead -- leave dtype unset or float32")
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         # a stale adapter_config.json from another run would make every loader use that adapter
         what = "a file" if not out.is_dir() else f"not empty ({', '.join(sorted(p.name for p in out.iterdir())[:5])})"
         raise FileExistsError(f"--out {out} is {what}; give a new or empty folder")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    parallel = Parallel.from_env(c.strategy, device)
+    if parallel:
+        device = parallel.device
+        if batch_size < parallel.world:
+            raise ValueError(f"batch_size {batch_size} is smaller than the {parallel.world} processes")
+        if c.lora and c.strategy == "fsdp":
+            raise ValueError("strategy=fsdp with lora is not supported (an adapter's base is shared with the frozen "
+                             "PRT base); a LoRA run fits one device per process: use strategy=ddp")
     torch.manual_seed(seed)
     rows = read_pairs(data)
+    dtype = "float32" if c.mixed_precision == "bf16" else c.dtype  # the float32 master weights
     run = prepare_models(method, base, lora=c.lora, lora_r=c.lora_r, lora_alpha=c.lora_alpha,
-                         lora_dropout=c.lora_dropout, device=device, dtype=c.dtype, trust_remote_code=trust_remote_code,
+                         lora_dropout=c.lora_dropout, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
                          frozen_base=False)
     model, tokenizer = run.model, run.tokenizer
+    if c.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if c.lora:
+            model.enable_input_require_grads()
     chat = uses_chat_template(tokenizer, c.chat_template)
     examples = [encode_pair(tokenizer, r["prompt"], r["response"], max_length, chat) for r in rows]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     vocab = len(tokenizer)  # the reward's distribution over the tokenizer's ids, as at inference
     start = time.perf_counter()
     frozen = None
-    if method == "prt":
-        frozen = base_pass_for(run, base, examples, vocab, lora=c.lora, dtype=c.dtype, device=device,
+    if method == "prt" and parallel and not c.lora:
+        # several processes: a frozen copy of the base beside the reward, run on each process's rows
+        frozen = parallel.wrap(load_frozen(base, dtype=dtype, device=device, trust_remote_code=trust_remote_code),
+                               c.mixed_precision, trained=False)
+    elif method == "prt":
+        frozen = base_pass_for(run, base, examples, vocab, lora=c.lora, dtype=dtype, device=device,
                                trust_remote_code=trust_remote_code, cache=base_cache, budget_mb=base_cache_mb,
                                progress=progress)
     base_pass_s = time.perf_counter() - start
+    if parallel:
+        model = parallel.wrap(model, c.mixed_precision)
 
     steps_per_epoch = math.ceil(math.ceil(len(examples) / batch_size) / grad_accum)
     total_steps = max_steps or max(1, math.ceil(c.epochs * steps_per_epoch))
@@ -387,14 +534,28 @@ def train_lm(method: str, base: str | Path, data: str | Path, out: str | Path, *
     stream = endless_batches()
     losses: list[float] = []
     start = time.perf_counter()
-    bar = tqdm(range(total_steps), desc=f"train {method}", disable=not progress)
+    bar = tqdm(range(total_steps), desc=f"train {method}", disable=not progress or bool(parallel and parallel.rank))
     for _ in bar:
         step_loss = 0.0
         for _ in range(grad_accum):
-            batch = {k: v.to(device) if k != "index" else v for k, v in next(stream).items()}
-            loss = training_loss(method, model, frozen, batch, lam=lam, alpha=alpha, vocab=vocab) / grad_accum
+            batch = next(stream)
+            if parallel:  # this process's rows; the loss weighs them by their share of the batch's tokens
+                tokens = float((batch["labels"][:, 1:] != IGNORE).sum())
+                share = parallel.shard(batch)
+                mine = float((share["labels"][:, 1:] != IGNORE).sum())
+                total = parallel.total(mine)
+                # a process left without rows (an epoch's short last batch) runs the whole batch at weight 0,
+                # so that every process takes part in the gradient's reduction
+                batch, scale = (share, mine * parallel.world / total) if mine and tokens else (batch, 0.0)
+            batch = {k: v.to(device) if k != "index" else v for k, v in batch.items()}
+            with autocast(device, c.mixed_precision):
+                loss = training_loss(method, model, frozen, batch, lam=lam, alpha=alpha, vocab=vocab) / grad_accum
+            if parallel:  # gradients are averaged over the processes: the global batch's token mean
+                loss = loss * scale
+                step_loss += parallel.total(loss.item()) / parallel.world
+            else:
+                step_loss += loss.item()
             loss.backward()
-            step_loss += loss.item()
         if not math.isfinite(step_loss):  # NaN weights would follow; save nothing
             raise FloatingPointError(f"training loss is {step_loss} at step {len(losses) + 1} of {total_steps} "
                                      f"({method} on {base}); no checkpoint written")
@@ -406,10 +567,14 @@ def train_lm(method: str, base: str | Path, data: str | Path, out: str | Path, *
         bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
     wall_s = time.perf_counter() - start
 
+    state = parallel.full_state_dict(model) if parallel else None
+    if parallel and parallel.rank != 0:  # rank 0 writes the checkpoint
+        parallel.close()
+        return out
     final, out = out, staging_dir(out)  # complete or absent, never half written
     out.mkdir(parents=True)
     model.eval()
-    model.save_pretrained(out, safe_serialization=True)
+    unwrap(model).save_pretrained(out, safe_serialization=True, **({"state_dict": state} if parallel else {}))
     tokenizer.save_pretrained(out)
     window = max(1, len(losses) // 10)
     write_manifest(
@@ -428,9 +593,13 @@ def train_lm(method: str, base: str | Path, data: str | Path, out: str | Path, *
         losses=losses,
         wall_s=wall_s,
         **({"base_pass": {"source": frozen.source, "size_mb": round(frozen.size_mb, 3), "wall_s": base_pass_s}}
-           if method == "prt" else {}),
+           if method == "prt" and not isinstance(frozen, torch.nn.Module) else {}),
+        **({"parallel": {"strategy": c.strategy, "processes": parallel.world}} if parallel else {}),
     )
-    return publish_dir(out, final)  # replaces an empty folder (checked above)
+    published = publish_dir(out, final)  # replaces an empty folder (checked above)
+    if parallel:
+        parallel.close()
+    return published
 
 
 def mean_loss(method: str, model, base, data: str | Path, tokenizer, *, lam: float = 1.0, max_length: int = 512,
@@ -451,3 +620,57 @@ def mean_loss(method: str, model, base, data: str | Path, tokenizer, *, lam: flo
             total += training_loss(method, model, base, batch, lam=lam, vocab=vocab).item() * n
             count += n
     return total / max(count, 1)
+
+
+PROCESSES_ENV = "PRT_BENCH_TRAIN_PROCESSES"
+
+
+def train_in_processes(processes: int, method: str, base: str | Path, data: str | Path, out: str | Path, *,
+                       alpha: float, seed: int, options: dict[str, Any]) -> Path:
+    """``train_lm`` in ``processes`` processes started by torchrun on this machine (one GPU each
+    when there are GPUs -- the ones ``CUDA_VISIBLE_DEVICES`` shows -- else gloo between CPU
+    processes); what they print goes to this process's stdout/stderr.  The suite's training cells
+    run this way with ``prt-bench run --train-processes N``."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    from prt_bench.io import atomic_write_json
+
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    if torchrun is None:
+        raise FileNotFoundError("torchrun is not installed beside this Python (it comes with torch)")
+    with tempfile.TemporaryDirectory(prefix="prt-bench-train-") as tmp:
+        spec = Path(tmp) / "job.json"
+        atomic_write_json(spec, {"method": method, "base": str(base), "data": str(data), "out": str(out),
+                                 "alpha": alpha, "seed": seed, "options": options})
+        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        env.pop(PROCESSES_ENV, None)
+        streams = {}
+        for name in ("stdout", "stderr"):  # a cell's log (redirected streams); else inherited
+            try:
+                getattr(sys, name).flush()
+                streams[name] = getattr(sys, name).fileno() and getattr(sys, name)
+            except (AttributeError, OSError, ValueError):
+                pass
+        proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node", str(processes), "-m", "prt_bench.lm.train",
+                               str(spec)], env=env, **streams)
+    if proc.returncode != 0:
+        raise RuntimeError(f"training in {processes} processes failed (torchrun exit {proc.returncode}; "
+                           f"each process's error is above in this log)")
+    return Path(out)
+
+
+def _main(argv: list[str]) -> int:
+    """``torchrun ... -m prt_bench.lm.train JOB.json``: one process of ``train_in_processes``."""
+    spec = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    train_lm(spec["method"], spec["base"], spec["data"], spec["out"], alpha=spec["alpha"], seed=spec["seed"],
+             progress=False, **spec["options"])
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_main(sys.argv[1:]))

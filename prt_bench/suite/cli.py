@@ -23,6 +23,9 @@ def run(
     slurm: Optional[str] = typer.Option(None, "--slurm", help="--executor slurm: submitit parameters, comma-separated "
                                         "KEY=VALUE, e.g. slurm_partition=gpu,gpus_per_node=1,cpus_per_task=8,"
                                         "timeout_min=240 (cluster=local: run the jobs on this machine)."),
+    train_processes: int = typer.Option(1, "--train-processes", help="Language training cells: train each in N "
+                                        "processes (torchrun; on GPUs, N GPUs per cell), DDP or FSDP as the suite's "
+                                        "train: strategy says."),
     retries: int = typer.Option(2, "--retries", help="ray/slurm: how often a cell whose process died (killed worker, "
                                 "lost node) is run again; a cell that raised is not."),
     gpus: Optional[str] = typer.Option(None, "--gpus", help="GPU ids for the local executor, e.g. 0,1 "
@@ -62,13 +65,15 @@ def run(
         raise typer.BadParameter("only with --executor slurm", param_hint="--slurm")
     if retries < 0:
         raise typer.BadParameter(f"must be at least 0, got {retries}", param_hint="--retries")
+    if train_processes < 1:
+        raise typer.BadParameter(f"must be at least 1, got {train_processes}", param_hint="--train-processes")
     slurm_params = key_values(slurm, "--slurm") if slurm else {}
     if workers is not None and workers < 1:
         raise typer.BadParameter(f"must be at least 1, got {workers}", param_hint="--workers")
     if workers is None:
         workers = max(1, min(4, os.cpu_count() or 1))
     options = RunOptions(results=results, runs=runs, cache=cache, executor=executor, ray_address=ray_address,
-                         retries=retries, slurm=slurm_params,
+                         retries=retries, slurm=slurm_params, train_processes=train_processes,
                          gpus=gpu_list, workers=workers, only=only, dry_run=dry_run, report=report,
                          progress=progress, profile=profile, compare=compare, reuse_reference=reuse_reference)
     import signal

@@ -37,10 +37,11 @@ RETRIES = 2
 
 def make_executor(executor: str = "local", gpus: list[str] | None = None, workers: int = 1,
                   ray_address: str | None = None, retries: int = RETRIES, slurm: dict[str, Any] | None = None,
-                  slurm_folder: str | Path | None = None):
+                  slurm_folder: str | Path | None = None, gpus_per_cell: int = 1):
     """``executor`` local: the GPUs given (None: every visible one), else ``workers`` CPU processes
     (1: this process); ray: Ray tasks; slurm: SLURM jobs with submitit parameters ``slurm``
-    (``cluster=local`` runs them as local processes), their files in ``slurm_folder``."""
+    (``cluster=local`` runs them as local processes), their files in ``slurm_folder``.
+    ``gpus_per_cell``: local GPUs go to cells in groups of that many (multi-process training)."""
     if retries < 0:
         raise ValueError(f"retries must be at least 0, got {retries}")
     if executor == "ray":
@@ -51,7 +52,10 @@ def make_executor(executor: str = "local", gpus: list[str] | None = None, worker
         raise ValueError(f"unknown executor {executor!r} ({' or '.join(EXECUTORS)})")
     gpus = visible_gpus() if gpus is None else gpus
     if gpus:
-        return GpuProcesses(gpus)
+        if gpus_per_cell > len(gpus):
+            raise ValueError(f"{gpus_per_cell} processes per training cell need as many GPUs; {len(gpus)} visible")
+        return GpuProcesses([",".join(gpus[i:i + gpus_per_cell])
+                             for i in range(0, len(gpus) - gpus_per_cell + 1, gpus_per_cell)])
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     return CpuPool(workers) if workers > 1 else InProcess()
@@ -164,9 +168,9 @@ class CpuPool:
 
 
 class GpuProcesses:
-    """One cell per GPU at a time, each in its own process (``python -m prt_bench.suite.worker``)
-    that sees only its GPU, dies with the runner and writes the record to a file this process
-    reads back."""
+    """One cell per GPU (or group of GPUs, ``"0,1"``) at a time, each in its own process
+    (``python -m prt_bench.suite.worker``) that sees only its GPUs, dies with the runner and
+    writes the record to a file this process reads back."""
 
     def __init__(self, gpus: list[str]):
         self.gpus = gpus

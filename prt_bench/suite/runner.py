@@ -45,6 +45,7 @@ class RunOptions:
     ray_address: str | None = None
     retries: int = executors.RETRIES    # ray/slurm: runs again a cell whose process died
     slurm: dict | None = None           # submitit parameters (slurm_partition=..., gpus_per_node=..., cluster=local)
+    train_processes: int = 1            # language training cells: torchrun processes each (GPUs each, on GPUs)
     gpus: list[str] | None = None       # None: every visible GPU; []: CPU only
     workers: int = 1                    # CPU only: cells at once, each in its own process on one core's share
     only: str | None = None
@@ -144,7 +145,13 @@ def _run_locked(suite: Suite, matrix: list[Cell], cells: list[Cell], results_dir
         train = [c for c in todo if c.kind == "train"]
         evals = [c for c in todo if c.kind == "eval"]
         executor = executors.make_executor(options.executor, options.gpus, options.workers, options.ray_address,
-                                           options.retries, options.slurm, runs_dir / "slurm")
+                                           options.retries, options.slurm, runs_dir / "slurm",
+                                           options.train_processes)
+        if options.train_processes > 1:
+            from prt_bench.lm.train import PROCESSES_ENV
+
+            for c in train:
+                jobs[c.cell_id].env[PROCESSES_ENV] = str(options.train_processes)
         with _Progress(len(cells), summary.already_done, options.progress, console) as progress:
             def started(job: Job, where: str) -> None:
                 progress.start(job.cell_id, f"{job.cell.label} [{where}]" if where else job.cell.label)

@@ -4,6 +4,8 @@ under ``tasks/``; PRT and EFT need one tokenizer shared by source and target."""
 
 from __future__ import annotations
 
+import os
+
 import re
 from pathlib import Path
 from typing import Any
@@ -227,9 +229,13 @@ class LanguageModels(Modality):
     # --- the work of a cell
     def train(self, method: str, base: str, data: Any, out: Path, *, seed: int, alpha: float,
               options: dict[str, Any]) -> None:
-        from prt_bench.lm.train import train_lm
+        from prt_bench.lm.train import PROCESSES_ENV, train_in_processes, train_lm
 
-        train_lm(method, base, data, out, alpha=alpha, seed=seed, progress=False, **options)
+        processes = int(os.environ.get(PROCESSES_ENV) or 1)
+        if processes > 1:  # prt-bench run --train-processes N: torchrun, DDP or FSDP (the train: key strategy)
+            train_in_processes(processes, method, base, data, out, alpha=alpha, seed=seed, options=options)
+        else:
+            train_lm(method, base, data, out, alpha=alpha, seed=seed, progress=False, **options)
 
     def evaluate(self, method: str, paths: dict[str, str], task: dict[str, Any], options: dict[str, Any], *,
                  lam: float, seed: int, merge: dict[str, Any] | None = None) -> dict[str, Any]:
