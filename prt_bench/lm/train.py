@@ -622,9 +622,6 @@ def mean_loss(method: str, model, base, data: str | Path, tokenizer, *, lam: flo
     return total / max(count, 1)
 
 
-PROCESSES_ENV = "PRT_BENCH_TRAIN_PROCESSES"
-
-
 def train_in_processes(processes: int, method: str, base: str | Path, data: str | Path, out: str | Path, *,
                        alpha: float, seed: int, options: dict[str, Any]) -> Path:
     """``train_lm`` in ``processes`` processes started by torchrun on this machine (one GPU each
@@ -646,7 +643,6 @@ def train_in_processes(processes: int, method: str, base: str | Path, data: str 
         atomic_write_json(spec, {"method": method, "base": str(base), "data": str(data), "out": str(out),
                                  "alpha": alpha, "seed": seed, "options": options})
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-        env.pop(PROCESSES_ENV, None)
         streams = {}
         for name in ("stdout", "stderr"):  # a cell's log (redirected streams); else inherited
             try:

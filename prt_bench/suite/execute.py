@@ -23,6 +23,8 @@ from prt_bench.suite.plan import Cell
 from prt_bench.suite.store import make_record
 
 COMPLETE = ".complete"
+# a training cell's process count (`prt-bench run --train-processes N`), for modalities that train in several
+TRAIN_PROCESSES_ENV = "PRT_BENCH_TRAIN_PROCESSES"
 
 
 @dataclass

@@ -148,10 +148,10 @@ def _run_locked(suite: Suite, matrix: list[Cell], cells: list[Cell], results_dir
                                            options.retries, options.slurm, runs_dir / "slurm",
                                            options.train_processes)
         if options.train_processes > 1:
-            from prt_bench.lm.train import PROCESSES_ENV
+            from prt_bench.suite.execute import TRAIN_PROCESSES_ENV
 
             for c in train:
-                jobs[c.cell_id].env[PROCESSES_ENV] = str(options.train_processes)
+                jobs[c.cell_id].env[TRAIN_PROCESSES_ENV] = str(options.train_processes)
         with _Progress(len(cells), summary.already_done, options.progress, console) as progress:
             def started(job: Job, where: str) -> None:
                 progress.start(job.cell_id, f"{job.cell.label} [{where}]" if where else job.cell.label)

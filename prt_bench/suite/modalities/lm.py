@@ -229,9 +229,10 @@ class LanguageModels(Modality):
     # --- the work of a cell
     def train(self, method: str, base: str, data: Any, out: Path, *, seed: int, alpha: float,
               options: dict[str, Any]) -> None:
-        from prt_bench.lm.train import PROCESSES_ENV, train_in_processes, train_lm
+        from prt_bench.lm.train import train_in_processes, train_lm
+        from prt_bench.suite.execute import TRAIN_PROCESSES_ENV
 
-        processes = int(os.environ.get(PROCESSES_ENV) or 1)
+        processes = int(os.environ.get(TRAIN_PROCESSES_ENV) or 1)
         if processes > 1:  # prt-bench run --train-processes N: torchrun, DDP or FSDP (the train: key strategy)
             train_in_processes(processes, method, base, data, out, alpha=alpha, seed=seed, options=options)
         else:
