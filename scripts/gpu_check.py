@@ -28,6 +28,8 @@ def main() -> int:
     report: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "steps": {}}
     deadline = time.monotonic() + args.budget_s
     py = [sys.executable, "-m", "prt_bench"]
+    bindir = Path(sys.executable).parent  # torchrun and accelerate beside this Python when it is a venv's
+    launcher = {n: str(bindir / n) if (bindir / n).exists() else n for n in ("torchrun", "accelerate")}
 
     def save() -> None:
         tmp = out / "gpu-check.json.tmp"
@@ -120,14 +122,18 @@ build_tiny_lm(w / "target", "llama", tok, seed=1, **{{**size, "hidden": size["hi
                 "devices": sorted({c["environment"].get("device", "?") for c in cells})}
 
     # the per-GPU pool on every visible GPU: the smoke suite's LM and vision cells, each in its GPU's process
-    step("smoke-suite-per-gpu", [*py, "run", "--suite", "smoke", *(["--gpus", "none"] if args.rehearse else []), "--results", str(work / "results"), "--runs",
+    step("smoke-suite-per-gpu", [*py, "run", "--suite", "smoke", *(["--gpus", "none"] if args.rehearse else []),
+                                 "--results", str(work / "results"), "--runs",
                                  str(work / "runs"), "--no-report", "--no-compare", "--no-profile", "--no-progress"],
          300, suite_summary)
-    if gpus >= 2:
-        step("torchrun-fsdp-prt", ["torchrun", "--nproc_per_node", str(gpus), "-m", "prt_bench", "train", "lm",
+    if gpus >= 2 or args.rehearse:
+        procs = 2 if args.rehearse else gpus  # rehearsal: two gloo processes on the CPU
+        step("torchrun-fsdp-prt", [launcher["torchrun"], "--nproc_per_node", str(procs), "-m", "prt_bench",
+                                   "train", "lm",
                                    "--method", "prt", "--base", str(target), "--out", str(work / "reward-fsdp"),
                                    "--strategy", "fsdp", *common], 240, manifest(work / "reward-fsdp"))
-        step("lm-eval-data-parallel", ["accelerate", "launch", "--num_processes", str(gpus), "-m", "prt_bench",
+        step("lm-eval-data-parallel", [launcher["accelerate"], "launch", *(["--multi_gpu"] if args.rehearse else []),
+                                       "--num_processes", str(procs), "-m", "prt_bench",
                                        "lm-eval", "--model", "prt", "--model_args",
                                        f"base={target},reward={work / 'reward'},dtype=bfloat16", *tasks,
                                        "--output_path", str(work / "eval-dp")], 240, lm_eval_result(work / "eval-dp"))
@@ -145,8 +151,9 @@ build_tiny_lm(w / "target", "llama", tok, seed=1, **{{**size, "hidden": size["hi
     step("profile-vision", [*py, "profile", "vision", "--device", device, "--steps", "5", *small,
                             "--out", str(out / "profile-vision.json")], 240, profile(out / "profile-vision.json"))
     failed = [n for n, s in report["steps"].items() if s["status"].startswith("failed")]
+    not_run = [n for n, s in report["steps"].items() if s["status"] == "not run"]
     report["summary"] = {"passed": sum(s["status"] == "passed" for s in report["steps"].values()),
-                         "failed": failed, "not_run": [n for n, s in report["steps"].items() if s["status"] == "not run"]}
+                         "failed": failed, "not_run": not_run}
     save()
     return 1 if failed else 0
 
