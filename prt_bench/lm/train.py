@@ -501,7 +501,11 @@ def train_lm(method: str, base: str | Path, data: str | Path, out: str | Path, *
                          frozen_base=False)
     model, tokenizer = run.model, run.tokenizer
     if c.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable = getattr(model, "activation_checkpointing_enable", None)  # transformers 5.2x's name; the old one
+        if enable is not None:                                             # is deprecated there, gone in v6
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if c.lora:
             model.enable_input_require_grads()
     chat = uses_chat_template(tokenizer, c.chat_template)
