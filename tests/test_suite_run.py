@@ -409,7 +409,7 @@ def test_training_cells_in_two_processes_give_the_evaluations_of_one(reference, 
     records = cells_of(tmp_path)
     (train,) = [r for r in records.values() if r["kind"] == "train"]
     manifest = read_json(tmp_path / "runs" / "smoke" / train["cell_id"] / "prt_manifest.json")
-    assert manifest["parallel"] == {"strategy": "ddp", "processes": 2}
+    assert (manifest["parallel"]["strategy"], manifest["parallel"]["processes"]) == ("ddp", 2)
     (evaluation,) = [r for r in records.values() if r["kind"] == "eval"]
     assert evaluation["results"] == cells_of(root)[evaluation["cell_id"]]["results"]
 

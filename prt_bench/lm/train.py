@@ -572,6 +572,8 @@ def train_lm(method: str, base: str | Path, data: str | Path, out: str | Path, *
     wall_s = time.perf_counter() - start
 
     state = parallel.full_state_dict(model) if parallel else None
+    # what this process held while training (under fsdp its shard: about 1/world of the weights)
+    rank0_parameters = sum(getattr(p, "to_local", lambda p=p: p)().numel() for p in model.parameters())
     if parallel and parallel.rank != 0:  # rank 0 writes the checkpoint
         parallel.close()
         return out
@@ -598,7 +600,8 @@ def train_lm(method: str, base: str | Path, data: str | Path, out: str | Path, *
         wall_s=wall_s,
         **({"base_pass": {"source": frozen.source, "size_mb": round(frozen.size_mb, 3), "wall_s": base_pass_s}}
            if method == "prt" and not isinstance(frozen, torch.nn.Module) else {}),
-        **({"parallel": {"strategy": c.strategy, "processes": parallel.world}} if parallel else {}),
+        **({"parallel": {"strategy": c.strategy, "processes": parallel.world, "rank0_parameters": rank0_parameters,
+                         "parameters": sum(t.numel() for t in state.values())}} if parallel else {}),
     )
     published = publish_dir(out, final)  # replaces an empty folder (checked above)
     if parallel:
