@@ -544,22 +544,22 @@ def train_lm(method: str, base: str | Path, data: str | Path, out: str | Path, *
         for _ in range(grad_accum):
             batch = next(stream)
             if parallel:  # this process's rows; the loss weighs them by their share of the batch's tokens
+                # every process draws the whole batch, so its token count is the sum over the shards
                 tokens = float((batch["labels"][:, 1:] != IGNORE).sum())
                 share = parallel.shard(batch)
                 mine = float((share["labels"][:, 1:] != IGNORE).sum())
-                total = parallel.total(mine)
                 # a process left without rows (an epoch's short last batch) runs the whole batch at weight 0,
                 # so that every process takes part in the gradient's reduction
-                batch, scale = (share, mine * parallel.world / total) if mine and tokens else (batch, 0.0)
+                batch, scale = (share, mine * parallel.world / tokens) if mine and tokens else (batch, 0.0)
             batch = {k: v.to(device) if k != "index" else v for k, v in batch.items()}
             with autocast(device, c.mixed_precision):
                 loss = training_loss(method, model, frozen, batch, lam=lam, alpha=alpha, vocab=vocab) / grad_accum
             if parallel:  # gradients are averaged over the processes: the global batch's token mean
                 loss = loss * scale
-                step_loss += parallel.total(loss.item()) / parallel.world
-            else:
-                step_loss += loss.item()
+            step_loss += loss.item()
             loss.backward()
+        if parallel:  # the step's loss over the whole batch, summed once per step
+            step_loss = parallel.total(step_loss) / parallel.world
         if not math.isfinite(step_loss):  # NaN weights would follow; save nothing
             raise FloatingPointError(f"training loss is {step_loss} at step {len(losses) + 1} of {total_steps} "
                                      f"({method} on {base}); no checkpoint written")

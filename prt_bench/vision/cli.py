@@ -113,11 +113,12 @@ def diagnose_vision(
     if not rows:
         raise typer.BadParameter(f"{results}: no vision PRT cell with its reward-only and base-alone cells "
                                  "(and their per-image records)")
-    cols = list(rows[0])
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |"
-              for r in rows]
-    page = f"Whose knowledge PRT carries ({results}):\n\n" + "\n".join(lines) + "\n"
+    import pandas as pd
+
+    from prt_bench.report.tables import to_markdown
+
+    shown = pd.DataFrame([{k: f"{v:.3f}" if isinstance(v, float) else v for k, v in r.items()} for r in rows])
+    page = f"Whose knowledge PRT carries ({results}):\n\n" + to_markdown(shown)
     if out is None:
         typer.echo(page)
         return

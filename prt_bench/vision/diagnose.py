@@ -28,11 +28,10 @@ def _predictions(results: Path, record: dict[str, Any]) -> dict[int, tuple[int, 
 
 
 def agreement(results: str | Path) -> list[dict[str, Any]]:
-    from prt_bench.io import read_json
+    from prt_bench.suite.store import all_cells
 
     results = Path(results)
-    records = [read_json(p) for p in sorted((results / "cells").glob("*.json"))]
-    evals = [r for r in records if r.get("kind") == "eval" and r.get("modality") == "vision" and r.get("status") == "done"
+    evals = [r for r in all_cells(results) if r.get("kind") == "eval" and r.get("modality") == "vision"
              and r.get("samples")]
 
     def find(method: str, target: str, **kw) -> dict | None:
