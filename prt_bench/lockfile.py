@@ -16,6 +16,8 @@ from pathlib import Path
 from prt_bench.io import REPO_ROOT
 
 LOCKS = {"cpu": REPO_ROOT / "requirements" / "cpu.lock", "gpu": REPO_ROOT / "requirements" / "gpu.lock"}
+# packages that may be installed beside the lock (scripts/models.sh), at exactly these versions
+OPTIONAL = REPO_ROOT / "requirements" / "models.lock"
 # installed beside the lock on purpose: the project itself (editable) and the venv's own pip
 NOT_LOCKED = {"prt-bench", "pip"}
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
@@ -43,9 +45,11 @@ def installed() -> dict[str, str]:
     return {normalize(d.metadata["Name"]): d.version for d in metadata.distributions() if d.metadata["Name"]}
 
 
-def differences(pins: dict[str, str], present: dict[str, str]) -> list[str]:
-    """One line per package that is missing, at another version, or installed but not locked."""
+def differences(pins: dict[str, str], present: dict[str, str], optional: dict[str, str] | None = None) -> list[str]:
+    """One line per package that is missing, at another version, or installed but not locked
+    (``optional``: packages that may be absent, but when installed must be at their version)."""
     out = []
+    optional = {k: v for k, v in (optional or {}).items() if k not in pins}
     for name, version in sorted(pins.items()):
         have = present.get(name)
         if have is None:
@@ -53,8 +57,15 @@ def differences(pins: dict[str, str], present: dict[str, str]) -> list[str]:
         elif have != version:
             out.append(f"{name}: locked {version}, installed {have}")
     for name in sorted(set(present) - set(pins) - NOT_LOCKED):
-        out.append(f"{name}: installed {present[name]}, not in the lock")
+        if name not in optional:
+            out.append(f"{name}: installed {present[name]}, not in the lock")
+        elif present[name] != optional[name]:
+            out.append(f"{name}: installed {present[name]}, {OPTIONAL.name} has {optional[name]}")
     return out
+
+
+def optional_pins() -> dict[str, str]:
+    return read_lock(OPTIONAL) if OPTIONAL.is_file() else {}
 
 
 def applicable_lock() -> Path:
@@ -78,7 +89,7 @@ def main(argv: list[str]) -> int:
         print("usage: python -m prt_bench.lockfile check [LOCK]", file=sys.stderr)
         return 2
     lock = Path(argv[1]) if len(argv) == 2 else applicable_lock()
-    diffs = differences(read_lock(lock), installed())
+    diffs = differences(read_lock(lock), installed(), optional_pins())
     if diffs:
         print(f"the installed packages differ from {lock} in {len(diffs)} places "
               "(run `make setup` to install the lock; `make lock` changes it):", file=sys.stderr)

