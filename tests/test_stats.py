@@ -61,13 +61,15 @@ def test_unpaired_fallback_is_a_normal_interval():
     assert d.p == pytest.approx(2 * sps.norm.sf(0.1 / se)) and "no per-sample records" in d.test
 
 
-def _cell(cell_id, method, target, hits, source=""):
-    rows = [{"i": i, "label": 0, "pred": 0 if h else 1, "top5": True, "logp_true": -0.1} for i, h in enumerate(hits)]
+def _cell(cell_id, method, target, hits, source="", top5=None, scenario="upscaling"):
+    top5 = top5 or [1] * len(hits)
+    rows = [{"i": i, "label": 0, "pred": 0 if h else 1, "top5": bool(t), "logp_true": -0.1}
+            for i, (h, t) in enumerate(zip(hits, top5))]
     n = len(hits)
     return {"schema": "prt-bench/cell/1", "cell_id": cell_id, "suite": "t", "kind": "eval", "modality": "vision",
-            "task": "t", "scenario": "upscaling" if source else None, "method": method, "source": source or None,
+            "task": "t", "scenario": scenario if source else None, "method": method, "source": source or None,
             "target": target, "alpha": 0.0, "seed": 0, "status": "done", "primary_metric": "acc1,none",
-            "results": {"t": {"acc1,none": sum(hits) / n, "n_samples": n}},
+            "results": {"t": {"acc1,none": sum(hits) / n, "acc5,none": sum(top5) / n, "n_samples": n}},
             "samples": {"header": {"modality": "vision", "classes": 2}, "rows": rows}}
 
 
@@ -104,3 +106,24 @@ def test_item_scores_average_to_the_metric_for_ifeval_instruction_level_lists():
     for metric in ("prompt,none", "inst,none", "both,none"):
         scores = item_scores(header, rows, metric)
         assert sum(scores.values()) / len(scores) == pytest.approx(metrics[metric], abs=1e-15)
+
+
+def test_the_same_base_table_pairs_every_metric_of_base_ft_and_prt(tmp_path):
+    from prt_bench.report.tables import same_base_table
+
+    base, ft, prt = [0] * 20 + [1] * 10 + [0] * 70, [1] * 60 + [0] * 40, [1] * 55 + [0] * 45
+    base5, ft5, prt5 = [1] * 50 + [0] * 50, [1] * 90 + [0] * 10, [1] * 100
+    write_cell(tmp_path, _cell("zs", "zeroshot", "s", base, top5=base5))
+    write_cell(tmp_path, _cell("ft", "ft_target", "s", ft, top5=ft5))
+    write_cell(tmp_path, _cell("prt", "prt", "s", prt, source="s", top5=prt5, scenario="same_base"))
+    res = load_results(tmp_path)
+    table = same_base_table(Lookup(res.agg, Items(res)), "t").set_index("metric")
+    assert list(table.index) == ["acc1,none", "acc5,none"] and set(table["n"]) == {100}
+    assert list(table.loc["acc1,none", ["base alone", "FT", "PRT"]]) == ["0.100", "0.600", "0.550"]
+    assert list(table.loc["acc5,none", ["base alone", "FT", "PRT"]]) == ["0.500", "0.900", "1.000"]
+    a = lambda x: np.array(x, float)  # noqa: E731
+    # PRT − FT on acc1: PRT misses 5 items FT gets and gets none FT misses (McNemar exact, 0 of 5)
+    lo, hi = stats.bootstrap(a(prt), a(ft))
+    assert table.loc["acc1,none", "PRT − FT"] == f"-0.050 [{lo:+.3f}, {hi:+.3f}] p {sps.binomtest(0, 5).pvalue:.2g}"
+    lo, hi = stats.bootstrap(a(ft5), a(base5))
+    assert table.loc["acc5,none", "FT − base alone"] == f"+0.400 [{lo:+.3f}, {hi:+.3f}] p {sps.binomtest(40, 40).pvalue:.2g}"

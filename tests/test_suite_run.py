@@ -80,6 +80,7 @@ def test_full_run_stores_one_record_per_cell_and_the_table(reference):
     for r in records:
         assert r["schema"] == "prt-bench/cell/1" and r["status"] == "done" and r["config_hash"] == r["cell_id"]
         assert r["timing"]["wall_s"] > 0 and r["timing"]["peak_mem_mb"] > 0
+        assert r["timing"]["cpu_s"] > 0  # the process's CPU seconds, every thread
         assert r["environment"]["packages"]["torch"]
         if r["kind"] == "eval":
             assert isinstance(r["results"][r["task"]][r["primary_metric"]], float)

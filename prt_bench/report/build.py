@@ -21,9 +21,14 @@ from prt_bench.io import atomic_write_text, git_commit
 from prt_bench.report.claims import FAIL, NO_DATA, PASS, TOL_ABS, check_claims
 from prt_bench.report.stats import RESAMPLES
 from prt_bench.report.results import Items, Results, load_results
-from prt_bench.report.tables import (Lookup, ablation_table, cost_table, lam_table, long_table, main_table, ratio_table,
-                                     to_markdown)
+from prt_bench.report.tables import (Lookup, ablation_table, cell_cost_table, cost_table, lam_table, long_table,
+                                     main_table, ratio_table, same_base_table, to_markdown)
 
+SAME_BASE = ("The base alone, FT and PRT (its reward on the base it was trained on, eq. 10) on the same problems; "
+             "each difference is paired problem by problem: mean [95 % bootstrap CI] and the exact paired test's p.")
+CELL_COSTS = ("As each cell ran, in its own process: wall seconds, CPU seconds over every thread of the process "
+              "(cells trained in several processes count the launcher's only), peak memory; – where the record "
+              "predates the field.")
 STATUS_COLOUR = {PASS: "#c8e6c9", FAIL: "#ffcdd2", NO_DATA: "#eeeeee"}
 
 
@@ -109,6 +114,11 @@ def _markdown(res: Results, lk: Lookup, claims, env_lines: list[str], merges=(),
         out.append(f"\n## Results: {_title(task, modality)}\n")
         out.append(f"Metric `{lk.metric(task)}`; {VALUES}; PRT at the suite's main α.\n")
         out.append(to_markdown(main_table(lk, task)))
+        same = same_base_table(lk, task)
+        if not same.empty:
+            out.append(f"\n### On one base, every metric: {task}\n")
+            out.append(f"{SAME_BASE}\n")
+            out.append(to_markdown(same))
         out.append(f"\n### Entropy ablation: {task}\n")
         out.append(to_markdown(ablation_table(lk, task)))
         if lk.lam_sweeps(task):
@@ -131,6 +141,9 @@ def _markdown(res: Results, lk: Lookup, claims, env_lines: list[str], merges=(),
         out.append(to_markdown(cost_table(prof)))
         if prof.get("ratios"):
             out.append("\n" + to_markdown(ratio_table(prof)))
+    out.append("\n### Cost of each cell\n")
+    out.append(f"{CELL_COSTS}\n")
+    out.append(to_markdown(cell_cost_table(res.cells)))
     out.append("\n## Appendix: every result\n")
     out.append(to_markdown(long_table(res.agg)))
     return "\n".join(out)
@@ -195,6 +208,9 @@ def build_report(results_dir: str | os.PathLike, out_pdf: str | os.PathLike | No
             s.add(F.table_pages(f"Results: {t}", main_table(lk, task),
                                 f"metric: {lk.metric(task)}; value [95 % CI], else ± error bar ({F.ERRBARS}); "
                                 "PRT at the suite's main α; –: not run"))
+            same = same_base_table(lk, task)
+            if not same.empty:
+                s.add(F.table_pages(f"On one base, every metric: {t}", same, SAME_BASE, fontsize=8))
             s.section(f"Transfer heatmaps: {t}", 1)
             figs = F.heatmap_figures(lk, task, f"Transfer heatmaps: {t}")
             s.add(figs or F.no_data_page(f"Transfer heatmaps: {t}", "no PRT or EFT transfer cells"))
@@ -238,6 +254,7 @@ def build_report(results_dir: str | os.PathLike, out_pdf: str | os.PathLike | No
                 s.add(F.table_pages(f"{title}: ratios and their physical limits", ratio_table(prof),
                                     "limit: what the single models measured in the same run allow "
                                     "(e.g. PRT/FT(target) = (T + S) / T); vs limit: how far above it"))
+        s.add(F.table_pages("Cost of each cell", cell_cost_table(res.cells), CELL_COSTS, rows_per_page=28, fontsize=8))
 
         s.section("Appendix: every result")
         s.add(F.table_pages("Appendix: every result", long_table(res.agg),

@@ -198,25 +198,28 @@ class Items:
         self._scores: dict[str, dict[str, float] | None] = {}
         self.problems: list[str] = []
 
-    def _cell(self, cell_id: str) -> dict[str, float] | None:
-        if cell_id not in self._scores:
+    def _cell(self, cell_id: str, metric: str | None = None) -> dict[str, float] | None:
+        """The cell's items' values of ``metric`` (default: the cell's primary metric)."""
+        key = (cell_id, metric)
+        if key not in self._scores:
             from prt_bench.suite import modalities, samples
 
             record, scores = self.records.get(cell_id), None
             if record is not None and record.get("samples"):
                 try:
                     header, rows = samples.read(self.root, record)
-                    scores = modalities.get(record["modality"]).item_scores(header, rows, record["primary_metric"])
+                    scores = modalities.get(record["modality"]).item_scores(header, rows,
+                                                                           metric or record["primary_metric"])
                 except (samples.SamplesError, KeyError) as e:
                     self.problems.append(str(e))
-            self._scores[cell_id] = scores
-        return self._scores[cell_id]
+            self._scores[key] = scores
+        return self._scores[key]
 
-    def matrix(self, cells) -> tuple[list[str], np.ndarray] | None:
+    def matrix(self, cells, metric: str | None = None) -> tuple[list[str], np.ndarray] | None:
         """(item ids, [seeds, items]) of the cells of one value; repeated cells of a seed averaged."""
         by_seed: dict[Any, list[dict[str, float]]] = {}
         for cell_id, seed in cells or ():
-            scores = self._cell(cell_id)
+            scores = self._cell(cell_id, metric)
             if scores is None:
                 return None
             by_seed.setdefault(seed, []).append(scores)
@@ -230,12 +233,22 @@ class Items:
             rows.append([sum(g[i] for g in group) / len(group) for i in items])
         return items, np.asarray(rows, dtype=float)
 
-    def pair(self, cells_a, cells_b):
+    def pair(self, cells_a, cells_b, metric: str | None = None):
         """The two matrices of values scored on the same items, else None."""
-        a, b = self.matrix(cells_a), self.matrix(cells_b)
+        a, b = self.matrix(cells_a, metric), self.matrix(cells_b, metric)
         if a is None or b is None or a[0] != b[0]:
             return None
         return a[1], b[1]
+
+    def metrics(self, cells) -> list[str]:
+        """The metrics every one of the cells reports ("name,filter", the derived ones too)."""
+        common = None
+        for cell_id, _ in cells or ():
+            results = (self.records.get(cell_id) or {}).get("results") or {}
+            names = {k for r in results.values() if isinstance(r, dict) for k in r
+                     if "," in k and "_stderr," not in k}
+            common = names if common is None else common & names
+        return sorted(common or ())
 
 
 def _item_order(item: str):

@@ -213,6 +213,56 @@ def main_table(lk: Lookup, task: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(MAIN_COLUMNS))
 
 
+def _paired_text(d) -> str:
+    p = "–" if math.isnan(d.p) else f"{d.p:.2g}"
+    return f"{d.diff:+.3f} [{d.lo:+.3f}, {d.hi:+.3f}] p {p}"
+
+
+def same_base_table(lk: Lookup, task: str) -> pd.DataFrame:
+    """On each base with PRT(s→s): the base alone, FT and PRT, for every metric their records
+    share (not only the primary one), with the paired differences PRT − FT, FT − base alone and
+    PRT − base alone (95 % CI on the per-sample records, and the exact paired test's p)."""
+    from prt_bench.report import stats
+
+    rows = []
+    for source, target, _ in lk.pairs(task):
+        if source != target:
+            continue
+        cells = {"base alone": lk.base_alone(task, source), "FT": lk.ft_of(task, source, prefer="ft_source"),
+                 "PRT": lk.prt(task, source, source)}
+        if any(v is None for v in cells.values()) or lk.items is None:
+            continue
+        metrics = lk.items.metrics(tuple(c for v in cells.values() for c in v.cells))
+        for metric in metrics:
+            m = {k: lk.items.matrix(v.cells, metric) for k, v in cells.items()}
+            if any(x is None for x in m.values()) or len({tuple(x[0]) for x in m.values()}) != 1:
+                continue
+            v = {k: x[1] for k, x in m.items()}
+            row = {"base": source, "metric": metric, "n": v["PRT"].shape[1]}
+            row.update({k: f"{x.mean():.3f}" for k, x in v.items()})
+            for a, b in (("PRT", "FT"), ("FT", "base alone"), ("PRT", "base alone")):
+                row[f"{a} − {b}"] = _paired_text(stats.paired(v[a], v[b]))
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def cell_cost_table(cells: list[dict[str, Any]]) -> pd.DataFrame:
+    """What each cell cost as it ran: wall seconds, CPU seconds of its process (every thread),
+    peak memory; training cells first."""
+    rows = []
+    for c in sorted(cells, key=lambda c: (c.get("kind") != "train", c.get("method", ""), c.get("target", ""),
+                                          c.get("task", ""), c.get("cell_id", ""))):
+        t = c.get("timing") or {}
+        label = " ".join(str(x) for x in (c.get("kind"), c.get("method"), c.get("task") or "",
+                                         c.get("source") or "", "→" if c.get("source") else "", c.get("target") or "")
+                         if x)
+        rows.append({"cell": c.get("cell_id", ""), "what": label,
+                     "wall s": f"{t['wall_s']:.1f}" if t.get("wall_s") is not None else "–",
+                     "CPU s": f"{t['cpu_s']:.1f}" if t.get("cpu_s") is not None else "–",
+                     "peak MB": f"{t['peak_mem_mb']:.0f}" if t.get("peak_mem_mb") is not None else "–"})
+    return pd.DataFrame(rows, columns=["cell", "what", "wall s", "CPU s", "peak MB"])
+
+
 def ablation_table(lk: Lookup, task: str) -> pd.DataFrame:
     """Entropy ablation (eq. 12): reward-only and PRT accuracy per α, per source → target."""
     rows = []

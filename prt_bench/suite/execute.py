@@ -110,14 +110,16 @@ def run_job(job: Job) -> dict[str, Any]:
     if threads:
         torch.set_num_threads(int(threads))
     modality = modalities.get(cell.modality)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     with PeakMemory("cuda" if torch.cuda.is_available() else "cpu") as meter:
         if cell.kind == "train":
             results, primary, extra = _train(modality, job), "final_loss,none", {"output": job.paths["out"]}
         else:
             results, primary, samples = _evaluate(modality, job)
             extra = {"samples": samples}  # the store writes them beside the record
-    timing = {"wall_s": round(time.perf_counter() - start, 3), "peak_mem_mb": round(meter.peak_mb, 1)}
+    # cpu_s: the process's CPU seconds over every thread (torch's intra-op threads included)
+    timing = {"wall_s": round(time.perf_counter() - start, 3), "cpu_s": round(time.process_time() - cpu, 3),
+              "peak_mem_mb": round(meter.peak_mb, 1)}
     env = {**environment(), "models": models_used(job)}
     return make_record(cell, job.suite, results, primary, env, timing, **extra)
 
