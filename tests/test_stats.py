@@ -127,3 +127,21 @@ def test_the_same_base_table_pairs_every_metric_of_base_ft_and_prt(tmp_path):
     assert table.loc["acc1,none", "PRT − FT"] == f"-0.050 [{lo:+.3f}, {hi:+.3f}] p {sps.binomtest(0, 5).pvalue:.2g}"
     lo, hi = stats.bootstrap(a(ft5), a(base5))
     assert table.loc["acc5,none", "FT − base alone"] == f"+0.400 [{lo:+.3f}, {hi:+.3f}] p {sps.binomtest(40, 40).pvalue:.2g}"
+
+
+def test_answered_is_the_share_of_answers_a_filter_could_extract():
+    from prt_bench.lm.samples import item_scores, sample_metrics
+
+    def row(doc, filt, out, hit):
+        return {"doc_id": doc, "filter": filt, "filtered_resps": [out], "metrics": ["exact_match"], "exact_match": hit}
+
+    rows = [row(0, "strict-match", "18", 1.0), row(1, "strict-match", "[invalid]", 0.0), row(2, "strict-match", "7", 0.0),
+            row(0, "flexible-extract", "18", 1.0), row(1, "flexible-extract", "3", 1.0),
+            row(2, "flexible-extract", "[invalid]", 0.0)]
+    header = {"aggregation": {"exact_match": "mean"}}
+    assert sample_metrics(rows) == ["answered,flexible-extract", "answered,strict-match"]
+    assert sample_metrics([row(0, "none", "text", 1.0)]) == []  # a pass-through filter extracts nothing
+    assert item_scores(header, rows, "answered,strict-match") == {"0": 1.0, "1": 0.0, "2": 1.0}
+    assert item_scores(header, rows, "answered,flexible-extract") == {"0": 1.0, "1": 1.0, "2": 0.0}
+    with pytest.raises(KeyError, match="no samples under the filter 'other'"):
+        item_scores(header, rows, "answered,other")

@@ -13,6 +13,11 @@ from typing import Any
 
 ROW_KEYS = ("doc_id", "filter", "doc_hash", "prompt_hash", "target", "resps", "filtered_resps", "metrics")
 FLATTEN_MEAN = "flatten_mean"  # IFEval's agg_inst_level_acc: every list flattened, then the mean
+# "answered,<filter>": whether the filter found an answer at all (lm-eval's regex filters give
+# "[invalid]" when nothing matches).  On GSM8K's strict-match it is the share of answers written
+# in the "#### N" form -- the format fine-tuning teaches -- apart from whether N is right.
+ANSWERED = "answered"
+INVALID = "[invalid]"
 
 
 def from_lm_eval(out: dict[str, Any], task_name: str, derived: dict[str, list[str]] | None) -> dict[str, Any]:
@@ -53,6 +58,12 @@ def _values(rows: list[dict[str, Any]]) -> dict[tuple[str, str], list[Any]]:
     return by
 
 
+def sample_metrics(rows: list[dict[str, Any]]) -> list[str]:
+    """Metrics the rows give beyond lm-eval's: ``answered,<filter>`` for every extracting filter
+    (all but lm-eval's "none", which passes the response through)."""
+    return sorted({f"{ANSWERED},{row['filter']}" for row in rows if row["filter"] != "none"})
+
+
 def rescore(header: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The cell's metrics from its rows, with lm-eval's own aggregation and closed-form errors."""
     from lm_eval.api.metrics import mean_stderr
@@ -88,6 +99,11 @@ def item_scores(header: dict[str, Any], rows: list[dict[str, Any]], metric: str)
         each = [item_scores(header, rows, p) for p in parts]
         return {doc: sum(e[doc] for e in each) / len(each) for doc in each[0]}
     name, _, filt = metric.partition(",")
+    if name == ANSWERED:
+        mine = [row for row in rows if row["filter"] == filt]
+        if not mine:
+            raise KeyError(f"no samples under the filter {filt!r}")
+        return {str(row["doc_id"]): float(row["filtered_resps"][0] != INVALID) for row in mine}
     mine = [row for row in rows if row["filter"] == filt and name in row]
     if not mine:
         raise KeyError(f"no samples hold {metric!r}")

@@ -195,25 +195,37 @@ class Items:
     def __init__(self, res: Results):
         self.root = res.root
         self.records = {c.get("cell_id"): c for c in res.cells if c.get("kind") == "eval"}
-        self._scores: dict[str, dict[str, float] | None] = {}
+        self._scores: dict[tuple[str, str | None], dict[str, float] | None] = {}
+        self._rows: dict[str, tuple[dict[str, Any], list[dict[str, Any]]] | None] = {}
         self.problems: list[str] = []
 
     def _cell(self, cell_id: str, metric: str | None = None) -> dict[str, float] | None:
         """The cell's items' values of ``metric`` (default: the cell's primary metric)."""
         key = (cell_id, metric)
         if key not in self._scores:
-            from prt_bench.suite import modalities, samples
+            from prt_bench.suite import modalities
 
-            record, scores = self.records.get(cell_id), None
-            if record is not None and record.get("samples"):
+            record, read, scores = self.records.get(cell_id), self._read(cell_id), None
+            if read is not None:
                 try:
-                    header, rows = samples.read(self.root, record)
-                    scores = modalities.get(record["modality"]).item_scores(header, rows,
-                                                                           metric or record["primary_metric"])
-                except (samples.SamplesError, KeyError) as e:
+                    scores = modalities.get(record["modality"]).item_scores(*read, metric or record["primary_metric"])
+                except KeyError as e:
                     self.problems.append(str(e))
             self._scores[key] = scores
         return self._scores[key]
+
+    def _read(self, cell_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        """(header, rows) of the cell's per-sample records, read once; None without usable ones."""
+        if cell_id not in self._rows:
+            from prt_bench.suite import samples
+
+            record, self._rows[cell_id] = self.records.get(cell_id), None
+            if record is not None and record.get("samples"):
+                try:
+                    self._rows[cell_id] = samples.read(self.root, record)
+                except samples.SamplesError as e:
+                    self.problems.append(str(e))
+        return self._rows[cell_id]
 
     def matrix(self, cells, metric: str | None = None) -> tuple[list[str], np.ndarray] | None:
         """(item ids, [seeds, items]) of the cells of one value; repeated cells of a seed averaged."""
@@ -241,14 +253,20 @@ class Items:
         return a[1], b[1]
 
     def metrics(self, cells) -> list[str]:
-        """The metrics every one of the cells reports ("name,filter", the derived ones too)."""
-        common = None
+        """The metrics every one of the cells gives: those its results hold ("name,filter", the
+        derived ones too) and those its modality computes from its per-sample records."""
+        from prt_bench.suite import modalities
+
+        common, extra = None, None
         for cell_id, _ in cells or ():
-            results = (self.records.get(cell_id) or {}).get("results") or {}
-            names = {k for r in results.values() if isinstance(r, dict) for k in r
+            record = self.records.get(cell_id) or {}
+            names = {k for r in (record.get("results") or {}).values() if isinstance(r, dict) for k in r
                      if "," in k and "_stderr," not in k}
+            read = self._read(cell_id)
+            more = set(modalities.get(record["modality"]).sample_metrics(*read)) if read is not None else set()
             common = names if common is None else common & names
-        return sorted(common or ())
+            extra = more if extra is None else extra & more
+        return sorted(common or ()) + sorted((extra or set()) - (common or set()))  # the results' first
 
 
 def _item_order(item: str):

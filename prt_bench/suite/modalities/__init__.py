@@ -171,6 +171,11 @@ class Modality:
         metric: what paired comparisons of two cells on the same items use."""
         raise NotImplementedError
 
+    def sample_metrics(self, header: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
+        """Metrics ``item_scores`` gives from the rows beyond those the cell's results hold (the
+        report shows them beside the others)."""
+        return []
+
     # --- cost
     def profile(self, bases: dict[str, Any] | None, device: str, settings: dict[str, Any]) -> dict[str, Any]:
         """A profile record (``prt-bench/profile/1``) of FT vs PRT vs EFT on ``bases`` (``source``:

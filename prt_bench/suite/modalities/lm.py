@@ -342,6 +342,9 @@ class LanguageModels(Modality):
     def item_scores(self, header: dict[str, Any], rows: list[dict[str, Any]], metric: str) -> dict[str, float]:
         return lm_samples.item_scores(header, rows, metric)
 
+    def sample_metrics(self, header: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
+        return lm_samples.sample_metrics(rows)
+
     # --- cost
     def profile(self, bases: dict[str, Any] | None, device: str, settings: dict[str, Any]) -> dict[str, Any]:
         from prt_bench.lm.profile import profile_lm
