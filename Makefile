@@ -20,7 +20,7 @@ bench-full: setup
 models:
 	@bash scripts/models.sh
 
-## make real: the real-weights suite (SmolLM2-135M-Instruct, Gemma-3-270M; about 1.5 h on 2 CPU cores)
+## make real: the real-weights suite (SmolLM2-135M-Instruct, Gemma-3-270M; about 75 min on 2 CPU cores)
 real: models
 	$(VENV)/bin/prt-bench run --suite real
 
