@@ -145,3 +145,15 @@ def test_answered_is_the_share_of_answers_a_filter_could_extract():
     assert item_scores(header, rows, "answered,flexible-extract") == {"0": 1.0, "1": 1.0, "2": 0.0}
     with pytest.raises(KeyError, match="no samples under the filter 'other'"):
         item_scores(header, rows, "answered,other")
+
+
+def test_the_cost_of_each_cell_lists_training_first_and_marks_missing_fields():
+    from prt_bench.report.tables import cell_cost_table
+
+    table = cell_cost_table([
+        {"kind": "eval", "method": "prt", "task": "t", "source": "s", "target": "m", "cell_id": "e",
+         "timing": {"wall_s": 12.34, "cpu_s": 20.0, "peak_mem_mb": 99.6}},
+        {"kind": "train", "method": "ft", "task": "t", "target": None, "cell_id": "f", "timing": {"wall_s": 3.0}}])
+    assert table.to_dict("records") == [
+        {"cell": "f", "what": "train ft t", "wall s": "3.0", "CPU s": "–", "peak MB": "–"},
+        {"cell": "e", "what": "eval prt t s → m", "wall s": "12.3", "CPU s": "20.0", "peak MB": "100"}]

@@ -245,9 +245,9 @@ class Items:
             rows.append([sum(g[i] for g in group) / len(group) for i in items])
         return items, np.asarray(rows, dtype=float)
 
-    def pair(self, cells_a, cells_b, metric: str | None = None):
+    def pair(self, cells_a, cells_b):
         """The two matrices of values scored on the same items, else None."""
-        a, b = self.matrix(cells_a, metric), self.matrix(cells_b, metric)
+        a, b = self.matrix(cells_a), self.matrix(cells_b)
         if a is None or b is None or a[0] != b[0]:
             return None
         return a[1], b[1]

@@ -250,8 +250,8 @@ def cell_cost_table(cells: list[dict[str, Any]]) -> pd.DataFrame:
     """What each cell cost as it ran: wall seconds, CPU seconds of its process (every thread),
     peak memory; training cells first."""
     rows = []
-    for c in sorted(cells, key=lambda c: (c.get("kind") != "train", c.get("method", ""), c.get("target", ""),
-                                          c.get("task", ""), c.get("cell_id", ""))):
+    for c in sorted(cells, key=lambda c: (c.get("kind") != "train", *(str(c.get(k) or "") for k in
+                                                                         ("method", "target", "task", "cell_id")))):
         t = c.get("timing") or {}
         label = " ".join(str(x) for x in (c.get("kind"), c.get("method"), c.get("task") or "",
                                          c.get("source") or "", "→" if c.get("source") else "", c.get("target") or "")
