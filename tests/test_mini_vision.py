@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 
@@ -119,3 +120,41 @@ def test_micro_base_runs_through_the_vision_loader_and_evaluator_unchanged(micro
     assert base.manifest["name"] == "mini-rn-s-v2"
     result = eval_vision("zeroshot", paths["mini-rn-s-v2"], "fashion_mnist", split="test[:64]", progress=False)
     assert 0.0 <= result["acc1"] <= 1.0
+
+
+def test_shipped_bases_are_taken_after_their_hashes_and_rebuild_bit_for_bit(micro_world, tmp_path, monkeypatch):
+    from prt_bench.io import file_hash, read_json
+    from prt_bench.mini.shipped import SUMS
+
+    cache, paths = micro_world
+    monkeypatch.setattr(mini_vision, "SHIPPED", tmp_path / "worlds")
+    dest = mini_vision.ship_vision("micro", cache)
+    sums = read_json(dest / SUMS)
+    assert sums["threads"] and {rel.split("/")[0] for rel in sums["files"]} == set(paths)
+    # a fresh cache takes every shipped base and pretrains nothing
+    pretrain = mini_vision.pretrain
+
+    def no_pretraining(*args, **kwargs):
+        raise AssertionError("a shipped base was pretrained")
+
+    monkeypatch.setattr(mini_vision, "pretrain", no_pretraining)
+    fresh = mini_vision.build_vision_world(tmp_path / "fresh", "micro", progress=False)
+    for rel, digest in sums["files"].items():
+        assert file_hash(fresh[rel.split("/")[0]].parent / rel) == digest
+    monkeypatch.setattr(mini_vision, "pretrain", pretrain)
+    # pretraining every shipped base again, at the recorded thread count, gives the same bytes
+    assert mini_vision.verify_shipped_vision("micro", progress=False) == {name: [] for name in paths}
+    # a damaged shipped file: that base is pretrained instead (and comes out as shipped)
+    weights = dest / "mini-vit-s-v1" / "open_clip_model.safetensors"
+    blob = bytearray(weights.read_bytes())
+    blob[-1] ^= 1
+    weights.write_bytes(bytes(blob))
+    with pytest.warns(RuntimeWarning, match="mini-vit-s-v1.*do not match.*pretraining it instead"):
+        again = mini_vision.build_vision_world(tmp_path / "again", "micro", progress=False, threads=sums["threads"][0])
+    assert file_hash(again["mini-vit-s-v1"] / "open_clip_model.safetensors") == \
+        sums["files"]["mini-vit-s-v1/open_clip_model.safetensors"]
+    # and --verify names a shipped file that a rebuild does not reproduce
+    sums["files"]["mini-rn-s-v2/open_clip_model.safetensors"] = "0" * 64
+    (dest / SUMS).write_text(json.dumps(sums))
+    assert mini_vision.verify_shipped_vision("micro", progress=False)["mini-rn-s-v2"] == \
+        ["mini-rn-s-v2/open_clip_model.safetensors"]

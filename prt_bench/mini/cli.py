@@ -61,16 +61,36 @@ def build_vision(
     data_dir: str = typer.Option(None, help="Data dir holding fashion_mnist/ (default: $PRT_BENCH_DATA, ../shared/data)."),
     only: list[str] = typer.Option(None, help="Build only these bases (repeatable)."),
     progress: bool = typer.Option(True, help="Show progress bars."),
+    shipped: bool = typer.Option(True, "--shipped/--no-shipped", help="Take the bases shipped in worlds/mini-vision/ "
+                                 "whose sha256 check out (default) instead of pretraining them."),
+    verify: bool = typer.Option(False, "--verify", help="Pretrain every shipped base again (at the thread count "
+                                "they were built with) and compare them bit for bit; exit 1 on a difference."),
+    ship: bool = typer.Option(False, "--ship", help="Write the built bases to worlds/mini-vision/ with their sha256 "
+                              "(maintainers, after changing the world)."),
 ) -> None:
-    """Pretrain the mini vision bases (small open_clip CLIPs on Fashion-MNIST with noisy captions); prints name -> folder."""
+    """Pretrain the mini vision bases (small open_clip CLIPs on Fashion-MNIST with noisy captions); prints name -> folder.
+    The shipped bases (worlds/mini-vision/) are used after checking their hashes."""
     import json
+    import time
 
-    from prt_bench.mini.vision import VARIANTS, build_vision_world
+    from prt_bench.mini.vision import VARIANTS, build_vision_world, ship_vision, verify_shipped_vision
 
     if variant not in VARIANTS:
         raise typer.BadParameter(f"variant must be one of {VARIANTS}", param_hint="--variant")
+    t0 = time.time()
+    if verify:
+        try:
+            found = verify_shipped_vision(variant, data_dir=data_dir, progress=progress)
+        except FileNotFoundError as e:
+            raise typer.BadParameter(str(e)) from e
+        for part, differ in found.items():
+            typer.echo(f"{part}\t{'bitwise equal' if not differ else 'DIFFERS: ' + ', '.join(differ)}")
+        typer.echo(f"# rebuilt and compared in {time.time() - t0:.1f}s", err=True)
+        raise typer.Exit(1 if any(found.values()) else 0)
     paths = build_vision_world(cache_root=out, variant=variant, data_dir=data_dir, progress=progress,
-                               only=only or None)
+                               only=only or None, shipped=shipped)
     typer.echo(json.dumps({name: str(path) for name, path in paths.items()}, indent=2))
+    if ship:
+        typer.echo(f"# shipped to {ship_vision(variant, out)}", err=True)
 
 

@@ -13,6 +13,13 @@ module turns it into checkpoints:
 
 A base folder is complete when its manifest exists; a finished base is never rebuilt, so an
 interrupted build resumes where it stopped.
+
+The default world's bases are **shipped** with the repository, under
+``worlds/mini-vision/<config-hash>/`` with a ``SHA256SUMS.json`` (``prt_bench.mini.shipped``): a
+build copies a shipped base into its cache after checking every file's sha256, and pretrains
+only what is missing or fails the check.  ``prt-bench mini build vision --verify`` pretrains
+every shipped base again at the thread count recorded with them and compares them bit for bit;
+``--ship`` writes them (maintainers, after changing the world).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from prt_bench.io import MANIFEST, REPO_ROOT, config_hash, deep_merge, publish_d
 FAMILY_FILE = Path(__file__).with_name("vision.yaml")
 CONFIG_DIR = Path(__file__).with_name("vision_configs")
 DEFAULT_CACHE = REPO_ROOT / ".cache" / "mini" / "vision"
+SHIPPED = REPO_ROOT / "worlds" / "mini-vision"
 VARIANTS = ("default", "micro")
 # Bump when the build changes in a way the family file does not show (caches are keyed on it).
 BUILD_VERSION = 1
@@ -133,8 +141,11 @@ def pretrain(model_cfg: dict, preprocess_cfg: dict, images, captions: list[str],
 
 
 def build_vision_world(cache_root: str | os.PathLike | None = None, variant: str = "default", data_dir=None,
-                       progress: bool = True, only: list[str] | None = None) -> dict[str, Path]:
-    """Build (or find cached) every base of the mini vision family; returns base name -> folder."""
+                       progress: bool = True, only: list[str] | None = None, shipped: bool = True,
+                       threads: int | None = None, shipped_root: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Build (or find cached, or take shipped) every base of the mini vision family; returns base
+    name -> folder.  ``shipped``: take the shipped bases whose hashes check out; ``threads``:
+    pretraining's thread count (default: the family file's, else torch's)."""
     import resource
 
     import torch
@@ -151,6 +162,11 @@ def build_vision_world(cache_root: str | os.PathLike | None = None, variant: str
         raise ValueError(f"unknown mini vision bases {sorted(unknown)}; known: {list(family['bases'])}")
     paths = {name: root / name for name in names}
     todo = [n for n in names if read_manifest(paths[n]) is None]
+    if shipped and todo:
+        from prt_bench.mini import shipped as shipping
+
+        adopted = shipping.adopt(root, todo, Path(shipped_root or SHIPPED) / digest, "mini vision")
+        todo = [n for n in todo if n not in adopted]
     pools: dict[str, Any] = {}
     pool_split = None
     for name in todo:
@@ -165,9 +181,9 @@ def build_vision_world(cache_root: str | os.PathLike | None = None, variant: str
         images, captions, kinds, _ = pools[version]
         train = family["train"]
         t0, cpu0 = time.perf_counter(), time.process_time()
-        threads = torch.get_num_threads()
-        if train.get("threads"):
-            torch.set_num_threads(int(train["threads"]))
+        default_threads = torch.get_num_threads()
+        if threads or train.get("threads"):
+            torch.set_num_threads(int(threads or train["threads"]))
         try:
             model, log = pretrain(spec["model_cfg"], family["preprocess"], images, captions, steps=int(spec["steps"]),
                                   batch_size=int(train["batch_size"]), lr=float(train["lr"]),
@@ -176,7 +192,7 @@ def build_vision_world(cache_root: str | os.PathLike | None = None, variant: str
                                   desc=f"mini vision {name}", progress=progress)
             used_threads = torch.get_num_threads()
         finally:
-            torch.set_num_threads(threads)
+            torch.set_num_threads(default_threads)
         timing = {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - cpu0, "threads": used_threads,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
         tmp = staging_dir(paths[name])
@@ -193,6 +209,38 @@ def build_vision_world(cache_root: str | os.PathLike | None = None, variant: str
 
         atomic_write_json(root / "family.json", family)
     return paths
+
+
+def ship_vision(variant: str = "default", cache_root: str | os.PathLike | None = None,
+                shipped_root: str | os.PathLike | None = None) -> Path:
+    """Write the bases of a finished build to ``worlds/mini-vision/<hash>/`` with their sums."""
+    from prt_bench.mini import shipped as shipping
+
+    family = load_family(variant)
+    root = Path(cache_root or DEFAULT_CACHE) / world_hash(family)
+    missing = [n for n in family["bases"] if read_manifest(root / n) is None]
+    if missing:
+        raise ValueError(f"{root}: build the whole world first (missing: {', '.join(missing)})")
+    threads = {((read_manifest(root / n) or {}).get("timing") or {}).get("threads") for n in family["bases"]}
+    return shipping.write(root, list(family["bases"]), Path(shipped_root or SHIPPED) / root.name,
+                          {"variant": variant, "config_hash": root.name, "threads": sorted(threads - {None})})
+
+
+def verify_shipped_vision(variant: str = "default", work: str | os.PathLike | None = None, *, data_dir=None,
+                          progress: bool = True, shipped_root: str | os.PathLike | None = None) -> dict[str, list[str]]:
+    """Pretrain every shipped base again (in ``work``, at the shipped thread count) and compare:
+    base -> the files that differ (the manifest, what produced a base, is not compared)."""
+    import tempfile
+
+    from prt_bench.mini import shipped as shipping
+
+    ship = Path(shipped_root or SHIPPED) / world_hash(load_family(variant))
+    if not (ship / shipping.SUMS).is_file():
+        raise FileNotFoundError(f"no shipped mini vision world for variant {variant!r} at {ship}")
+    threads = (shipping.read_sums(ship).get("threads") or [None])[0]
+    with tempfile.TemporaryDirectory(prefix="prt-bench-mini-verify-", dir=work) as tmp:
+        paths = build_vision_world(tmp, variant, data_dir, progress, shipped=False, threads=threads)
+        return shipping.differences(ship, next(iter(paths.values())).parent)
 
 
 def downstream(variant: str = "default") -> dict[str, str]:

@@ -25,12 +25,12 @@ from typing import Any
 
 from prt_bench.io import (MINI_LM_SCHEMA, REPO_ROOT, atomic_write_json, atomic_write_text, config_hash, deep_merge,
                           publish_dir, read_manifest, staging_dir, write_manifest)
+from prt_bench.mini import shipped as shipping
 
 FAMILY_YAML = Path(__file__).resolve().parents[1] / "lm_bases.yaml"
 CACHE = REPO_ROOT / ".cache" / "mini" / "lm"
 SHIPPED = REPO_ROOT / "worlds" / "mini-lm"
-SUMS = "SHA256SUMS.json"
-NOT_COMPARED = ("prt_manifest.json",)  # what produced a part (machine, times): not the part itself
+SUMS = shipping.SUMS
 # Bump when a generator or the pretraining loop changes what a config produces.
 FORMAT_VERSION = 2
 
@@ -293,72 +293,23 @@ def build_lm(variant: str = "default", out: str | os.PathLike | None = None, *, 
     return record
 
 
-def _part_files(folder: Path, part: str) -> dict[str, Path]:
-    return {p.relative_to(folder).as_posix(): p for p in sorted((folder / part).rglob("*")) if p.is_file()}
-
-
-def read_sums(ship: Path) -> dict[str, Any]:
-    from prt_bench.io import read_json
-
-    return read_json(ship / SUMS)
-
-
 def adopt_shipped(root: Path, parts: list[str], shipped_root: Path | None = None) -> list[str]:
     """Copy the shipped ``parts`` (``tokenizer``, base names) of this build into ``root``, each
     after every one of its files matched its sha256; returns the parts copied."""
-    import shutil
-    import warnings
-
-    from prt_bench.io import file_hash
-
-    ship = (shipped_root or SHIPPED) / root.name
-    if not parts or not (ship / SUMS).is_file():
-        return []
-    sums = read_sums(ship)["files"]
-    adopted = []
-    for part in parts:
-        want = {rel: h for rel, h in sums.items() if rel.split("/")[0] == part}
-        if not want:
-            continue
-        have = _part_files(ship, part)
-        bad = sorted(rel for rel, h in want.items() if rel not in have or file_hash(have[rel]) != h)
-        bad += sorted(set(have) - set(want))
-        if bad:
-            warnings.warn(f"shipped mini LM part {part}: {', '.join(bad[:3])} do not match {ship / SUMS}; "
-                          "pretraining it instead", RuntimeWarning, stacklevel=2)
-            continue
-        tmp = staging_dir(root / part)
-        shutil.copytree(ship / part, tmp)
-        publish_dir(tmp, root / part)
-        adopted.append(part)
-    return adopted
+    return shipping.adopt(root, parts, (shipped_root or SHIPPED) / root.name, "mini LM")
 
 
 def ship(variant: str = "default", out: str | os.PathLike | None = None,
          shipped_root: str | os.PathLike | None = None) -> Path:
     """Write the tokenizer and bases of a finished build to ``worlds/mini-lm/<hash>/`` with their sums."""
-    import shutil
-
-    import torch
-
-    from prt_bench.io import file_hash
-
     cfg = load_config(variant)
     root = build_root(cfg, out)
     missing = [n for n in cfg["bases"] if not _built(root / n, cfg, n)]
     if missing or not (root / "tokenizer").is_dir():
         raise ValueError(f"{root}: build the whole world first (missing: {', '.join(missing) or 'tokenizer'})")
-    dest = Path(shipped_root or SHIPPED) / root.name
-    tmp = staging_dir(dest)
-    tmp.mkdir(parents=True)
     threads = {(read_manifest(root / n) or {}).get("environment", {}).get("threads") for n in cfg["bases"]}
-    for part in ["tokenizer", *cfg["bases"]]:
-        shutil.copytree(root / part, tmp / part)
-    files = {rel: file_hash(p) for part in ["tokenizer", *cfg["bases"]] for rel, p in _part_files(tmp, part).items()}
-    atomic_write_json(tmp / SUMS, {"variant": variant, "config_hash": root.name, "threads": sorted(threads - {None}),
-                                   "torch": torch.__version__, "files": files})
-    publish_dir(tmp, dest)
-    return dest
+    return shipping.write(root, ["tokenizer", *cfg["bases"]], Path(shipped_root or SHIPPED) / root.name,
+                         {"variant": variant, "config_hash": root.name, "threads": sorted(threads - {None})})
 
 
 def verify_shipped(variant: str = "default", work: str | os.PathLike | None = None, *, progress: bool = True,
@@ -367,24 +318,14 @@ def verify_shipped(variant: str = "default", work: str | os.PathLike | None = No
     part -> the files that differ (prt_manifest.json, what produced a part, is not compared)."""
     import tempfile
 
-    from prt_bench.io import file_hash
-
     cfg = load_config(variant)
     ship = Path(shipped_root or SHIPPED) / world_hash(cfg)
     if not (ship / SUMS).is_file():
         raise FileNotFoundError(f"no shipped world for variant {variant!r} at {ship}")
-    meta = read_sums(ship)
-    threads = (meta.get("threads") or [None])[0]
+    threads = (shipping.read_sums(ship).get("threads") or [None])[0]
     with tempfile.TemporaryDirectory(prefix="prt-bench-mini-verify-", dir=work) as tmp:
         record = build_lm(variant, tmp, jobs=jobs, progress=progress, shipped=False, threads=threads)
-        root = Path(record["root"])
-        out: dict[str, list[str]] = {}
-        for rel, h in meta["files"].items():
-            part, name = rel.split("/")[0], rel.rsplit("/", 1)[-1]
-            out.setdefault(part, [])
-            if name not in NOT_COMPARED and (not (root / rel).is_file() or file_hash(root / rel) != h):
-                out[part].append(rel)
-    return out
+        return shipping.differences(ship, Path(record["root"]))
 
 
 def data_dir(variant: str = "default", out: str | os.PathLike | None = None) -> Path:
