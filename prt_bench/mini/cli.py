@@ -5,6 +5,21 @@ from typing import Optional
 
 import typer
 
+def _verify(rebuild_and_compare) -> None:
+    """--verify: rebuild the shipped parts, print each one's comparison, exit 1 on a difference."""
+    import time
+
+    t0 = time.time()
+    try:
+        found = rebuild_and_compare()
+    except FileNotFoundError as e:
+        raise typer.BadParameter(str(e)) from e
+    for part, differ in found.items():
+        typer.echo(f"{part}\t{'bitwise equal' if not differ else 'DIFFERS: ' + ', '.join(differ)}")
+    typer.echo(f"# rebuilt and compared in {time.time() - t0:.1f}s", err=True)
+    raise typer.Exit(1 if any(found.values()) else 0)
+
+
 def build_lm(
     variant: str = typer.Option("default", help="default: the benchmark's bases; micro: toy bases in seconds (tests)."),
     out: Optional[Path] = typer.Option(None, help="Cache root (default: .cache/mini/lm); the build goes to OUT/<config-hash>/."),
@@ -30,14 +45,7 @@ def build_lm(
 
     t0 = time.time()
     if verify:
-        try:
-            found = verify_shipped(variant, jobs=jobs)
-        except FileNotFoundError as e:
-            raise typer.BadParameter(str(e)) from e
-        for part, differ in found.items():
-            typer.echo(f"{part}	{'bitwise equal' if not differ else 'DIFFERS: ' + ', '.join(differ)}")
-        typer.echo(f"# rebuilt and compared in {time.time() - t0:.1f}s", err=True)
-        raise typer.Exit(1 if any(found.values()) else 0)
+        _verify(lambda: verify_shipped(variant, jobs=jobs))
     try:
         record = run(variant, out, jobs=jobs, config_path=config, only=only or None, shipped=shipped)
     except ValueError as e:
@@ -71,22 +79,13 @@ def build_vision(
     """Pretrain the mini vision bases (small open_clip CLIPs on Fashion-MNIST with noisy captions); prints name -> folder.
     The shipped bases (worlds/mini-vision/) are used after checking their hashes."""
     import json
-    import time
 
     from prt_bench.mini.vision import VARIANTS, build_vision_world, ship_vision, verify_shipped_vision
 
     if variant not in VARIANTS:
         raise typer.BadParameter(f"variant must be one of {VARIANTS}", param_hint="--variant")
-    t0 = time.time()
     if verify:
-        try:
-            found = verify_shipped_vision(variant, data_dir=data_dir, progress=progress)
-        except FileNotFoundError as e:
-            raise typer.BadParameter(str(e)) from e
-        for part, differ in found.items():
-            typer.echo(f"{part}\t{'bitwise equal' if not differ else 'DIFFERS: ' + ', '.join(differ)}")
-        typer.echo(f"# rebuilt and compared in {time.time() - t0:.1f}s", err=True)
-        raise typer.Exit(1 if any(found.values()) else 0)
+        _verify(lambda: verify_shipped_vision(variant, data_dir=data_dir, progress=progress))
     paths = build_vision_world(cache_root=out, variant=variant, data_dir=data_dir, progress=progress,
                                only=only or None, shipped=shipped)
     typer.echo(json.dumps({name: str(path) for name, path in paths.items()}, indent=2))
