@@ -80,10 +80,13 @@ def _require_reader() -> None:
 def gguf_tokenizer(spec: str, cache: Path | None = None) -> Any:
     """The tokenizer a GGUF file carries, read from its metadata: no weight is read or
     de-quantized (what the suite's pair checks use before any base is converted)."""
+    return _read_tokenizer(find_gguf(spec, cache))
+
+
+def _read_tokenizer(gguf: Path) -> Any:
     _require_reader()
     from transformers import AutoTokenizer
 
-    gguf = find_gguf(spec, cache)
     return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
 
 
@@ -96,11 +99,10 @@ def convert_gguf(spec: str, cache: Path) -> Path:
     out = Path(cache) / "gguf" / digest[:16]
     if (read_manifest(out) or {}).get("source", {}).get("sha256") == digest:
         return out
-    _require_reader()
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     start = time.perf_counter()
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    tokenizer = _read_tokenizer(gguf)
+    from transformers import AutoModelForCausalLM
+
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     # The weights are de-quantized on load; a saved quantization_config would make the
     # checkpoint ask for the GGUF file again when reloaded.

@@ -34,6 +34,7 @@ from typing import Any
 import yaml
 
 from prt_bench.io import MANIFEST, REPO_ROOT, config_hash, deep_merge, publish_dir, read_manifest, staging_dir
+from prt_bench.mini import shipped as shipping
 
 FAMILY_FILE = Path(__file__).with_name("vision.yaml")
 CONFIG_DIR = Path(__file__).with_name("vision_configs")
@@ -163,8 +164,6 @@ def build_vision_world(cache_root: str | os.PathLike | None = None, variant: str
     paths = {name: root / name for name in names}
     todo = [n for n in names if read_manifest(paths[n]) is None]
     if shipped and todo:
-        from prt_bench.mini import shipped as shipping
-
         adopted = shipping.adopt(root, todo, Path(shipped_root or SHIPPED) / digest, "mini vision")
         todo = [n for n in todo if n not in adopted]
     pools: dict[str, Any] = {}
@@ -214,8 +213,6 @@ def build_vision_world(cache_root: str | os.PathLike | None = None, variant: str
 def ship_vision(variant: str = "default", cache_root: str | os.PathLike | None = None,
                 shipped_root: str | os.PathLike | None = None) -> Path:
     """Write the bases of a finished build to ``worlds/mini-vision/<hash>/`` with their sums."""
-    from prt_bench.mini import shipped as shipping
-
     family = load_family(variant)
     root = Path(cache_root or DEFAULT_CACHE) / world_hash(family)
     missing = [n for n in family["bases"] if read_manifest(root / n) is None]
@@ -231,8 +228,6 @@ def verify_shipped_vision(variant: str = "default", work: str | os.PathLike | No
     """Pretrain every shipped base again (in ``work``, at the shipped thread count) and compare:
     base -> the files that differ (the manifest, what produced a base, is not compared)."""
     import tempfile
-
-    from prt_bench.mini import shipped as shipping
 
     ship = Path(shipped_root or SHIPPED) / world_hash(load_family(variant))
     if not (ship / shipping.SUMS).is_file():
