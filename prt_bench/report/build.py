@@ -1,6 +1,7 @@
 """`build_report(results_dir, out_pdf)`: the PDF report and, next to it, the same tables as Markdown.
 
-Sections, in order: title page, contents, claims checklist, then per task the results table,
+Sections, in order: title page, contents, the world card (the preconditions, measured), claims
+checklist, then per task the results table,
 transfer heatmaps, scenario bars and entropy ablation, then cost, then every result.  A
 section with nothing to show says "No data" rather than disappearing, so reports of
 different suites have the same shape.  The PDF carries an outline (bookmarks) per section.
@@ -18,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from prt_bench.io import atomic_write_text, git_commit
+from prt_bench.report.card import world_card
 from prt_bench.report.claims import FAIL, NO_DATA, PASS, TOL_ABS, check_claims
 from prt_bench.report.stats import RESAMPLES
 from prt_bench.report.results import Items, Results, load_results
@@ -29,6 +31,10 @@ SAME_BASE = ("The base alone, FT and PRT (its reward on the base it was trained 
 CELL_COSTS = ("As each cell ran, in its own process: wall seconds, CPU seconds over every thread of the process "
               "(cells trained in several processes count the launcher's only), peak memory; – where the record "
               "predates the field.")
+CARD = ("The preconditions this world is designed to, measured on its own cells (prt_bench/report/card.py): "
+        "each a paired difference on the primary metric at the main α, mean [95 % CI]; a world is tuned until "
+        "they hold, then the claims below are read.  –: shown, not decided.")
+HOLDS = {True: "yes", False: "NO", None: "–"}
 STATUS_COLOUR = {PASS: "#c8e6c9", FAIL: "#ffcdd2", NO_DATA: "#eeeeee"}
 
 
@@ -100,9 +106,22 @@ class _Sections:
             self.n_pages += 1
 
 
+def _cards(lk: Lookup) -> dict[str, pd.DataFrame]:
+    """task -> its world card, for the tasks that have one."""
+    cards = {}
+    for _, task in lk.tasks():
+        rows = world_card(lk, task)
+        if rows:
+            cards[task] = pd.DataFrame([{**r, "holds": HOLDS[r["holds"]]} for r in rows])
+    return cards
+
+
 def _markdown(res: Results, lk: Lookup, claims, env_lines: list[str], merges=(), items=None,
-              same_base: dict[str, pd.DataFrame] | None = None) -> str:
+              same_base: dict[str, pd.DataFrame] | None = None, cards: dict[str, pd.DataFrame] | None = None) -> str:
     out = [f"# prt-bench report — suite {res.suite}\n", *[f"- {line}" for line in env_lines], ""]
+    for task, card in (cards or {}).items():
+        out.append(f"## World card: {task}\n\n{CARD}\n")
+        out.append(to_markdown(card) + "\n")
     out.append("## Claims checklist\n")
     out.append(to_markdown(pd.DataFrame([{"claim": c.title, "result": c.status.upper(), "rule": c.rule,
                                           "summary": c.summary} for c in claims])))
@@ -176,8 +195,12 @@ def build_report(results_dir: str | os.PathLike, out_pdf: str | os.PathLike | No
     env_lines = _environment_lines(res)
 
     body = io.BytesIO()
+    cards = _cards(lk)
     with PdfPages(body) as pdf:
         s = _Sections(pdf)
+        for task, card in cards.items():
+            s.section(f"World card: {task}")
+            s.add(F.table_pages(f"World card: {task}", card, CARD, fontsize=8))
         s.section("Claims checklist")
         summary = pd.DataFrame([{"claim": c.title, "result": c.status.upper(), "numbers": c.summary} for c in claims])
         colours = {(i, 1): STATUS_COLOUR[c.status] for i, c in enumerate(claims)}
@@ -307,7 +330,7 @@ def build_report(results_dir: str | os.PathLike, out_pdf: str | os.PathLike | No
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    md = atomic_write_text(out_pdf.with_suffix(".md"), _markdown(res, lk, claims, env_lines, merges, items, same_base))
+    md = atomic_write_text(out_pdf.with_suffix(".md"), _markdown(res, lk, claims, env_lines, merges, items, same_base, cards))
     md.chmod(0o644)
     return out_pdf
 

@@ -107,21 +107,31 @@ def diagnose_vision(
     import json
 
     from prt_bench.io import atomic_write_text
+    from prt_bench.report.card import world_card
+    from prt_bench.report.results import Items, load_results
+    from prt_bench.report.tables import Lookup
     from prt_bench.vision.diagnose import agreement
 
+    res = load_results(results)
+    lk = Lookup(res.agg, Items(res))
     rows = agreement(results)
-    if not rows:
+    card = [{"task": task, **r} for modality, task in lk.tasks() if modality == "vision" for r in world_card(lk, task)]
+    if not rows and not card:
         raise typer.BadParameter(f"{results}: no vision PRT cell with its reward-only and base-alone cells "
                                  "(and their per-image records)")
     import pandas as pd
 
     from prt_bench.report.tables import to_markdown
 
-    shown = pd.DataFrame([{k: f"{v:.3f}" if isinstance(v, float) else v for k, v in r.items()} for r in rows])
-    page = f"Whose knowledge PRT carries ({results}):\n\n" + to_markdown(shown)
+    shown = {True: "yes", False: "**no**", None: "–"}
+    page = (f"# Diagnosis of the vision cells of {results}\n\n## World card: the preconditions, measured\n\n"
+            + to_markdown(pd.DataFrame([{**r, "holds": shown[r["holds"]]} for r in card]))
+            + "\n\n## Whose knowledge PRT carries\n\n"
+            + to_markdown(pd.DataFrame([{k: f"{v:.3f}" if isinstance(v, float) else v for k, v in r.items()}
+                                        for r in rows])) + "\n")
     if out is None:
         typer.echo(page)
         return
     atomic_write_text(out, page)
-    atomic_write_text(out.with_suffix(".json"), json.dumps(rows, indent=1) + "\n")
+    atomic_write_text(out.with_suffix(".json"), json.dumps({"world card": card, "agreement": rows}, indent=1) + "\n")
     typer.echo(str(out))

@@ -10,7 +10,8 @@ of the reward alone (softmax r, the same reward) and of the target alone, and re
   often each of the two is right there.
 
 If PRT follows the reward on nearly every disagreement, the reward is its own classifier and
-the target's knowledge barely enters (the open issue on the vision world).
+the target's knowledge barely enters.  ``prt-bench diagnose vision`` prints the world card
+(``prt_bench.report.card``: P3, that the target's knowledge matters) beside it.
 """
 
 from __future__ import annotations
@@ -68,3 +69,4 @@ def agreement(results: str | Path) -> list[dict[str, Any]]:
             "there PRT is right": share(split, lambda i: p[i][1] == p[i][0]),
         })
     return out
+

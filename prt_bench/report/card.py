@@ -1,0 +1,59 @@
+"""The world card: the preconditions a benchmark world is designed to, measured on its own cells.
+
+A transfer can only show PRT's mechanism -- the target brings the knowledge, the portable reward
+brings the skill -- when the world gives each its part.  Per source s and swapped target t, on
+the task's primary metric at the main α (paired over the items, and the seeds when there are
+several; 95 % CI as in the claims):
+
+- **t knows more alone**: base alone(t) − base alone(s), CI above 0 (upscaling and update targets);
+- **the reward has a skill to bring**: FT(s) − base alone(t), CI above 0 (else PRT cannot beat
+  the target alone however well it works);
+- **P3, the target's knowledge matters**: PRT(s→t) − reward only(s) ≥ ``P3_MARGIN`` (else PRT on t
+  is the reward's own classifier), beside its room, FT(t) − reward only(s): PRT is not expected
+  above the target's own FT, so a room under the margin means P3 cannot hold in this world;
+- **PRT on its own base ≈ FT**: |PRT(s→s) − FT(s)| ≤ ``SAME_BASE_TOL``.
+
+These are preconditions, not claims: a world is tuned until they hold, then the claims are read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prt_bench.report.tables import Lookup
+
+P3_MARGIN = 0.03
+SAME_BASE_TOL = 0.02
+ORDERED = ("upscaling", "update", "upscaling_update")
+
+
+def world_card(lk: Lookup, task: str) -> list[dict[str, Any]]:
+    """Rows {source, base, precondition, measured, holds} (holds None: shown, not decided)."""
+    rows: list[dict[str, Any]] = []
+    pairs = lk.pairs(task)
+    for source in lk.sources(task):
+        alpha = lk.main_alpha(task, source)
+        alone_s = lk.base_alone(task, source)
+        ft_s = lk.ft_of(task, source, prefer="ft_source")
+        reward = lk.reward_only(task, source, alpha)
+
+        def add(base: str, precondition: str, a, b, decide) -> None:
+            if a is None or b is None:
+                return
+            d = lk.compare(a, b)
+            rows.append({"source": source, "base": base, "precondition": precondition, "measured": str(d),
+                         "holds": None if decide is None else bool(decide(d))})
+
+        for s, t, scenario in pairs:
+            if s != source or t == source:
+                continue
+            alone_t = lk.base_alone(task, t)
+            if scenario in ORDERED:
+                add(t, "knows more alone than the source", alone_t, alone_s, lambda d: d.lo > 0)
+            add(t, "the reward has a skill to bring: FT(s) above t alone", ft_s, alone_t, lambda d: d.lo > 0)
+            add(t, f"P3 the target's knowledge matters: PRT(s→t) − reward only ≥ {P3_MARGIN:g}",
+                lk.prt(task, source, t), reward, lambda d: d.diff >= P3_MARGIN)
+            add(t, "room for P3: FT(t) − reward only", lk.ft_of(task, t), reward, None)
+        add(source, f"PRT on its own base within {SAME_BASE_TOL:g} of FT", lk.prt(task, source, source), ft_s,
+            lambda d: abs(d.diff) <= SAME_BASE_TOL)
+    return rows
