@@ -51,6 +51,25 @@ def test_a_crawl_never_names_its_unnamed_classes_and_keeps_its_rates():
         CaptionNoise(wrong=0.1, empty=0.1, classname=0.1, superclass=0.1, unnamed=["jumper"])
 
 
+def test_a_crawl_in_another_dialect_names_each_class_by_the_other_name():
+    """``named_as``: where a caption would use the label name, it uses the mapped one; the other
+    kinds and classes are untouched (the same random draws as without it)."""
+    swap = CaptionNoise(wrong=0.25, empty=0.15, classname=0.15, superclass=0.25,
+                        named_as={"t-shirt": "shirt", "shirt": "t-shirt"})
+    captions, kinds = make_captions(LABELS[:3000], swap, seed=0)
+    plain, plain_kinds = make_captions(LABELS[:3000], NOISY, seed=0)
+    assert kinds == plain_kinds
+    for caption, original, kind, label in zip(captions, plain, kinds, LABELS):
+        name = CLASSNAMES[label]
+        if kind == "classname" and name in ("t-shirt", "shirt"):
+            other = "shirt" if name == "t-shirt" else "t-shirt"
+            assert _names(caption, other) and not _names(caption, name), caption
+        elif not (_names(original, "t-shirt") or _names(original, "shirt")):  # wrong captions speak the dialect too
+            assert caption == original
+    with pytest.raises(ValueError, match="not class names"):
+        CaptionNoise(wrong=0.1, empty=0.1, classname=0.1, superclass=0.1, named_as={"shirt": "tee"})
+
+
 def test_classname_captions_name_their_class_and_wrong_ones_do_not():
     captions, kinds = make_captions(LABELS[:3000], NOISY, seed=0)
     for caption, kind, label in zip(captions, kinds, LABELS):

@@ -40,7 +40,7 @@ FAMILY_FILE = Path(__file__).with_name("vision.yaml")
 CONFIG_DIR = Path(__file__).with_name("vision_configs")
 DEFAULT_CACHE = REPO_ROOT / ".cache" / "mini" / "vision"
 SHIPPED = REPO_ROOT / "worlds" / "mini-vision"
-VARIANTS = ("default", "micro", "weak-source", "long-targets", "label-gap")  # the last three: P3 studies
+VARIANTS = ("default", "micro", "weak-source", "long-targets", "label-gap", "swapped-names")  # the last four: P3 studies
 # Bump when the build changes in a way the family file does not show (caches are keyed on it).
 BUILD_VERSION = 1
 

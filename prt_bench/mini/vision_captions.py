@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 # Canonical names, in label order (as the downstream zero-shot head spells them).
 CLASSNAMES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"]
@@ -67,6 +67,9 @@ class CaptionNoise:
     crawl never uses -- a shop says "jumper", never "pullover" -- so a caption that would name
     one of them names it by a synonym: every base trained on such a crawl meets the downstream
     label name without having learnt it, the gap a fine-tuned reward can close for any base.
+    ``named_as``: class -> the class name the crawl uses for it instead (a dialect: the crawl's
+    "shirt" is the dataset's "t-shirt" and the other way round), so every base learns the two
+    names with each other's meaning -- a confusion shared by all bases, in the label space.
     """
 
     wrong: float
@@ -75,14 +78,16 @@ class CaptionNoise:
     superclass: float
     attribute: float = 0.4
     unnamed: tuple[str, ...] = ()
+    named_as: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "unnamed", tuple(self.unnamed))
-        unknown = sorted(set(self.unnamed) - set(CLASSNAMES))
+        object.__setattr__(self, "named_as", dict(self.named_as))
+        unknown = sorted((set(self.unnamed) | set(self.named_as) | set(self.named_as.values())) - set(CLASSNAMES))
         if unknown:
-            raise ValueError(f"caption noise unnamed={unknown}: not class names ({', '.join(CLASSNAMES)})")
+            raise ValueError(f"caption noise unnamed/named_as {unknown}: not class names ({', '.join(CLASSNAMES)})")
         for name, value in asdict(self).items():
-            if name == "unnamed":
+            if name in ("unnamed", "named_as"):
                 continue
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"caption noise {name}={value} is not a probability")
@@ -109,7 +114,7 @@ def _describe(rng: random.Random, label: int, noise: CaptionNoise) -> tuple[str,
     name = CLASSNAMES[label]
     u = rng.random()
     if u < noise.classname and name not in noise.unnamed:
-        kind, words = "classname", name
+        kind, words = "classname", noise.named_as.get(name, name)
     elif noise.classname <= u < noise.classname + noise.superclass:
         kind, words = "superclass", SUPERCLASS[name]
     else:
