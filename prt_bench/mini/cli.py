@@ -80,10 +80,10 @@ def build_vision(
     The shipped bases (worlds/mini-vision/) are used after checking their hashes."""
     import json
 
-    from prt_bench.mini.vision import VARIANTS, build_vision_world, ship_vision, verify_shipped_vision
+    from prt_bench.mini.vision import build_vision_world, ship_vision, variants, verify_shipped_vision
 
-    if variant not in VARIANTS:
-        raise typer.BadParameter(f"variant must be one of {VARIANTS}", param_hint="--variant")
+    if variant not in variants():
+        raise typer.BadParameter(f"variant must be one of {variants()}", param_hint="--variant")
     if verify:
         _verify(lambda: verify_shipped_vision(variant, data_dir=data_dir, progress=progress))
     paths = build_vision_world(cache_root=out, variant=variant, data_dir=data_dir, progress=progress,

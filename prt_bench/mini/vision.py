@@ -40,9 +40,13 @@ FAMILY_FILE = Path(__file__).with_name("vision.yaml")
 CONFIG_DIR = Path(__file__).with_name("vision_configs")
 DEFAULT_CACHE = REPO_ROOT / ".cache" / "mini" / "vision"
 SHIPPED = REPO_ROOT / "worlds" / "mini-vision"
-VARIANTS = ("default", "micro", "weak-source", "long-targets", "label-gap", "swapped-names")  # the last four: P3 studies
 # Bump when the build changes in a way the family file does not show (caches are keyed on it).
 BUILD_VERSION = 1
+
+
+def variants(path: str | os.PathLike = FAMILY_FILE) -> tuple[str, ...]:
+    """The variant names the family file defines."""
+    return tuple(yaml.safe_load(Path(path).read_text()).get("variants") or {})
 
 
 def load_family(variant: str = "default", path: str | os.PathLike = FAMILY_FILE) -> dict[str, Any]:
