@@ -5,6 +5,16 @@ from typing import Optional
 
 import typer
 
+def _shipped_option(folder: str):
+    return typer.Option(True, "--shipped/--no-shipped", help=f"Take the bases shipped in {folder} whose sha256 "
+                        "check out (default) instead of pretraining them.")
+
+
+def _verify_option():
+    return typer.Option(False, "--verify", help="Pretrain every shipped base again (at the thread count they were "
+                        "built with) and compare them bit for bit; exit 1 on a difference.")
+
+
 def _verify(rebuild_and_compare) -> None:
     """--verify: rebuild the shipped parts, print each one's comparison, exit 1 on a difference."""
     import time
@@ -27,10 +37,8 @@ def build_lm(
     config: Optional[Path] = typer.Option(None, help="Another base-family YAML (default: prt_bench/mini/lm_bases.yaml)."),
     only: list[str] = typer.Option(None, help="Build only these bases (repeatable)."),
     json_out: bool = typer.Option(False, "--json", help="Print the whole build record as JSON."),
-    shipped: bool = typer.Option(True, "--shipped/--no-shipped", help="Take the bases shipped in worlds/mini-lm/ "
-                                 "whose sha256 check out (default) instead of pretraining them."),
-    verify: bool = typer.Option(False, "--verify", help="Pretrain every shipped base again (at the thread count "
-                                "they were built with) and compare them bit for bit; exit 1 on a difference."),
+    shipped: bool = _shipped_option("worlds/mini-lm/"),
+    verify: bool = _verify_option(),
     ship: bool = typer.Option(False, "--ship", help="Write the built tokenizer and bases to worlds/mini-lm/ with "
                               "their sha256 (maintainers, after changing the world)."),
 ) -> None:
@@ -69,10 +77,8 @@ def build_vision(
     data_dir: str = typer.Option(None, help="Data dir holding fashion_mnist/ (default: $PRT_BENCH_DATA, ../shared/data)."),
     only: list[str] = typer.Option(None, help="Build only these bases (repeatable)."),
     progress: bool = typer.Option(True, help="Show progress bars."),
-    shipped: bool = typer.Option(True, "--shipped/--no-shipped", help="Take the bases shipped in worlds/mini-vision/ "
-                                 "whose sha256 check out (default) instead of pretraining them."),
-    verify: bool = typer.Option(False, "--verify", help="Pretrain every shipped base again (at the thread count "
-                                "they were built with) and compare them bit for bit; exit 1 on a difference."),
+    shipped: bool = _shipped_option("worlds/mini-vision/"),
+    verify: bool = _verify_option(),
     ship: bool = typer.Option(False, "--ship", help="Write the built bases to worlds/mini-vision/ with their sha256 "
                               "(maintainers, after changing the world)."),
 ) -> None:

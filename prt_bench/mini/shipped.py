@@ -8,9 +8,10 @@ parts it has and how it rebuilds them."""
 from __future__ import annotations
 
 import shutil
+import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from prt_bench.io import MANIFEST, atomic_write_json, file_hash, publish_dir, read_json, staging_dir
 
@@ -75,3 +76,14 @@ def differences(ship: Path, rebuilt: Path) -> dict[str, list[str]]:
         if name not in NOT_COMPARED and (not (rebuilt / rel).is_file() or file_hash(rebuilt / rel) != h):
             out[part].append(rel)
     return out
+
+
+def verify(ship: Path, world: str, rebuild: Callable[[str, int | None], Path], work=None) -> dict[str, list[str]]:
+    """Rebuild what ``ship`` holds in a temporary folder (under ``work``) at the thread count it was
+    built with -- ``rebuild(folder, threads)`` returns the rebuilt world's root -- and compare:
+    part -> the files that differ."""
+    if not (ship / SUMS).is_file():
+        raise FileNotFoundError(f"no shipped {world} world at {ship}")
+    threads = (read_sums(ship).get("threads") or [None])[0]
+    with tempfile.TemporaryDirectory(prefix="prt-bench-mini-verify-", dir=work) as tmp:
+        return differences(ship, rebuild(tmp, threads))

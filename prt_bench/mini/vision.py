@@ -219,10 +219,11 @@ def ship_vision(variant: str = "default", cache_root: str | os.PathLike | None =
     """Write the bases of a finished build to ``worlds/mini-vision/<hash>/`` with their sums."""
     family = load_family(variant)
     root = Path(cache_root or DEFAULT_CACHE) / world_hash(family)
-    missing = [n for n in family["bases"] if read_manifest(root / n) is None]
+    manifests = {n: read_manifest(root / n) for n in family["bases"]}
+    missing = [n for n, m in manifests.items() if m is None]
     if missing:
         raise ValueError(f"{root}: build the whole world first (missing: {', '.join(missing)})")
-    threads = {((read_manifest(root / n) or {}).get("timing") or {}).get("threads") for n in family["bases"]}
+    threads = {(m.get("timing") or {}).get("threads") for m in manifests.values()}
     return shipping.write(root, list(family["bases"]), Path(shipped_root or SHIPPED) / root.name,
                           {"variant": variant, "config_hash": root.name, "threads": sorted(threads - {None})})
 
@@ -231,15 +232,13 @@ def verify_shipped_vision(variant: str = "default", work: str | os.PathLike | No
                           progress: bool = True, shipped_root: str | os.PathLike | None = None) -> dict[str, list[str]]:
     """Pretrain every shipped base again (in ``work``, at the shipped thread count) and compare:
     base -> the files that differ (the manifest, what produced a base, is not compared)."""
-    import tempfile
+    digest = world_hash(load_family(variant))
 
-    ship = Path(shipped_root or SHIPPED) / world_hash(load_family(variant))
-    if not (ship / shipping.SUMS).is_file():
-        raise FileNotFoundError(f"no shipped mini vision world for variant {variant!r} at {ship}")
-    threads = (shipping.read_sums(ship).get("threads") or [None])[0]
-    with tempfile.TemporaryDirectory(prefix="prt-bench-mini-verify-", dir=work) as tmp:
-        paths = build_vision_world(tmp, variant, data_dir, progress, shipped=False, threads=threads)
-        return shipping.differences(ship, next(iter(paths.values())).parent)
+    def rebuild(tmp: str, threads: int | None) -> Path:
+        build_vision_world(tmp, variant, data_dir, progress, shipped=False, threads=threads)
+        return Path(tmp) / digest
+
+    return shipping.verify(Path(shipped_root or SHIPPED) / digest, f"mini vision ({variant})", rebuild, work)
 
 
 def downstream(variant: str = "default") -> dict[str, str]:

@@ -316,16 +316,11 @@ def verify_shipped(variant: str = "default", work: str | os.PathLike | None = No
                    jobs: int | None = None, shipped_root: str | os.PathLike | None = None) -> dict[str, list[str]]:
     """Pretrain every shipped part again (in ``work``, at the shipped thread count) and compare:
     part -> the files that differ (prt_manifest.json, what produced a part, is not compared)."""
-    import tempfile
+    def rebuild(tmp: str, threads: int | None) -> Path:
+        return Path(build_lm(variant, tmp, jobs=jobs, progress=progress, shipped=False, threads=threads)["root"])
 
-    cfg = load_config(variant)
-    ship = Path(shipped_root or SHIPPED) / world_hash(cfg)
-    if not (ship / SUMS).is_file():
-        raise FileNotFoundError(f"no shipped world for variant {variant!r} at {ship}")
-    threads = (shipping.read_sums(ship).get("threads") or [None])[0]
-    with tempfile.TemporaryDirectory(prefix="prt-bench-mini-verify-", dir=work) as tmp:
-        record = build_lm(variant, tmp, jobs=jobs, progress=progress, shipped=False, threads=threads)
-        return shipping.differences(ship, Path(record["root"]))
+    return shipping.verify(Path(shipped_root or SHIPPED) / world_hash(load_config(variant)), f"mini LM ({variant})",
+                           rebuild, work)
 
 
 def data_dir(variant: str = "default", out: str | os.PathLike | None = None) -> Path:
