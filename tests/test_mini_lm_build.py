@@ -140,6 +140,23 @@ def test_unknown_variant_is_refused():
         load_config("huge")
 
 
+def test_a_variant_scales_every_base_steps_and_draws_every_seed_again():
+    """The redesign studies' variants: `steps_scale` multiplies each base's pretraining steps,
+    `seed_offset` moves each base's seed, and the default world is untouched by either."""
+    from prt_bench.mini.lm.build import load_config, world_hash
+
+    default, long, p0_a, p0_b = (load_config(v) for v in ("default", "long", "p0-a", "p0-b"))
+    for name, base in default["bases"].items():
+        assert (long["bases"][name]["steps"], long["bases"][name]["seed"]) == (2 * base["steps"], base["seed"])
+        assert (p0_b["bases"][name]["steps"], p0_b["bases"][name]["seed"]) == (base["steps"], base["seed"] + 100)
+        assert p0_a["bases"][name] == base  # p0-a is this world plus a base
+    assert "llama-s-v2i" not in default["bases"] and long["bases"]["llama-s-v2i"]["steps"] == 2000
+    assert p0_b["bases"]["llama-s-v2i"]["seed"] == p0_a["bases"]["llama-s-v2i"]["seed"] + 100
+    assert p0_a["bases"]["llama-s-v2i"].get("init") is None  # pretrained independently of the source
+    assert long["corpora"]["v1"]["preamble_share"] == 0.5 and "preamble_share" not in default["corpora"]["v1"]
+    assert len({world_hash(c) for c in (default, long, p0_a, p0_b)}) == 4
+
+
 @pytest.mark.parametrize("family", ["llama", "qwen2"])
 def test_block_expansion_starts_from_the_function_of_the_smaller_base(family):
     import torch

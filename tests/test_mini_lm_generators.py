@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from types import SimpleNamespace
 
 import pytest
 
@@ -176,7 +177,7 @@ def test_held_out_phrasing_finds_the_held_out_step_in_questions_and_answer_lines
 
 def test_diagnosis_probe_scores_every_calculation_of_the_gold_answers(tmp_path):
     """The knowledge probe teacher-forces each calculation of the gold answers, grouped by phrasing."""
-    from prt_bench.lm.diagnose import HELD_OUT, ORDINARY, Run, probe
+    from prt_bench.lm.diagnose import HELD_OUT, ORDINARY, RESTATES, Run, probe
     from prt_bench.lm.tiny import build_tiny_lm, byte_level_tokenizer
 
     path = build_tiny_lm(tmp_path / "m", "llama", byte_level_tokenizer(), hidden=16, layers=1)
@@ -188,4 +189,38 @@ def test_diagnosis_probe_scores_every_calculation_of_the_gold_answers(tmp_path):
     lines = [line for d in docs for line in d["answer"].split("\n") if " = " in line]
     held = sum(gsm.held_out_phrasing(line) for line in lines)
     assert (row[f"n {ORDINARY}"], row.get(f"n {HELD_OUT}", 0)) == (len(lines) - held, held)
-    assert 0 <= row["all"] <= 1
+    assert 0 <= row["all"] <= 1 and row[f"n {RESTATES}"] == 12 and 0 <= row[RESTATES] <= 1
+
+    # A model that always writes the token that comes next scores 1 on every item, one that never
+    # does scores 0: the probe reads the predictions at the teacher-forced positions.
+    import torch
+
+    class Next(torch.nn.Module):
+        def __init__(self, right: bool):
+            super().__init__()
+            self.right = right
+
+        def forward(self, input_ids):
+            ids = input_ids[0]
+            logits = torch.zeros(1, len(ids), 512)
+            logits[0, torch.arange(len(ids) - 1), ids[1:] if self.right else (ids[1:] + 1) % 512] = 1.0
+            return SimpleNamespace(logits=logits)
+
+    for right in (True, False):
+        run.model = lambda path, right=right: Next(right)
+        (row,) = probe(run, ["m"])
+        assert row["all"] == row[RESTATES] == float(right)
+
+
+def test_a_preamble_moves_the_story_off_the_document_start_and_nothing_else():
+    """With preamble_share 1 every story opens with a prose sentence before its name; with 0 the
+    corpus is the default's, document for document."""
+    base = dict(n_fact_docs=0, n_story_docs=40, n_prose_docs=0, seed=3)
+    plain = corpus.generate(corpus.CorpusConfig(**base))
+    assert plain == corpus.generate(corpus.CorpusConfig(**base, preamble_share=0.0))
+    names = set(gsm.TRAIN_NAMES + gsm.TEST_NAMES)
+    assert all(d.split()[0] in names for d in plain)
+    opened = corpus.generate(corpus.CorpusConfig(**base, preamble_share=1.0))
+    for doc in opened:
+        before, story = doc.split(". ", 1)
+        assert before and story.split()[0] in names and " Let us count. " + story.split()[0] in story

@@ -61,14 +61,14 @@ def test_unpaired_fallback_is_a_normal_interval():
     assert d.p == pytest.approx(2 * sps.norm.sf(0.1 / se)) and "no per-sample records" in d.test
 
 
-def _cell(cell_id, method, target, hits, source="", top5=None, scenario="upscaling"):
+def _cell(cell_id, method, target, hits, source="", top5=None, scenario="upscaling", seed=0):
     top5 = top5 or [1] * len(hits)
     rows = [{"i": i, "label": 0, "pred": 0 if h else 1, "top5": bool(t), "logp_true": -0.1}
             for i, (h, t) in enumerate(zip(hits, top5))]
     n = len(hits)
     return {"schema": "prt-bench/cell/1", "cell_id": cell_id, "suite": "t", "kind": "eval", "modality": "vision",
             "task": "t", "scenario": scenario if source else None, "method": method, "source": source or None,
-            "target": target, "alpha": 0.0, "seed": 0, "status": "done", "primary_metric": "acc1,none",
+            "target": target, "alpha": 0.0, "seed": seed, "status": "done", "primary_metric": "acc1,none",
             "results": {"t": {"acc1,none": sum(hits) / n, "acc5,none": sum(top5) / n, "n_samples": n}},
             "samples": {"header": {"modality": "vision", "classes": 2}, "rows": rows}}
 
@@ -186,3 +186,32 @@ def test_the_world_card_decides_p3_on_the_paired_margin_and_shows_its_room(tmp_p
     assert card[("m", "the reward has a skill to bring")]["holds"] is True               # 150 vs 130
     assert card[("v", "the reward has a skill to bring")]["holds"] is False              # 150 vs 148: CI reaches 0
     assert card[("s", "PRT on its own base within 0.02 of FT")]["holds"] is True         # 153 − 150
+
+
+def test_the_world_card_decides_p0_p2_p4_over_the_fine_tuning_seeds(tmp_path):
+    """P0 holds where FT's seed std is at most 3 points over 3 seeds and is left open with fewer
+    seeds; P2 needs FT(t) above FT(s) in every seed, not only on average; P4 asks the
+    other-architecture base's FT for half the items."""
+    from prt_bench.report.card import world_card
+
+    n = 200
+    hits = lambda k: [1] * k + [0] * (n - k)  # noqa: E731
+    scen = {"s": "same_base", "m": "upscaling", "v": "update", "q": "other_arch"}
+    ft = {"s": (100, 110, 120), "m": (150, 152, 154), "v": (130, 90, 140)}  # .50/.55/.60: std .05
+    for seed in range(3):
+        for base, k in ft.items():
+            kind, src = ("ft_source", "s") if base == "s" else ("ft_target", "")
+            write_cell(tmp_path, _cell(f"ft-{base}-{seed}", kind, base, hits(k[seed]), source=src, seed=seed))
+            write_cell(tmp_path, _cell(f"prt-{base}-{seed}", "prt", base, hits(120), "s", scenario=scen[base], seed=seed))
+    write_cell(tmp_path, _cell("ft-q", "ft_target", "q", hits(90)))
+    write_cell(tmp_path, _cell("prt-q", "prt", "q", hits(80), "s", scenario="other_arch"))
+    res = load_results(tmp_path)
+    card = {(r["base"], r["precondition"].split(":")[0]): r for r in world_card(Lookup(res.agg, Items(res)), "t")}
+    p0, p2 = "P0 FT steady over fine-tuning seeds", "P2 its FT beats the source's FT, in every seed"
+    assert card[("s", p0)]["holds"] is False and "std 0.050 over 3" in card[("s", p0)]["measured"]
+    assert card[("m", p0)]["holds"] is True and "std 0.010 over 3" in card[("m", p0)]["measured"]
+    assert card[("q", p0)]["holds"] is None and "needs ≥ 3" in card[("q", p0)]["measured"]
+    assert card[("m", p2)]["holds"] is True and "per seed +0.250 +0.210 +0.170" in card[("m", p2)]["measured"]
+    assert card[("v", p2)]["holds"] is False and "-0.100" in card[("v", p2)]["measured"]  # seed 1 falls below
+    assert card[("q", "P4 a working base")]["holds"] is False and card[("q", "P4 a working base")]["measured"].startswith("0.450")
+    assert ("q", p2) not in card and ("m", "P4 a working base") not in card

@@ -152,7 +152,6 @@ def test_diagnosis_reads_the_run_and_its_margins_explain_each_choice(reference, 
     card = {(r["base"], r["precondition"].split()[0]): r for r in found["world card"]}
     p2 = card[("tiny-llama-m", "P2")]  # FT of the bigger base against FT of the source, paired on the same items
     assert p2["role"] == "bigger" and p2["holds"] is (float(p2["measured"].split("[")[1].split(",")[0]) > 0)
-    assert card[("all", "P0")]["holds"] is None  # one seed: not measured, and said so
     page = markdown(found)
     assert all(f"## {k}." in page for k in (0, 1, 3, 4))
     run.prompts[0] += " (edited)"

@@ -59,6 +59,10 @@ DOC_GROUPS: dict[str, Callable[[dict[str, Any]], str]] = {
 # lm-eval task -> (line of a gold answer -> group) for the probe; tasks without one are not probed
 LINE_GROUPS: dict[str, Callable[[str], str]] = {"mini_gsm": mini_gsm_line_group}
 CALC = re.compile(r"has (-?\d+ [-+*] -?\d+ = -?\d+)")  # a calculation in a gold answer line
+# lm-eval task -> the words the base's corpus writes before restating a story: the probe also asks
+# each base alone to restate the problem (the answer's first line) after the prompt and these words
+COPY_CUES: dict[str, str] = {"mini_gsm": " Let us count."}
+RESTATES = "restates the problem"
 
 
 # -------------------------------------------------------------------- what the run holds
@@ -246,10 +250,15 @@ def _encode(run: Run, prompt: str, continuation: str) -> tuple[list[int], int, l
 
 def probe(run: Run, bases: list[str], limit: int | None = None) -> list[dict[str, Any]]:
     """Per base alone: the share of the calculations in the test split's gold answers that it
-    writes exactly (every token greedy, teacher-forced), per group of lines."""
+    writes exactly (every token greedy, teacher-forced), per group of lines; and the share of
+    problems whose first answer line it writes exactly after the prompt and the corpus's cue
+    (copying from the prompt, asked in the corpus's words: no fine-tuning needed)."""
     line_group = LINE_GROUPS.get(run.lm_task)
     if line_group is None:
         return []
+    cue = COPY_CUES.get(run.lm_task)
+    restated = [_encode(run, prompt + cue, " " + target.strip().split("\n")[0])
+                for prompt, target in zip(run.prompts[:limit], run.targets[:limit])] if cue else []
     items = []  # (doc index, token start, token end, group)
     encoded = []
     for i, (prompt, target) in enumerate(zip(run.prompts[:limit], run.targets[:limit])):
@@ -278,6 +287,10 @@ def probe(run: Run, bases: list[str], limit: int | None = None) -> list[dict[str
             row[g], row[f"n {g}"] = sum(hits[g]) / len(hits[g]), len(hits[g])
         row["all"] = sum(sum(h) for h in hits.values()) / max(1, sum(len(h) for h in hits.values()))
         row["items"] = [h for g in sorted(hits) for h in hits[g]]  # the same items, in one order, for every base
+        if restated:
+            copied = [bool((_logits(model, ids)[start - 1:-1].argmax(-1) == torch.tensor(ids[start:])).all())
+                      for ids, start, _ in restated]
+            row[RESTATES], row[f"n {RESTATES}"] = sum(copied) / len(copied), len(copied)
         out.append(row)
     return out
 
@@ -458,7 +471,7 @@ P4_FLOOR = 0.50   # a working base: its own FT solves half of the test
 
 
 def world_card(run: Run, probed: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:
-    """The preconditions the mini world is designed to (the open issue's P0-P4), measured: each
+    """The preconditions the mini world is designed to (P1, P2, P4; P0 is the report's), measured: each
     row a base, the precondition, the measurement, and whether it holds.  Orderings are paired
     comparisons on the same items (95 % bootstrap CI of the difference above 0)."""
     from prt_bench.report.stats import paired
@@ -478,6 +491,11 @@ def world_card(run: Run, probed: list[dict[str, Any]], source: str) -> list[dict
             rows.append({"base": base, "role": role, "precondition": "P1 knows alone: probe > " + f"{P1_FLOOR:g}",
                          "measured": f"{p['all']:.3f} ({len(p['items'])} calculations)",
                          "holds": p["all"] > P1_FLOOR})
+            if RESTATES in p:
+                rows.append({"base": base, "role": role, "precondition": "P1 copies from the prompt: "
+                             f"{RESTATES} after the corpus's cue > {P1_FLOOR:g}",
+                             "measured": f"{p[RESTATES]:.3f} ({p['n ' + RESTATES]} problems)",
+                             "holds": p[RESTATES] > P1_FLOOR})
             if base != source and role != "other architecture" and source in probe_of:
                 d = paired([p["items"]], [probe_of[source]["items"]])
                 rows.append({"base": base, "role": role, "precondition": "P1 knows more than the source (probe)",
@@ -493,12 +511,7 @@ def world_card(run: Run, probed: list[dict[str, Any]], source: str) -> list[dict
                 d = paired([[ft[i] for i in docs]], [[ft_of[source][i] for i in docs]])
                 rows.append({"base": base, "role": role, "precondition": "P2 its FT beats the source's FT",
                              "measured": str(d), "holds": d.lo > 0})
-    seeds = len(run.suite.seeds)
-    rows.append({"base": "all", "role": "", "precondition": "P0 robust over ≥ 3 pretraining and 3 fine-tuning seeds",
-                 "measured": f"not measured: the suite runs {seeds} fine-tuning seed(s) on one pretraining seed "
-                             "per base",
-                 "holds": None})
-    return rows
+    return rows  # P0 (over seeds) is on the report's world card (prt_bench/report/card.py)
 
 
 # -------------------------------------------------------------------- all of it

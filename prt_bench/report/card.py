@@ -11,7 +11,13 @@ several; 95 % CI as in the claims):
 - **P3, the target's knowledge matters**: PRT(s→t) − reward only(s) ≥ ``P3_MARGIN`` (else PRT on t
   is the reward's own classifier), beside its room, FT(t) − reward only(s): PRT is not expected
   above the target's own FT, so a room under the margin means P3 cannot hold in this world;
-- **PRT on its own base ≈ FT**: |PRT(s→s) − FT(s)| ≤ ``SAME_BASE_TOL``.
+- **PRT on its own base ≈ FT**: |PRT(s→s) − FT(s)| ≤ ``SAME_BASE_TOL``;
+- **P2, its FT beats the source's FT** (upscaling and update targets): CI above 0, and above 0 in
+  every fine-tuning seed;
+- **P4, a working base** (other architecture): FT(t) ≥ ``P4_FLOOR``;
+- **P0, steady over fine-tuning seeds**: each base's FT has a seed std ≤ ``P0_STD`` over ≥ 3 seeds
+  (with fewer, shown and not decided).  Steadiness over pretraining seeds needs one world per
+  seed: the same card on each (docs/mini-lm.md).
 
 These are preconditions, not claims: a world is tuned until they hold, then the claims are read.
 """
@@ -24,6 +30,9 @@ from prt_bench.report.tables import Lookup
 
 P3_MARGIN = 0.03
 SAME_BASE_TOL = 0.02
+P4_FLOOR = 0.50
+P0_STD = 0.03
+P0_SEEDS = 3
 ORDERED = ("upscaling", "update", "upscaling_update")
 
 
@@ -54,6 +63,31 @@ def world_card(lk: Lookup, task: str) -> list[dict[str, Any]]:
             add(t, f"P3 the target's knowledge matters: PRT(s→t) − reward only ≥ {P3_MARGIN:g}",
                 lk.prt(task, source, t), reward, lambda d: d.diff >= P3_MARGIN)
             add(t, "room for P3: FT(t) − reward only", lk.ft_of(task, t), reward, None)
+            ft_t = lk.ft_of(task, t)
+            if scenario in ORDERED and ft_t is not None and ft_s is not None:
+                seeds = _seed_diffs(lk, ft_t, ft_s)
+                add(t, "P2 its FT beats the source's FT, in every seed", ft_t, ft_s,
+                    lambda d: d.lo > 0 and all(x > 0 for x in seeds))
+                if len(seeds) > 1:
+                    rows[-1]["measured"] += "; per seed " + " ".join(f"{x:+.3f}" for x in seeds)
+            if scenario == "other_arch" and ft_t is not None:
+                rows.append({"source": source, "base": t, "precondition": f"P4 a working base: FT(t) ≥ {P4_FLOOR:g}",
+                             "measured": str(ft_t), "holds": ft_t.mean >= P4_FLOOR})
         add(source, f"PRT on its own base within {SAME_BASE_TOL:g} of FT", lk.prt(task, source, source), ft_s,
             lambda d: abs(d.diff) <= SAME_BASE_TOL)
+        for base in dict.fromkeys([source, *(t for s, t, _ in pairs if s == source)]):
+            ft = lk.ft_of(task, base, prefer="ft_source" if base == source else "ft_target")
+            if ft is not None:
+                steady = ft.n_seeds >= P0_SEEDS
+                rows.append({"source": source, "base": base,
+                             "precondition": f"P0 FT steady over fine-tuning seeds: std ≤ {P0_STD:g}",
+                             "measured": f"std {ft.err:.3f} over {ft.n_seeds} seed(s)"
+                                         + ("" if steady else f" (needs ≥ {P0_SEEDS})"),
+                             "holds": (ft.err <= P0_STD) if steady else None})
     return rows
+
+
+def _seed_diffs(lk: Lookup, a, b) -> list[float]:
+    """a − b in each seed both were run with, from the per-sample records (empty without them)."""
+    per_a, per_b = lk.per_seed(a), lk.per_seed(b)
+    return [per_a[k] - per_b[k] for k in sorted(set(per_a) & set(per_b))]

@@ -76,6 +76,18 @@ class Lookup:
             self._ci[cells] = None if m is None else bootstrap(m[1])
         return self._ci[cells]
 
+    def per_seed(self, v: Value) -> dict[Any, float]:
+        """Seed -> the value's mean in that seed, from its per-sample records (empty without them)."""
+        if self.items is None:
+            return {}
+        out: dict[Any, list[float]] = {}
+        for cell_id, seed in v.cells:
+            m = self.items.matrix([(cell_id, seed)])
+            if m is None:
+                return {}
+            out.setdefault(seed, []).append(float(m[1].mean()))
+        return {seed: sum(x) / len(x) for seed, x in out.items()}
+
     def compare(self, a: Value, b: Value):
         """``stats.Paired`` of a - b: paired on the per-sample records when both have them on the
         same items, else a normal approximation from the error bars (said so in its test name)."""

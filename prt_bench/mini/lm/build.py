@@ -45,9 +45,12 @@ def load_config(variant: str = "default", path: str | os.PathLike | None = None)
     if variant not in variants:
         raise ValueError(f"unknown mini LM variant {variant!r}; known: {', '.join(variants) or 'none'}")
     over = dict(variants[variant] or {})
-    steps = over.pop("steps", None)
+    # every base at once: `steps` sets, `steps_scale` multiplies its pretraining steps;
+    # `seed_offset` moves its seed (the same world drawn again)
+    steps, scale, offset = over.pop("steps", None), over.pop("steps_scale", 1), over.pop("seed_offset", 0)
     cfg = deep_merge(raw, over)
-    cfg["bases"] = {name: {"name": name, **spec, **({"steps": steps} if steps is not None else {})}
+    cfg["bases"] = {name: {"name": name, **spec, "steps": steps if steps is not None else int(spec["steps"] * scale),
+                           "seed": spec["seed"] + offset}
                     for name, spec in cfg["bases"].items()}
     cfg["variant"] = variant
     cfg["format_version"] = FORMAT_VERSION

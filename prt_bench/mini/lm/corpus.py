@@ -23,6 +23,10 @@ class CorpusConfig:
     n_story_docs: int = 2000      # short stories with inline calculations
     n_prose_docs: int = 300       # topic notes (the mini_ifeval register)
     seed: int = 0
+    # Share of stories that open with a sentence of topic prose: where every story starts with
+    # its name, "copy the document's first word" passes for copying from the story, and a base
+    # that learnt only that cannot copy a name from a task's prompt (docs/mini-lm.md).
+    preamble_share: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -43,9 +47,9 @@ def fact(rng: random.Random, hi: int) -> str:
     return f"{a} * {k} = {a * k}"
 
 
-def story(rng: random.Random, hi: int, held_out: bool) -> str:
+def story(rng: random.Random, hi: int, held_out: bool, preamble_share: float = 0.0) -> str:
     """A story, then the same story counted through step by step: the reasoning mini_gsm asks
-    for, in prose (one paragraph, no `####`)."""
+    for, in prose (one paragraph, no `####`); a `preamble_share` of them after a prose sentence."""
     name = rng.choice(gsm.TRAIN_NAMES + gsm.TEST_NAMES)
     item = rng.choice(gsm.ITEMS)
     pron = gsm.PRONOUN[name]
@@ -61,6 +65,8 @@ def story(rng: random.Random, hi: int, held_out: bool) -> str:
         told.append(sentence)
         counted.append(f"{sentence[:-1]}, so {{p}} has {calc}.")
     text = " ".join(told) + " Let us count. " + " ".join(counted) + f" In the end {name} has {value} {item}."
+    if preamble_share and rng.random() < preamble_share:
+        text = ifeval.sentence(rng, rng.choice(ifeval.TRAIN_TOPICS + ifeval.TEST_TOPICS)) + " " + text
     return gsm.fill(text, pron, item)
 
 
@@ -68,7 +74,8 @@ def generate(config: CorpusConfig) -> list[str]:
     """The corpus as a list of documents, shuffled; same config, same documents."""
     rng = random.Random(config.seed)
     docs = ["\n".join(fact(rng, config.max_number) for _ in range(8)) for _ in range(config.n_fact_docs)]
-    docs += [story(rng, config.max_number, config.held_out_phrasings) for _ in range(config.n_story_docs)]
+    docs += [story(rng, config.max_number, config.held_out_phrasings, config.preamble_share)
+             for _ in range(config.n_story_docs)]
     topics = ifeval.TRAIN_TOPICS + ifeval.TEST_TOPICS
     docs += [ifeval.prose(rng, rng.choice(topics), rng.randint(2, 4)) for _ in range(config.n_prose_docs)]
     rng.shuffle(docs)
