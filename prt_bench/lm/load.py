@@ -52,16 +52,59 @@ def _local(spec: str | Path) -> bool:
     return False
 
 
+# Text whose tokens show a tokenizer's whole pipeline: words, numbers, spaces, punctuation, lines.
+PROBE_TEXT = "Question: Nora has 24 marbles, then 1337 more.\n  Answer: 3.5 + 12 = 15.5\n#### 42 ünï 東京!"
+GENERIC_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
+
+
 def load_tokenizer(spec: str | Path, trust_remote_code: bool = False, revision: str | None = None):
     """The tokenizer of a checkpoint (a hub id at ``revision``), or of an adapter folder's base
-    when it saved none."""
+    when it saved none -- as the folder saved it (``saved_tokenizer``)."""
     from transformers import AutoTokenizer
 
     spec = str(spec)
     if is_adapter_dir(spec) and not (Path(spec) / "tokenizer_config.json").is_file():
         spec = adapter_base(spec)
-    return AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code,
-                                         **({"revision": revision} if revision else {}))
+    tok = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code,
+                                        **({"revision": revision} if revision else {}))
+    return saved_tokenizer(spec, tok) or tok
+
+
+def saved_tokenizer(spec: str | Path, tok: Any):
+    """The folder's tokenizer exactly as its ``tokenizer.json`` has it, when the class
+    AutoTokenizer chose for the model type tokenizes otherwise; else None.  transformers maps
+    every ``qwen2`` checkpoint to Qwen2Tokenizer, which rebuilds Qwen2's own pre-tokenizer (one
+    token per digit) over whatever vocabulary the folder saved: a Qwen2 model trained with
+    another tokenizer of the same vocabulary would read every number in tokens it never saw."""
+    path = Path(spec)
+    if type(tok).__name__ in GENERIC_CLASSES or not (path / "tokenizer.json").is_file():
+        return None
+    from transformers import PreTrainedTokenizerFast
+
+    saved = PreTrainedTokenizerFast.from_pretrained(path)
+    if saved(PROBE_TEXT)["input_ids"] == tok(PROBE_TEXT)["input_ids"]:
+        return None
+    import logging
+
+    logging.getLogger("prt_bench").warning(
+        "%s: %s tokenizes otherwise than the folder's tokenizer.json; using the tokenizer as saved", path,
+        type(tok).__name__)
+    return saved
+
+
+def saved_tokenizer_dir(spec: str | Path, out: str | Path) -> str | None:
+    """For loaders that take a folder (lm-eval's ``hf`` model, ``tokenizer=``): ``out`` holding
+    the tokenizer as ``spec`` saved it, where AutoTokenizer on ``spec`` would load another
+    (``saved_tokenizer``); else None.  ``out`` has no model config, so AutoTokenizer keeps it."""
+    from transformers import AutoTokenizer
+
+    if not (Path(spec) / "tokenizer.json").is_file():
+        return None
+    saved = saved_tokenizer(spec, AutoTokenizer.from_pretrained(str(spec)))
+    if saved is None:
+        return None
+    saved.save_pretrained(out)
+    return str(out)
 
 
 def load_causal_lm(spec: str | Path, *, dtype: Any = None, device: str | None = None,

@@ -1,8 +1,8 @@
 """Which language models may be combined token by token.
 
 PRT and EFT add per-token log-probabilities, so token id ``i`` must mean the same string in
-every model: the tokenizers must map the same vocabulary to the same ids and agree on the
-special tokens.  Models that share a tokenizer may still differ in output width (Qwen2-0.5B
+every model: the tokenizers must map the same vocabulary to the same ids, agree on the special
+tokens and cut the same text into the same tokens.  Models that share a tokenizer may still differ in output width (Qwen2-0.5B
 has 151936 logits, Qwen2-7B 152064); they are combined on the common prefix
 (``prt_bench.prt.shared_vocab``), which must cover every id the tokenizer can produce.
 """
@@ -48,6 +48,13 @@ def tokenizer_difference(tok_a: Any, tok_b: Any) -> str:
     specials_a, specials_b = _specials(tok_a), _specials(tok_b)
     if specials_a != specials_b:
         return f"special tokens differ ({specials_a} vs {specials_b})"
+    from prt_bench.lm.load import PROBE_TEXT
+
+    ids_a, ids_b = tok_a(PROBE_TEXT)["input_ids"], tok_b(PROBE_TEXT)["input_ids"]
+    if ids_a != ids_b:  # one vocabulary, cut into tokens otherwise (a pre-tokenizer, a normalizer)
+        k = next((i for i, (a, b) in enumerate(zip(ids_a, ids_b)) if a != b), min(len(ids_a), len(ids_b)))
+        return (f"they tokenize {PROBE_TEXT!r} otherwise from token {k} on: "
+                f"{tok_a.convert_ids_to_tokens(ids_a[k:k + 3])} vs {tok_b.convert_ids_to_tokens(ids_b[k:k + 3])}")
     return ""
 
 

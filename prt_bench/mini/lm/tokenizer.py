@@ -3,7 +3,9 @@
 Byte-level like prt_bench.lm.tiny.byte_level_tokenizer (same special tokens, any text
 round-trips), but with merges learnt from the generated corpus, so a word problem takes about
 a third of the tokens it takes byte by byte: pretraining, SFT and decoding all get cheaper.
-Digits stay single tokens, so numbers are spelled digit by digit as arithmetic needs.
+Numbers are cut as the merges learnt them (` 24` is one token); a class that re-cuts them
+while loading (transformers maps qwen2 checkpoints to Qwen2Tokenizer, one token per digit) is
+bypassed by `prt_bench.lm.load.load_tokenizer`.
 """
 
 from __future__ import annotations

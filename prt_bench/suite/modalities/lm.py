@@ -280,11 +280,13 @@ class LanguageModels(Modality):
 
     def _evaluate(self, method: str, paths: dict[str, str], task: dict[str, Any], options: dict[str, Any], *,
                   lam: float, seed: int, merge: dict[str, Any] | None) -> dict[str, Any]:
+        import tempfile
+
         import lm_eval
         import torch
         from lm_eval.tasks import TaskManager
 
-        from prt_bench.lm.load import is_adapter_dir
+        from prt_bench.lm.load import is_adapter_dir, saved_tokenizer_dir
 
         if method in ("prt", "eft", "merge_prt", "merge_eft"):
             import prt_bench.lm.lm_eval_models  # noqa: F401  (registers `prt` and `eft`)
@@ -317,15 +319,20 @@ class LanguageModels(Modality):
         else:
             raise ValueError(f"no language evaluation for method {method!r}")
         gen_kwargs = f"max_gen_toks={task['max_gen_toks']}" if "max_gen_toks" in task else None
-        out = lm_eval.simple_evaluate(
-            model=model, model_args=args, tasks=[task["lm_eval_task"]],
-            task_manager=TaskManager(include_path=str(TASKS_DIR), include_defaults=False),
-            num_fewshot=task.get("num_fewshot"), batch_size=task.get("batch_size", options.get("batch_size", 1)),
-            limit=task.get("limit", options.get("limit")), gen_kwargs=gen_kwargs,
-            apply_chat_template=task.get("apply_chat_template", False),
-            random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
-            log_samples=True,
-        )
+        with tempfile.TemporaryDirectory(prefix="prt-bench-tok-") as tmp:
+            if model == "hf":  # lm-eval loads the tokenizer by AutoTokenizer: give it the one the model saved
+                pretrained = args.split(",", 1)[0].removeprefix("pretrained=")
+                if (saved := saved_tokenizer_dir(pretrained, tmp)) is not None:
+                    args += f",tokenizer={saved}"
+            out = lm_eval.simple_evaluate(
+                model=model, model_args=args, tasks=[task["lm_eval_task"]],
+                task_manager=TaskManager(include_path=str(TASKS_DIR), include_defaults=False),
+                num_fewshot=task.get("num_fewshot"), batch_size=task.get("batch_size", options.get("batch_size", 1)),
+                limit=task.get("limit", options.get("limit")), gen_kwargs=gen_kwargs,
+                apply_chat_template=task.get("apply_chat_template", False),
+                random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
+                log_samples=True,
+            )
         name = task["lm_eval_task"]
         results = out["results"]
         metrics = dict(results.get(name, next(iter(results.values()), {})))
