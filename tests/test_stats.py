@@ -208,8 +208,8 @@ def test_the_world_card_decides_p0_p2_p4_over_the_fine_tuning_seeds(tmp_path):
     res = load_results(tmp_path)
     card = {(r["base"], r["precondition"].split(":")[0]): r for r in world_card(Lookup(res.agg, Items(res)), "t")}
     p0, p2 = "P0 FT steady over fine-tuning seeds", "P2 its FT beats the source's FT, in every seed"
-    assert card[("s", p0)]["holds"] is False and "std 0.050 over 3" in card[("s", p0)]["measured"]
-    assert card[("m", p0)]["holds"] is True and "std 0.010 over 3" in card[("m", p0)]["measured"]
+    assert card[("s", p0)]["holds"] is False and "std 0.050 over 3 seeds" in card[("s", p0)]["measured"]
+    assert card[("m", p0)]["holds"] is True and "std 0.010 over 3 seeds" in card[("m", p0)]["measured"]
     assert card[("q", p0)]["holds"] is None and "needs ≥ 3" in card[("q", p0)]["measured"]
     assert card[("m", p2)]["holds"] is True and "per seed +0.250 +0.210 +0.170" in card[("m", p2)]["measured"]
     assert card[("v", p2)]["holds"] is False and "-0.100" in card[("v", p2)]["measured"]  # seed 1 falls below

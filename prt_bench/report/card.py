@@ -81,8 +81,8 @@ def world_card(lk: Lookup, task: str) -> list[dict[str, Any]]:
                 steady = ft.n_seeds >= P0_SEEDS
                 rows.append({"source": source, "base": base,
                              "precondition": f"P0 FT steady over fine-tuning seeds: std ≤ {P0_STD:g}",
-                             "measured": f"std {ft.err:.3f} over {ft.n_seeds} seed(s)"
-                                         + ("" if steady else f" (needs ≥ {P0_SEEDS})"),
+                             "measured": f"std {ft.err:.3f} over {ft.n_seeds} seeds" if steady
+                                         else f"{ft.n_seeds} seed(s): needs ≥ {P0_SEEDS}",
                              "holds": (ft.err <= P0_STD) if steady else None})
     return rows
 
