@@ -374,3 +374,22 @@ def test_padded_heads_are_combined_over_the_tokenizers_ids_only(tiny_qwen2):
         score = lm.loglikelihood([instance("loglikelihood", (context, continuation))])[0][0]
         assert score == pytest.approx(summed(rule(logits[..., :n])), abs=1e-5)
         assert abs(summed(rule(logits)) - score) > 1e-3  # over the whole head the padding rows held mass
+
+
+def test_eft_at_a_strength_scales_the_implicit_reward_of_its_one_ft_model(tiny_llama, tiny_llama_b):
+    """``ft_weights=β`` with one FT model (the suite's EFT cells of the λ sweep, β = λ_train / λ):
+    log π_base + β (log π_ft − log π_pt), renormalised; β = 1 is plain EFT."""
+    import torch.nn.functional as F
+
+    from prt_bench.lm.lm_eval_models import EFTLM
+
+    ids = torch.tensor([[1, 5, 9, 2, 7]])
+    mask = torch.ones_like(ids)
+    plain = EFTLM(base=tiny_llama_b, ft=tiny_llama_b, pt=tiny_llama, batch_size=1, device="cpu")
+    strong = EFTLM(base=tiny_llama_b, ft=tiny_llama_b, pt=tiny_llama, ft_weights="2.0", batch_size=1, device="cpu")
+    with torch.no_grad():
+        base, pt = (F.log_softmax(m(input_ids=ids).logits.float(), -1) for m in (plain.models[0], plain.models[2]))
+        got_plain, got_strong = plain.combined_logprobs(ids, mask), strong.combined_logprobs(ids, mask)
+    torch.testing.assert_close(got_plain, F.log_softmax(base + (base - pt), -1))
+    torch.testing.assert_close(got_strong, F.log_softmax(base + 2.0 * (base - pt), -1))
+    assert not torch.allclose(got_plain, got_strong)

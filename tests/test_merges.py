@@ -25,6 +25,7 @@ def merge_suite(tmp_path: Path, merges, second_data: Path | None = None) -> dict
                                                                                    / "data" / "smoke_sft.jsonl")}}
     del lm["train"]["data"]
     lm["methods"] = ["zeroshot", "prt"]
+    lm.pop("lam_sweep", None)  # the merge cells alone
     lm["merges"] = merges
     return {"name": "merge-smoke", "seeds": [0], "lm": lm, "vision": SMOKE["vision"]}
 

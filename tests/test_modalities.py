@@ -119,3 +119,26 @@ def test_an_unregistered_section_is_an_unknown_key(tmp_path):
     path.write_text(SUITE)
     with pytest.raises(SuiteError, match="unknown key 'counter'"):
         load_suite(path)
+
+
+@pytest.mark.parametrize("strength, expected", [(None, ""), (2.0, ",ft_weights=2.0")])
+def test_an_eft_cell_of_the_lam_sweep_gives_lm_eval_its_strength(monkeypatch, strength, expected):
+    import lm_eval
+    import torch
+
+    seen = {}
+
+    class Called(Exception):
+        pass
+
+    def simple_evaluate(**kwargs):
+        seen.update(kwargs)
+        raise Called
+
+    monkeypatch.setattr(lm_eval, "simple_evaluate", simple_evaluate)
+    paths = {"target": "T", "ft": "F", "source": "S"}
+    with pytest.raises(Called):
+        modalities.get("lm").evaluate("eft", paths, {"lm_eval_task": "t"}, {}, lam=1.0, seed=0, strength=strength)
+    assert seen["model"] == "eft"
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    assert seen["model_args"] == f"base=T,ft=F,pt=S,dtype=float32,device={device}{expected}"

@@ -250,3 +250,36 @@ def test_prt_at_other_inference_lams_stays_out_of_the_main_tables(tmp_path):
     assert lk.lam_sweeps("t") == [("s", "m", [0.5, 2.0, 4.0])]
     table = lam_table(lk, "t")
     assert list(table["λ"]) == ["4", "2", "0.5"] and list(table["PRT s → m"]) == ["0.500", "0.600", "0.300"]
+
+
+def test_eft_at_other_strengths_stays_out_of_the_main_tables_and_sits_beside_prt(tmp_path):
+    from prt_bench.report.figures import lam_figure
+    from prt_bench.report.results import Items
+    from prt_bench.report.tables import lam_table
+    from prt_bench.suite.store import write_cell
+
+    def cell(cell_id, method, lam, value, needs):
+        write_cell(tmp_path, {
+            "schema": "prt-bench/cell/1", "cell_id": cell_id, "suite": "t", "kind": "eval", "modality": "lm",
+            "task": "t", "scenario": "upscaling", "method": method, "source": "s", "target": "m", "alpha": 0.0,
+            "seed": 0, "status": "done", "primary_metric": "acc,none", "config": {"lam": lam, "trained": needs},
+            "results": {"t": {"acc,none": value}}})
+
+    for cell_id in ("r", "f"):  # the reward and the FT model, trained with λ unset (1)
+        write_cell(tmp_path, {"schema": "prt-bench/cell/1", "cell_id": cell_id, "suite": "t", "kind": "train",
+                              "modality": "lm", "task": "t", "method": "prt" if cell_id == "r" else "ft",
+                              "target": "s", "alpha": 0.0, "seed": 0, "status": "done",
+                              "config": {"train": {}}, "results": {"t": {}}})
+    cell("prt", "prt", 1.0, 0.6, {"reward": "r"})
+    cell("prt2", "prt", 0.5, 0.4, {"reward": "r"})
+    cell("eft", "eft", 1.0, 0.5, {"ft": "f"})
+    cell("eft2", "eft", 0.5, 0.2, {"ft": "f"})
+    res = load_results(tmp_path)
+    lk = Lookup(res.agg, Items(res))
+    assert lk.eft("t", "s", "m").mean == 0.5, "the main tables show EFT at strength 1 only"
+    assert lk.eft("t", "s", "m", lam=0.5).mean == 0.2
+    assert lk.lam_sweeps("t") == [("s", "m", [0.5, 1.0])]
+    table = lam_table(lk, "t")
+    assert list(table["PRT s → m"]) == ["0.600", "0.400"] and list(table["EFT s → m"]) == ["0.500", "0.200"]
+    fig = lam_figure(lk, "t", "λ")
+    assert sorted(line.get_label() for line in fig.axes[0].containers) == ["EFT", "PRT"]

@@ -215,10 +215,45 @@ def test_the_lam_sweep_evaluates_the_main_reward_at_other_lams():
     cells = expand(load_suite("smoke"))
     main = [c for c in cells if c.kind == "eval" and c.modality == "vision" and c.method == "prt" and c.alpha == 0.0
             and c.lam is None and c.source != c.target]  # the swept transfer, not PRT on its own base
-    swept = [c for c in cells if c.lam is not None]
+    swept = [c for c in cells if c.lam is not None and c.modality == "vision"]
     assert len(main) == 1 and sorted(c.lam for c in swept) == [0.5, 2.0]
     for c in swept:
         assert c.config["lam"] == c.lam and c.needs == main[0].needs and "lam=" in c.label
         assert {k: v for k, v in c.config.items() if k != "lam"} == {k: v for k, v in main[0].config.items()
                                                                         if k != "lam"}
     assert main[0].config["lam"] == 1.0  # the trained λ (train.lam unset)
+
+
+@pytest.mark.parametrize("where, lam_sweep, message", [
+    ("vision", {"lams": [0.5], "transfers": [{"source": "tiny-vit-s", "target": "tiny-vit-m"}], "methods": ["eft"]},
+     "the vision modality has no EFT strength"),
+    ("lm", {"lams": [0.5], "transfers": [{"source": "tiny-llama-s", "target": "tiny-llama-m"}], "methods": ["ft"]},
+     "lam_sweep.methods: expected a non-empty list of prt, eft, got ['ft']"),
+    ("lm", {"lams": [0.5], "transfers": [{"source": "tiny-llama-s", "target": "tiny-llama-m"}], "methods": []},
+     "expected a non-empty list"),
+])
+def test_a_bad_lam_sweep_method_is_named(tmp_path, where, lam_sweep, message):
+    doc = smoke(**{f"{where}.lam_sweep": lam_sweep})
+    with pytest.raises(SuiteError, match=re.escape(message)):
+        load_suite(write_suite(tmp_path, doc))
+
+
+def test_an_eft_lam_sweep_needs_eft_among_the_methods(tmp_path):
+    doc = smoke(**{"lm.methods": ["zeroshot", "ft_source", "ft_target", "prt"]})
+    with pytest.raises(SuiteError, match="evaluates eft, which the section's methods leave out"):
+        load_suite(write_suite(tmp_path, doc))
+
+
+def test_the_lam_sweep_scales_efts_implicit_reward_as_prts_reward(tmp_path):
+    cells = expand(load_suite("smoke"))
+    lm = [c for c in cells if c.kind == "eval" and c.modality == "lm"]
+    main = next(c for c in lm if c.method == "eft" and c.lam is None)
+    swept = [c for c in lm if c.method == "eft" and c.lam is not None]
+    assert [c.lam for c in swept] == [0.5] and "strength" not in main.config
+    # the trained λ is 1 (train.lam unset): at λ = 0.5 the implicit reward log π_ft − log π_pt enters twice
+    assert swept[0].config["strength"] == 2.0 and swept[0].needs == main.needs and "lam=0.5" in swept[0].label
+    assert {k: v for k, v in swept[0].config.items() if k not in ("lam", "strength")} == {
+        k: v for k, v in main.config.items() if k != "lam"}
+    doc = smoke(**{"lm.lam_sweep.lams": [1.0, 0.5]})  # the trained λ again is the main EFT cell, not a second one
+    again = [c for c in expand(load_suite(write_suite(tmp_path, doc))) if c.modality == "lm" and c.method == "eft"]
+    assert sorted(c.cell_id for c in again) == sorted([main.cell_id, swept[0].cell_id])

@@ -309,7 +309,8 @@ def ablation_figure(lk: Lookup, task: str, title: str) -> plt.Figure | None:
 
 
 def lam_figure(lk: Lookup, task: str, title: str) -> plt.Figure | None:
-    """PRT against the reward's strength 1/λ at inference (eq. 10), one panel per transfer."""
+    """PRT against the reward's strength 1/λ at inference (eq. 10), one panel per transfer; EFT
+    beside it where its implicit reward was swept too."""
     sweeps = lk.lam_sweeps(task)
     if not sweeps:
         return None
@@ -318,15 +319,21 @@ def lam_figure(lk: Lookup, task: str, title: str) -> plt.Figure | None:
                       "dotted: target alone; dash-dot: FT of the target")
     for k, ((source, target, lams), (ax, c)) in enumerate(zip(sweeps, _panel_grid(fig, len(sweeps)))):
         lams = sorted(lams, reverse=True)  # weakest reward first
-        vs = [lk.prt(task, source, target, lam=x) for x in lams]
         x = np.arange(len(lams))
-        y = np.array([v.mean if v else np.nan for v in vs])
-        lo = np.array([(v.mean - v.ci[0]) if v and v.ci else (v.err if v and not math.isnan(v.err) else 0) for v in vs])
-        hi = np.array([(v.ci[1] - v.mean) if v and v.ci else (v.err if v and not math.isnan(v.err) else 0) for v in vs])
-        ax.errorbar(x, y, yerr=[lo, hi], fmt="-o", color=COLORS["PRT"], label="PRT", capsize=3, markersize=5)
+        curves = (("PRT", "-o", [lk.prt(task, source, target, lam=v) for v in lams]),
+                  ("EFT", "--s", [lk.eft(task, source, target, lam=v) for v in lams]))
+        for dx, (name, style, vs) in zip((-0.04, 0.04), curves):
+            if sum(v is not None for v in vs) < 2:  # EFT only where the sweep evaluated it
+                continue
+            y = np.array([v.mean if v else np.nan for v in vs])
+            lo = np.array([(v.mean - v.ci[0]) if v and v.ci else (v.err if v and not math.isnan(v.err) else 0)
+                           for v in vs])
+            hi = np.array([(v.ci[1] - v.mean) if v and v.ci else (v.err if v and not math.isnan(v.err) else 0)
+                           for v in vs])
+            ax.errorbar(x + dx, y, yerr=[lo, hi], fmt=style, color=COLORS[name], label=name, capsize=3, markersize=5)
         _target_lines(ax, lk, task, target)
         _finish_panel(fig, ax, k, c, [f"{1 / lam:.2g}" for lam in lams], "1/λ", f"{source} → {target}",
-                      lk.metric(task), ncol=3)
+                      lk.metric(task), ncol=4)
     return fig
 
 

@@ -89,7 +89,7 @@ def cell_row(cell: dict[str, Any]) -> dict[str, Any] | None:
             se = math.sqrt(value * (1.0 - value) / n)
     timing = cell.get("timing") or {}
     alpha = _number(cell.get("alpha"))
-    lam = _number((cell.get("config") or {}).get("lam")) if cell.get("method") == "prt" else None
+    lam = _number((cell.get("config") or {}).get("lam")) if cell.get("method") in ("prt", "eft") else None
     return {
         "cell_id": cell.get("cell_id"),
         "suite": cell.get("suite"),
@@ -100,7 +100,7 @@ def cell_row(cell: dict[str, Any]) -> dict[str, Any] | None:
         "source": cell.get("source"),
         "target": cell.get("target"),
         "alpha": 0.0 if alpha is None else alpha,
-        "lam": lam if cell.get("method") == "prt" else 0.0,  # PRT's λ at inference (0: not a PRT cell)
+        "lam": lam if cell.get("method") in ("prt", "eft") else 0.0,  # the λ at inference (0: not PRT or EFT)
         "lam_swept": False,                      # set by load_results: a λ other than the reward's trained one
         "seed": cell.get("seed", 0),
         "metric": metric,
@@ -276,15 +276,15 @@ def _item_order(item: str):
 def mark_swept_lams(rows: list[dict[str, Any]], cells: list[dict[str, Any]]) -> None:
     """A PRT cell evaluated at another λ than its reward was trained with (read from the reward's
     training record, 1 when it records none or is absent) belongs to the λ sweep, not to the
-    main tables."""
+    main tables; so does an EFT cell at another λ than its FT model's training record."""
     trained = {c.get("cell_id"): _number(((c.get("config") or {}).get("train") or {}).get("lam"))
                for c in cells if c.get("kind") == "train"}
     by_id = {c.get("cell_id"): c for c in cells}
     for row in rows:
-        if row["method"] != "prt":
+        if row["method"] not in ("prt", "eft"):
             continue
-        reward = ((by_id.get(row["cell_id"]) or {}).get("config") or {}).get("trained", {}).get("reward")
-        lam = trained.get(reward) or 1.0
+        role = "reward" if row["method"] == "prt" else "ft"
+        lam = trained.get(((by_id.get(row["cell_id"]) or {}).get("config") or {}).get("trained", {}).get(role)) or 1.0
         if row["lam"] is None:  # a record that names no λ ran at the trained one
             row["lam"] = lam
         row["lam_swept"] = abs(row["lam"] - lam) > 1e-12

@@ -142,18 +142,20 @@ class Lookup:
         return self._value(self._select(task, "prt", source=source, target=target, alpha=a, lam=lam))
 
     def lam_sweeps(self, task: str) -> list[tuple[str, str, list[float]]]:
-        """(source, target, the λ values) of every transfer PRT was evaluated at two or more λ (at the main α)."""
+        """(source, target, the λ values) of every transfer PRT (at the main α) or EFT was evaluated
+        at two or more λ."""
         out = []
         for s, t, _ in self.pairs(task):
             a = self.main_alpha(task, s)
-            lams = sorted({r["lam"] for r in self._by.get((task, "prt"), [])
-                           if r["source"] == s and r["target"] == t and abs(r["alpha"] - a) < 1e-12})
-            if len(lams) >= 2:
-                out.append((s, t, lams))
+            prt = {r["lam"] for r in self._by.get((task, "prt"), [])
+                   if r["source"] == s and r["target"] == t and abs(r["alpha"] - a) < 1e-12}
+            eft = {r["lam"] for r in self._by.get((task, "eft"), []) if r["source"] == s and r["target"] == t}
+            if len(prt) >= 2 or len(eft) >= 2:
+                out.append((s, t, sorted(prt | eft)))
         return out
 
-    def eft(self, task: str, source: str, target: str) -> Value | None:
-        sel = self._select(task, "eft", source=source, target=target)
+    def eft(self, task: str, source: str, target: str, lam: float | None = None) -> Value | None:
+        sel = self._select(task, "eft", source=source, target=target, lam=lam)
         if not sel:
             return None
         lo = min(r["alpha"] for r in sel)
@@ -292,14 +294,18 @@ def ablation_table(lk: Lookup, task: str) -> pd.DataFrame:
 
 
 def lam_table(lk: Lookup, task: str) -> pd.DataFrame:
-    """PRT at each inference λ (eq. 10: the reward's strength is 1/λ), one column per transfer."""
+    """PRT at each inference λ (eq. 10: the reward's strength is 1/λ), one column per transfer;
+    EFT at the same strength of its implicit reward where the sweep has it."""
     sweeps = lk.lam_sweeps(task)
     lams = sorted({x for _, _, ls in sweeps for x in ls}, reverse=True)
+    with_eft = {(s, t) for s, t, ls in sweeps if sum(lk.eft(task, s, t, lam=x) is not None for x in ls) >= 2}
     rows = []
     for lam in lams:
         row = {"λ": f"{lam:g}", "1/λ": f"{1 / lam:.2g}"}
         for s, t, _ in sweeps:
             row[f"PRT {s} → {t}"] = str(lk.prt(task, s, t, lam=lam) or "–")
+            if (s, t) in with_eft:
+                row[f"EFT {s} → {t}"] = str(lk.eft(task, s, t, lam=lam) or "–")
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -316,7 +322,7 @@ def long_table(agg: pd.DataFrame) -> pd.DataFrame:
             "source": [s or "–" for s in df["source"]],
             "target": [t or "–" for t in df["target"]],
             "α": [fmt_alpha(a) for a in df["alpha"]],
-            "λ": [f"{x:g}" if m == "prt" else "–" for m, x in zip(df["method"], df["lam"])],
+            "λ": [f"{x:g}" if m in ("prt", "eft") else "–" for m, x in zip(df["method"], df["lam"])],
             "value": [fmt(m, e) for m, e in zip(df["mean"], df["err"])],
             "seeds": df["n_seeds"].astype(int),
         }

@@ -174,9 +174,9 @@ def _evaluate(modality: modalities.Modality, job: Job) -> tuple[dict[str, Any], 
     for role in cell.needs:  # the trained checkpoints this cell combines
         verify_checkpoint(job.paths[role])
     task = cell.config["task_config"]
-    merge = {"merge": cell.config["merge"]} if "merge" in cell.config else {}  # only merge cells carry one
+    extra = {k: cell.config[k] for k in ("merge", "strength") if k in cell.config}  # only some cells carry them
     metrics, samples = modality.evaluate(cell.method, job.paths, task, cell.config["eval"], lam=cell.config["lam"],
-                                         seed=cell.seed, **merge)
+                                         seed=cell.seed, **extra)
     # the samples must give back every metric before they are kept as its evidence
     from prt_bench.suite.samples import compare
 

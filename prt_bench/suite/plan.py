@@ -17,8 +17,10 @@ Per task, seed and transfer source -> target (method names as in the results sto
 - ``same_base``    (option) prt/eft on the source itself, scenario "same_base"
 - the alpha sweep: prt (and reward_only) at each alpha of ``alpha_sweep`` for its transfers.
 - the λ sweep: prt at each λ of ``lam_sweep`` (eq. 10's 1/λ is the reward's strength at
-  inference) for its transfers, with the reward of the main α: no retraining.  Every
-  evaluation config holds its λ, the trained one (``train.lam``, 1 when unset) unless swept.
+  inference) for its transfers, with the reward of the main α: no retraining; with
+  ``methods: [prt, eft]`` EFT too, its implicit reward at the same strength (``strength``
+  λ_train / λ in the config; proxy-tuning's α).  Every evaluation config holds its λ, the
+  trained one (``train.lam``, 1 when unset) unless swept.
 """
 
 from __future__ import annotations
@@ -104,6 +106,10 @@ def _expand_task(section: Section, task: str, seed: int, cells: dict[str, Cell])
                   "trained": dict(sorted((needs or {}).items()))}
         if method in method_table.WITH_ALPHA:
             config["alpha"] = alpha
+        if method == "eft" and lam not in (None, trained_lam):
+            # EFT's implicit reward log π_ft − log π_pt is the FT model's reward / λ_train (eq. 10
+            # with π_ft for p): at λ it enters with strength λ_train / λ, as PRT's reward does
+            config["strength"] = trained_lam / lam
         cell = Cell(config_hash(config), "eval", section.modality, task, scenario, method, source, target,
                     alpha, seed, config, dict(needs or {}), None if lam in (None, trained_lam) else lam)
         cells.setdefault(cell.cell_id, cell)
@@ -126,8 +132,11 @@ def _expand_task(section: Section, task: str, seed: int, cells: dict[str, Cell])
             _transfer_cells(section, t, methods - {"eft"}, alpha, train, evaluate)
     for t in section.lam_transfers:
         for lam in section.sweep_lams:
-            evaluate("prt", t.target, t.source, t.scenario, section.alpha,
-                     needs={"reward": train("prt", t.source, section.alpha)}, lam=lam)
+            if "prt" in section.lam_methods:
+                evaluate("prt", t.target, t.source, t.scenario, section.alpha,
+                         needs={"reward": train("prt", t.source, section.alpha)}, lam=lam)
+            if "eft" in section.lam_methods:
+                evaluate("eft", t.target, t.source, t.scenario, needs={"ft": train("ft", t.source)}, lam=lam)
 
 
 def _transfer_cells(section: Section, t: Transfer, methods: set[str], alpha: float, train, evaluate) -> None:

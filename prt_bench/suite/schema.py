@@ -30,7 +30,8 @@ SECTION_KEYS = {"families", "transfers", "same_base", "tasks", "train", "eval", 
                 "lam_sweep", "merges"}
 TRANSFER_KEYS = {"source", "target", "scenario"}
 SWEEP_KEYS = {"alphas", "transfers"}
-LAM_SWEEP_KEYS = {"lams", "transfers"}
+LAM_SWEEP_KEYS = {"lams", "transfers", "methods"}
+LAM_SWEEP_METHODS = ("prt", "eft")  # PRT at 1/λ (eq. 10); EFT with its implicit reward at the same strength
 MERGE_KEYS = {"name", "tasks", "source", "targets", "weights", "methods"}
 # what a merge set compares (prt_bench/suite/plan.py): the rewards summed (eq. 10 with r = Σ w_i r_i),
 # the EFT implicit rewards summed, weight-space task arithmetic on the source, multi-task FT of each target
@@ -87,6 +88,7 @@ class Section:
     sweep_alphas: list[float]
     sweep_transfers: list[Transfer]
     sweep_lams: list[float] = field(default_factory=list)        # PRT's λ at inference (eq. 10), no retraining
+    lam_methods: list[str] = field(default_factory=lambda: ["prt"])  # what the λ sweep evaluates: prt, eft
     lam_transfers: list[Transfer] = field(default_factory=list)
     merges: list["Merge"] = field(default_factory=list)          # reward arithmetic across tasks
 
@@ -263,8 +265,15 @@ def _section(raw: Any, modality: str, where: str, others: dict[str, list[str]] |
             raise SuiteError(f"{where}.lam_sweep.transfers: {t.source} -> {t.target} is not one of the transfers")
     if lams and not lam_transfers:
         raise SuiteError(f"{where}.lam_sweep: lams given but no transfers to sweep")
-    if lams and "prt" not in methods:
-        raise SuiteError(f"{where}.lam_sweep: the λ sweep evaluates PRT, which the section's methods leave out")
+    lam_methods = lam_sweep.get("methods", ["prt"])
+    if not isinstance(lam_methods, list) or not lam_methods or any(m not in LAM_SWEEP_METHODS for m in lam_methods):
+        raise SuiteError(f"{where}.lam_sweep.methods: expected a non-empty list of {', '.join(LAM_SWEEP_METHODS)}, "
+                         f"got {lam_methods!r}")
+    if "eft" in lam_methods and not mod.eft_strength:
+        raise SuiteError(f"{where}.lam_sweep.methods: the {modality} modality has no EFT strength (language has)")
+    for m in lam_methods if lams else []:
+        if m not in methods:
+            raise SuiteError(f"{where}.lam_sweep: the λ sweep evaluates {m}, which the section's methods leave out")
     lam_transfers = [next((x for x in transfers if (x.source, x.target) == (t.source, t.target)),
                           Transfer(t.source, t.target, "same_base")) for t in lam_transfers]
     if raw.get("merges") and not mod.merges:
@@ -274,7 +283,8 @@ def _section(raw: Any, modality: str, where: str, others: dict[str, list[str]] |
     return Section(modality=modality, bases=bases, transfers=transfers, same_base=bool(raw.get("same_base", False)),
                    tasks=dict(tasks), train=dict(train), eval=dict(evaluation), methods=list(methods), alpha=alpha,
                    sweep_alphas=sweep_alphas, sweep_transfers=sweep_transfers,
-                   sweep_lams=[float(x) for x in lams], lam_transfers=lam_transfers, merges=merges)
+                   sweep_lams=[float(x) for x in lams], lam_transfers=lam_transfers, lam_methods=list(lam_methods),
+                   merges=merges)
 
 
 def _merges(raw: Any, bases: dict[str, Any], tasks: dict[str, Any], where: str,

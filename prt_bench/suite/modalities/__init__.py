@@ -71,6 +71,7 @@ class Modality:
     eval_keys: ClassVar[set[str]]
     methods: ClassVar[tuple[str, ...]]                  # the suite methods (prt_bench.methods) it defines
     merges: ClassVar[bool] = False                      # whether its sections may hold `merges:` (merge_* cells)
+    eft_strength: ClassVar[bool] = False                # whether EFT takes a strength (`lam_sweep.methods: [eft]`)
     default_primary: ClassVar[str]                      # the headline metric when a task names none
     profile_settings: ClassVar[dict[str, Any]]          # the runner's profile: seconds on a CPU
 

@@ -31,6 +31,7 @@ class LanguageModels(Modality):
     eval_keys = {"batch_size", "limit", "dtype", "max_gen_toks"}
     methods = ("zeroshot", "ft_source", "ft_target", "prt", "eft", "reward_only")
     merges = True  # a section may hold `merges:` (reward arithmetic across its tasks)
+    eft_strength = True  # EFT's implicit reward can be scaled (the λ sweep's EFT cells)
     default_primary = "exact_match,strict-match"
     # 32 tokens x 5 repeats: with 8 x 3 the decode ratios of these ~1M-parameter bases moved by
     # +-0.15 between runs (per-token times are a few ms, most of it Python)
@@ -262,10 +263,12 @@ class LanguageModels(Modality):
             train_lm(method, base, data, out, alpha=alpha, seed=seed, progress=False, **options)
 
     def evaluate(self, method: str, paths: dict[str, str], task: dict[str, Any], options: dict[str, Any], *,
-                 lam: float, seed: int, merge: dict[str, Any] | None = None) -> dict[str, Any]:
+                 lam: float, seed: int, merge: dict[str, Any] | None = None,
+                 strength: float | None = None) -> dict[str, Any]:
         """Through lm-eval with the `hf`, `prt` or `eft` model, the task's derived metrics added.
         Merge cells (``merge``: the set's weights, one per task) combine the trained roles
-        ``reward<i>`` / ``ft<i>`` of the tasks whose weight is not 0."""
+        ``reward<i>`` / ``ft<i>`` of the tasks whose weight is not 0; an EFT cell of the λ sweep
+        scales its implicit reward by ``strength``."""
         import tempfile
 
         if method == "merge_ta":  # the merged weights exist only for this evaluation
@@ -276,10 +279,10 @@ class LanguageModels(Modality):
                 merged = task_arithmetic(paths["target"], [paths[f"ft{i}"] for i in roles],
                                          [merge["weights"][i] for i in roles], tmp)
                 return self.evaluate("zeroshot", {"model": str(merged)}, task, options, lam=lam, seed=seed)
-        return self._evaluate(method, paths, task, options, lam=lam, seed=seed, merge=merge)
+        return self._evaluate(method, paths, task, options, lam=lam, seed=seed, merge=merge, strength=strength)
 
     def _evaluate(self, method: str, paths: dict[str, str], task: dict[str, Any], options: dict[str, Any], *,
-                  lam: float, seed: int, merge: dict[str, Any] | None) -> dict[str, Any]:
+                  lam: float, seed: int, merge: dict[str, Any] | None, strength: float | None) -> dict[str, Any]:
         import tempfile
 
         import lm_eval
@@ -302,26 +305,27 @@ class LanguageModels(Modality):
             model, args = ("eft", f"base={paths['target']},ft={';'.join(paths[f'ft{i}'] for i in roles)},"
                                   f"ft_weights={';'.join(repr(merge['weights'][i]) for i in roles)},"
                                   f"pt={paths['source']},dtype={dtype},device={device}")
-        elif method in ("zeroshot", "ft_source", "ft_target", "merge_ft"):
-            model, args = "hf", f"pretrained={paths['model']},dtype={dtype},device={device}"
-            if method != "zeroshot" and is_adapter_dir(paths["model"]):  # LoRA FT: hf's own peft= loading
-                args = f"pretrained={paths['target']},peft={paths['model']},dtype={dtype},device={device}"
-        elif method == "reward_only":  # the reward checkpoint is a causal LM whose logits are r: softmax(r)
-            model, args = "hf", f"pretrained={paths['reward']},dtype={dtype},device={device}"
-            if is_adapter_dir(paths["reward"]):  # a LoRA reward: the source with its adapter
-                args = f"pretrained={paths['target']},peft={paths['reward']},dtype={dtype},device={device}"
+        elif method in ("zeroshot", "ft_source", "ft_target", "merge_ft", "reward_only"):
+            # reward only: the reward checkpoint is a causal LM whose logits are r, so softmax(r)
+            checkpoint = paths["reward" if method == "reward_only" else "model"]
+            pretrained, peft = checkpoint, None
+            if method != "zeroshot" and is_adapter_dir(checkpoint):  # LoRA: hf's own peft= loading on its base
+                pretrained, peft = paths["target"], checkpoint
+            model, args = "hf", f"pretrained={pretrained}" + (f",peft={peft}" if peft else "") + \
+                f",dtype={dtype},device={device}"
         elif method == "prt":
             model, args = ("prt", f"base={paths['target']},reward={paths['reward']},lam={lam},dtype={dtype},"
                                   f"device={device}")
         elif method == "eft":
             model, args = ("eft", f"base={paths['target']},ft={paths['ft']},pt={paths['source']},dtype={dtype},"
                                   f"device={device}")
+            if strength is not None:  # log π_t + strength · (log π_ft − log π_pt)
+                args += f",ft_weights={strength!r}"
         else:
             raise ValueError(f"no language evaluation for method {method!r}")
         gen_kwargs = f"max_gen_toks={task['max_gen_toks']}" if "max_gen_toks" in task else None
         with tempfile.TemporaryDirectory(prefix="prt-bench-tok-") as tmp:
             if model == "hf":  # lm-eval loads the tokenizer by AutoTokenizer: give it the one the model saved
-                pretrained = args.split(",", 1)[0].removeprefix("pretrained=")
                 if (saved := saved_tokenizer_dir(pretrained, tmp)) is not None:
                     args += f",tokenizer={saved}"
             out = lm_eval.simple_evaluate(
