@@ -224,3 +224,33 @@ def test_a_preamble_moves_the_story_off_the_document_start_and_nothing_else():
     for doc in opened:
         before, story = doc.split(". ", 1)
         assert before and story.split()[0] in names and " Let us count. " + story.split()[0] in story
+
+
+def test_test_problems_can_be_told_with_the_training_names_leaving_the_train_split_alone():
+    held = gsm.generate(200, 60, seed=3)
+    seen = gsm.generate(200, 60, seed=3, config=gsm.GsmConfig(test_names="train"))
+    assert held["train"] == seen["train"]  # the fine-tuning data (and so the tokenizer) are the same
+    first = lambda split: {p["answer"].split(" ")[0] for p in split}  # noqa: E731
+    assert first(held["test"]) <= set(gsm.TEST_NAMES) and first(seen["test"]) <= set(gsm.TRAIN_NAMES)
+    assert not {p["question"] for p in seen["test"]} & {p["question"] for p in seen["train"]}
+    with pytest.raises(ValueError, match="test_names must be 'held_out' or 'train'"):
+        gsm.GsmConfig(test_names="new")
+
+
+def test_the_diagnosis_places_each_lost_answer_where_it_first_leaves_the_gold():
+    from prt_bench.lm.diagnose import OPENS_FT, departures
+
+    cell = SimpleNamespace(method="ft_source", source="s", target="s", seed=0)
+    gold = [" Nora has 3 pens.\nFirst she buys 2 more pens, so she has 3 + 2 = 5.\n#### 5"] * 5
+    made = [gold[0],                                                             # right
+            " Mia has 3 pens.\nFirst she buys 2 more pens, so she has 3 + 2 = 5.\n#### 5",  # opens as FT answers do
+            " she has 3 pens.\n#### 3",                                           # another first word
+            " Nora has 4 pens.\n#### 6",                                          # later in the first line
+            " Nora has 3 pens.\nFirst she buys 9 more pens, so she has 3 + 9 = 12.\n#### 12"]  # after it
+    rows = [{"doc_id": str(i), "filter": "strict-match", "resps": [[m]]} for i, m in enumerate(made)]
+    run = SimpleNamespace(cells=[cell], scores=lambda c: {i: float(i == 0) for i in range(5)},
+                          rows=lambda c: rows, targets=gold, metric="exact_match,strict-match",
+                          train_rows=[{"prompt": "Q", "response": " Mia has 1 pen.\n#### 1"}])
+    (row,) = departures(run)
+    assert row["problems"] == 5 and all(row[k] == pytest.approx(0.2) for k in (
+        "right", OPENS_FT, "first word: another", "later in the first line", "after the first line"))

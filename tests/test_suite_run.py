@@ -130,7 +130,7 @@ def test_diagnosis_reads_the_run_and_its_margins_explain_each_choice(reference, 
     """`prt-bench diagnose lm`: per-group scores are the stored metrics, the distances start at 0
     for the source, and at every first divergence the method's own combination preferred the
     token it wrote (base + correction < 0); documents that changed since the run are refused."""
-    from prt_bench.lm.diagnose import _check_alignment, diagnose, load_run, markdown
+    from prt_bench.lm.diagnose import DEPARTURES, _check_alignment, diagnose, load_run, markdown
 
     root, _ = reference
     run = load_run("smoke", root / "results", root / "runs", cache)
@@ -141,6 +141,10 @@ def test_diagnosis_reads_the_run_and_its_margins_explain_each_choice(reference, 
     assert {(r["method"], r["source"], r["target"]) for r in found["split"]} <= set(stored)
     for row in found["split"]:
         assert row["all"] == pytest.approx(stored[(row["method"], row["source"], row["target"])])
+    split = {(r["method"], r["source"], r["target"]): r["all"] for r in found["split"]}
+    for row in found["departures"]:  # every problem in one place, the right ones as the stored metric
+        assert sum(row[k] for k in DEPARTURES) == pytest.approx(1)
+        assert row["right"] == pytest.approx(split[(row["method"], row["source"], row["target"])])
     distance = {row["target"]: row for row in found["distance"]}
     assert distance["tiny-llama-s"]["KL(source || target)"] == pytest.approx(0, abs=1e-6)
     assert distance["tiny-llama-m"]["KL(source || target)"] > 0

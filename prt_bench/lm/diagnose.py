@@ -225,6 +225,38 @@ def split(run: Run) -> list[dict[str, Any]]:
     return out
 
 
+OPENS_FT = "first word: one the fine-tuning answers open with"
+DEPARTURES = ("right", OPENS_FT, "first word: another", "later in the first line", "after the first line")
+
+
+def departures(run: Run) -> list[dict[str, Any]]:
+    """Where each cell's answers first leave the gold, per seed: the share of problems it gets
+    right, loses at the answer's first word -- to a word the fine-tuning answers open with (a
+    name of the training problems, where the test's are held out) or another -- later in the
+    first line (restating the problem), or after it.  Read from the per-sample records only."""
+    openers = {r["response"].split()[0] for r in run.train_rows if r["response"].split()}
+    strict = run.metric.split(",")[1] if "," in run.metric else None
+    out = []
+    for cell in run.cells:
+        scores = run.scores(cell)
+        made = {int(r["doc_id"]): r["resps"][0][0] for r in run.rows(cell) if strict is None or r["filter"] == strict}
+        counts = dict.fromkeys(DEPARTURES, 0)
+        for i, score in scores.items():
+            gold, answer = run.targets[i].strip(), made[i].strip()
+            if score >= 1:
+                kind = "right"
+            elif gold.split()[:1] != answer.split()[:1]:
+                kind = OPENS_FT if answer.split()[:1] and answer.split()[0] in openers else "first word: another"
+            elif gold.split("\n")[0] != answer.split("\n")[0]:
+                kind = "later in the first line"
+            else:
+                kind = "after the first line"
+            counts[kind] += 1
+        out.append({"method": cell.method, "source": cell.source, "target": cell.target, "seed": cell.seed,
+                    "problems": len(scores), **{k: v / max(len(scores), 1) for k, v in counts.items()}})
+    return out
+
+
 # -------------------------------------------------------------------- 2. probe
 
 @torch.no_grad()
@@ -522,7 +554,8 @@ def diagnose(run: Run, n_train: int = 200) -> dict[str, Any]:
     targets = list(dict.fromkeys([source] + [t.target for t in transfers if t.source == source]))
     probed = probe(run, targets)
     return {"suite": run.suite.name, "task": run.task, "metric": run.metric, "source": source, "lam": run.lam,
-            "world card": world_card(run, probed, source), "split": split(run), "probe": probed,
+            "world card": world_card(run, probed, source), "split": split(run), "departures": departures(run),
+            "probe": probed,
             "distance": distance(run, source, targets, n_train),
             "divergence": [d for m in ("prt", "eft") for t in targets
                            if (d := divergence(run, source, t, m)) is not None]}
@@ -537,6 +570,9 @@ def markdown(found: dict[str, Any]) -> str:
     lines += _table([{**r, "holds": shown[r["holds"]]} for r in found["world card"]])
     lines += ["", "## 1. Score by group of test problems", ""]
     lines += _table(found["split"])
+    if found.get("departures"):
+        lines += ["", "## 1b. Where the answers first leave the gold (share of the problems, per seed)", ""]
+        lines += _table(found["departures"])
     if found["probe"]:
         lines += ["", "## 2. What each base knows alone: calculations of the gold answers, teacher-forced", ""]
         lines += _table([{k: v for k, v in r.items() if k != "items"} for r in found["probe"]])

@@ -45,6 +45,13 @@ class GsmConfig:
     test_min: int | None = None
     max_steps: int = 4  # at most len(ANCHORS)
     held_out_share: float = 0.4  # test problems with one step in a held-out phrasing
+    # whose names the test problems use: "held_out" (names no training answer holds) or "train"
+    # (the training problems' names: a test answer then opens with a name fine-tuning has seen)
+    test_names: str = "held_out"
+
+    def __post_init__(self) -> None:
+        if self.test_names not in ("held_out", "train"):
+            raise ValueError(f"mini_gsm test_names must be 'held_out' or 'train', got {self.test_names!r}")
 
 
 def _step(rng: random.Random, value: int, hi: int, held_out: bool) -> tuple[str, str, int] | None:
@@ -119,7 +126,8 @@ def _row(p: dict) -> dict:
 def generate(n_train: int, n_test: int, seed: int = 0, config: GsmConfig = GsmConfig()) -> dict[str, list[dict]]:
     """The train and test splits; same arguments, same bytes.
 
-    Test problems use held-out names and start in [test_min, test_max]; a `held_out_share` of them
+    Test problems use held-out names (or the training names, ``test_names: train``) and start in
+    [test_min, test_max]; a `held_out_share` of them
     has one step (at a random place) in a held-out phrasing; no test question appears in the
     train split.
     """
@@ -135,7 +143,8 @@ def generate(n_train: int, n_test: int, seed: int = 0, config: GsmConfig = GsmCo
         steps = 1 + len(test) % config.max_steps
         held = rng.randrange(steps) if rng.random() < config.held_out_share else None
         lo = config.train_max + 1 if config.test_min is None else config.test_min
-        p = make_problem(rng, TEST_NAMES, lo, config.test_max, steps, held)
+        p = make_problem(rng, TEST_NAMES if config.test_names == "held_out" else TRAIN_NAMES, lo, config.test_max,
+                         steps, held)
         if p["question"] not in seen and p["question"] not in seen_test:
             seen_test.add(p["question"])
             test.append(_row(p))
