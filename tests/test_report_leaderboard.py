@@ -52,7 +52,9 @@ def _edit(sub, fn, reseal=True):
 
 
 def _cell(sub, method, modality="lm"):
-    return next(c for c in sub["cells"] if c["method"] == method and c["modality"] == modality)
+    """The submission's main cell of ``method`` (at the trained λ, not one of the λ sweep's)."""
+    return next(c for c in sub["cells"] if c["method"] == method and c["modality"] == modality
+                and c["config"]["lam"] == 1.0)
 
 
 def test_a_genuine_submission_verifies_and_ranks(tmp_path, good):
