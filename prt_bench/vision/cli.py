@@ -110,11 +110,12 @@ def diagnose_vision(
     from prt_bench.report.card import world_card
     from prt_bench.report.results import Items, load_results
     from prt_bench.report.tables import Lookup
-    from prt_bench.vision.diagnose import agreement
+    from prt_bench.vision.diagnose import agreement, per_class
 
     res = load_results(results)
     lk = Lookup(res.agg, Items(res))
     rows = agreement(results)
+    classes = per_class(results)
     card = [{"task": task, **r} for modality, task in lk.tasks() if modality == "vision" for r in world_card(lk, task)]
     if not rows and not card:
         raise typer.BadParameter(f"{results}: no vision PRT cell with its reward-only and base-alone cells "
@@ -128,10 +129,14 @@ def diagnose_vision(
             + to_markdown(pd.DataFrame([{**r, "holds": shown[r["holds"]]} for r in card]))
             + "\n\n## Whose knowledge PRT carries\n\n"
             + to_markdown(pd.DataFrame([{k: f"{v:.3f}" if isinstance(v, float) else v for k, v in r.items()}
-                                        for r in rows])) + "\n")
+                                        for r in rows]))
+            + "\n\n## Accuracy per class (label index; main α, trained λ, mean over seeds)\n\n"
+            + to_markdown(pd.DataFrame([{k: f"{v:.2f}" if isinstance(v, float) else v for k, v in r.items()}
+                                        for r in classes])) + "\n")
     if out is None:
         typer.echo(page)
         return
     atomic_write_text(out, page)
-    atomic_write_text(out.with_suffix(".json"), json.dumps({"world card": card, "agreement": rows}, indent=1) + "\n")
+    atomic_write_text(out.with_suffix(".json"),
+                      json.dumps({"world card": card, "agreement": rows, "per class": classes}, indent=1) + "\n")
     typer.echo(str(out))

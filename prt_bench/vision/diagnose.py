@@ -7,7 +7,9 @@ of the reward alone (softmax r, the same reward) and of the target alone, and re
 - how often PRT predicts what the reward alone predicts, and what the target alone predicts;
 - on the images where the reward alone and the target alone disagree (the only images where
   the target's knowledge can change anything): how many there are, whom PRT follows, and how
-  often each of the two is right there.
+  often each of the two is right there;
+- per class (``per_class``): each main cell's accuracy on the images of each label, averaged
+  over seeds -- where a skill (a repaired label) and knowledge (the other labels) part.
 
 If PRT follows the reward on nearly every disagreement, the reward is its own classifier and
 the target's knowledge barely enters.  ``prt-bench diagnose vision`` prints the world card
@@ -70,3 +72,30 @@ def agreement(results: str | Path) -> list[dict[str, Any]]:
         })
     return out
 
+
+
+def per_class(results: str | Path) -> list[dict[str, Any]]:
+    """Accuracy per label of every vision cell at the main α and trained λ, averaged over seeds:
+    one row per (method, source, target), one column per label index."""
+    from collections import defaultdict
+
+    from prt_bench.suite.store import all_cells
+
+    results = Path(results)
+    acc: dict[tuple, list[dict[int, float]]] = defaultdict(list)
+    for rec in all_cells(results):
+        if (rec.get("kind") != "eval" or rec.get("modality") != "vision" or not rec.get("samples")
+                or rec.get("alpha", 0) != 0 or (rec.get("config") or {}).get("lam", 1.0) != 1.0):
+            continue
+        hits: dict[int, list[bool]] = defaultdict(list)
+        for label, pred in _predictions(results, rec).values():
+            hits[label].append(pred == label)
+        acc[(rec["task"], rec["method"], rec.get("source") or "–", rec["target"])].append(
+            {c: sum(v) / len(v) for c, v in hits.items()})
+    out = []
+    for (task, method, source, target), seeds in sorted(acc.items()):
+        labels = sorted({c for s in seeds for c in s})
+        out.append({"task": task, "method": method, "source": source, "target": target, "seeds": len(seeds),
+                    **{f"class {c}": sum(s[c] for s in seeds if c in s) / sum(c in s for s in seeds)
+                       for c in labels}})
+    return out
