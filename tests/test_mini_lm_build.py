@@ -157,6 +157,21 @@ def test_a_variant_scales_every_base_steps_and_draws_every_seed_again():
     assert len({world_hash(c) for c in (default, long, p0_a, p0_b)}) == 4
 
 
+@pytest.mark.parametrize("draw", ["a", "b", "c"])
+def test_a_names_variant_is_its_draw_with_only_the_test_names_changed(draw):
+    """p0-X-names (docs/mini-lm.md, "What P0 fails on") differs from p0-X in the test split's
+    names alone: every base's own config -- its cache key -- is the draw's, so the bases are."""
+    from prt_bench.mini.lm.build import base_config, load_config, world_hash
+
+    plain, named = load_config(f"p0-{draw}"), load_config(f"p0-{draw}-names")
+    assert world_hash(plain) != world_hash(named)
+    assert named["tasks"]["mini_gsm"] == {**plain["tasks"]["mini_gsm"], "test_names": "train"}
+    assert {k: v for k, v in named.items() if k not in ("tasks", "variant")} == \
+        {k: v for k, v in plain.items() if k not in ("tasks", "variant")}
+    for base in named["bases"].values():
+        assert base_config(named, base) == base_config(plain, base)
+
+
 @pytest.mark.parametrize("family", ["llama", "qwen2"])
 def test_block_expansion_starts_from_the_function_of_the_smaller_base(family):
     import torch
