@@ -188,9 +188,10 @@ def test_vision_diagnosis_pairs_prt_with_its_own_reward_and_target_image_by_imag
         assert row["PRT = reward alone"] == pytest.approx(sum(a == b for a, b in zip(p, r)) / len(p))
         assert row["PRT = target alone"] == pytest.approx(sum(a == b for a, b in zip(p, t)) / len(p))
         assert row["reward and target disagree"] == pytest.approx(sum(a != b for a, b in zip(r, t)) / len(p))
+    from prt_bench.report.results import load_results
     from prt_bench.vision.diagnose import per_class
 
-    classes = {(c["method"], c["target"]): c for c in per_class(results)}
+    classes = {(c["method"], c["target"]): c for c in per_class(load_results(results))}
     for r in evals:  # the per-class accuracies weighted by each class's images give the stored acc1
         if r["alpha"] == 0 and r["config"]["lam"] == 1.0:
             _, rows_ = samples.read(results, r)

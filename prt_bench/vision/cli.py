@@ -115,7 +115,7 @@ def diagnose_vision(
     res = load_results(results)
     lk = Lookup(res.agg, Items(res))
     rows = agreement(results)
-    classes = per_class(results)
+    classes = per_class(res)
     card = [{"task": task, **r} for modality, task in lk.tasks() if modality == "vision" for r in world_card(lk, task)]
     if not rows and not card:
         raise typer.BadParameter(f"{results}: no vision PRT cell with its reward-only and base-alone cells "

@@ -74,21 +74,26 @@ def agreement(results: str | Path) -> list[dict[str, Any]]:
 
 
 
-def per_class(results: str | Path) -> list[dict[str, Any]]:
-    """Accuracy per label of every vision cell at the main α and trained λ, averaged over seeds:
-    one row per (method, source, target), one column per label index."""
+def per_class(res) -> list[dict[str, Any]]:
+    """Accuracy per label of every main vision cell of a loaded results folder
+    (``prt_bench.report.results.load_results``) -- PRT and the reward alone at the main α, no
+    cell of the λ sweep -- averaged over seeds: one row per (method, source, target), one
+    column per label index."""
     from collections import defaultdict
 
-    from prt_bench.suite.store import all_cells
+    from prt_bench.report.results import Items
+    from prt_bench.report.tables import Lookup
 
-    results = Path(results)
+    lk = Lookup(res.agg, Items(res))
+    main = {r["cell_id"] for r in res.rows.to_dict("records")
+            if r["modality"] == "vision" and r.get("lam_swept") is not True
+            and (r["method"] not in ("prt", "reward_only") or r["alpha"] == lk.main_alpha(r["task"], r["source"]))}
     acc: dict[tuple, list[dict[int, float]]] = defaultdict(list)
-    for rec in all_cells(results):
-        if (rec.get("kind") != "eval" or rec.get("modality") != "vision" or not rec.get("samples")
-                or rec.get("alpha", 0) != 0 or (rec.get("config") or {}).get("lam", 1.0) != 1.0):
+    for rec in res.cells:
+        if rec.get("kind") != "eval" or rec.get("cell_id") not in main or not rec.get("samples"):
             continue
         hits: dict[int, list[bool]] = defaultdict(list)
-        for label, pred in _predictions(results, rec).values():
+        for label, pred in _predictions(res.root, rec).values():
             hits[label].append(pred == label)
         acc[(rec["task"], rec["method"], rec.get("source") or "–", rec["target"])].append(
             {c: sum(v) / len(v) for c, v in hits.items()})
