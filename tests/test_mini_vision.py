@@ -70,6 +70,33 @@ def test_a_crawl_in_another_dialect_names_each_class_by_the_other_name():
         CaptionNoise(wrong=0.1, empty=0.1, classname=0.1, superclass=0.1, named_as={"shirt": "tee"})
 
 
+def test_a_dialect_spoken_by_a_share_of_the_crawl_keeps_every_other_caption():
+    """``named_as_share``: about that share of the class-name captions of a swapped class use the
+    other name, the rest the class's own; every other caption, and every kind, is what the full
+    swap gives (the share draws from its own random stream), and share 1 is the full swap."""
+    swap = {"t-shirt": "shirt", "shirt": "t-shirt"}
+    rates = dict(wrong=0.25, empty=0.15, classname=0.35, superclass=0.25)
+    full, full_kinds = make_captions(LABELS[:3000], CaptionNoise(**rates, named_as=swap), seed=0)
+    assert make_captions(LABELS[:3000], CaptionNoise(**rates, named_as=swap, named_as_share=1.0), seed=0) == \
+        (full, full_kinds)
+    part, part_kinds = make_captions(LABELS[:3000], CaptionNoise(**rates, named_as=swap, named_as_share=0.75), seed=0)
+    assert part_kinds == full_kinds
+    other_name = 0
+    named = [(c, f, CLASSNAMES[label]) for c, f, k, label in zip(part, full, part_kinds, LABELS)
+             if k == "classname" and CLASSNAMES[label] in swap]
+    for caption, swapped, name in named:
+        if caption != swapped:  # the class's own name where the full swap has the other one
+            assert _names(caption, name) and caption == swapped.replace(swap[name], name), (caption, swapped)
+        else:
+            other_name += 1
+    assert len(named) > 100 and 0.65 < other_name / len(named) < 0.85
+    for caption, swapped, kind, label in zip(part, full, part_kinds, LABELS):
+        if not (kind == "classname" and CLASSNAMES[label] in swap) and kind != "wrong":
+            assert caption == swapped
+    with pytest.raises(ValueError, match="probability"):
+        CaptionNoise(**rates, named_as=swap, named_as_share=1.5)
+
+
 def test_classname_captions_name_their_class_and_wrong_ones_do_not():
     captions, kinds = make_captions(LABELS[:3000], NOISY, seed=0)
     for caption, kind, label in zip(captions, kinds, LABELS):

@@ -192,12 +192,19 @@ def test_vision_diagnosis_pairs_prt_with_its_own_reward_and_target_image_by_imag
     from prt_bench.vision.diagnose import per_class
 
     classes = {(c["method"], c["target"]): c for c in per_class(load_results(results))}
+    confidence = {(c["method"], c["target"]): c for c in per_class(load_results(results), "logp_true")}
+    with pytest.raises(ValueError, match="measure"):
+        per_class(load_results(results), "acc5")
     for r in evals:  # the per-class accuracies weighted by each class's images give the stored acc1
         if r["alpha"] == 0 and r["config"]["lam"] == 1.0:
             _, rows_ = samples.read(results, r)
             row = classes[(r["method"], r["target"])]
             weighted = sum(row[f"class {c}"] * sum(x["label"] == c for x in rows_) for c in {x["label"] for x in rows_})
             assert weighted / len(rows_) == pytest.approx(r["results"][r["task"]]["acc1,none"])
+            # the same with the true label's log-probability: weighted, it is minus the stored NLL
+            row = confidence[(r["method"], r["target"])]
+            weighted = sum(row[f"class {c}"] * sum(x["label"] == c for x in rows_) for c in {x["label"] for x in rows_})
+            assert -weighted / len(rows_) == pytest.approx(r["results"][r["task"]]["nll,none"])
 
 
 def test_world_card_measures_each_precondition_from_the_records(reference):

@@ -70,6 +70,10 @@ class CaptionNoise:
     ``named_as``: class -> the class name the crawl uses for it instead (a dialect: the crawl's
     "shirt" is the dataset's "t-shirt" and the other way round), so every base learns the two
     names with each other's meaning -- a confusion shared by all bases, in the label space.
+    ``named_as_share``: the share of those captions that use the other name; the rest use the
+    class's own (a dialect most of the crawl speaks, not all of it), so the confusion a base can
+    learn from the crawl has a bounded confidence, however long it trains.  Drawn from a random
+    stream of its own: every other caption is the same as at share 1.
     """
 
     wrong: float
@@ -79,6 +83,7 @@ class CaptionNoise:
     attribute: float = 0.4
     unnamed: tuple[str, ...] = ()
     named_as: dict[str, str] = field(default_factory=dict)
+    named_as_share: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "unnamed", tuple(self.unnamed))
@@ -109,12 +114,14 @@ class CaptionNoise:
                 "wrong": self.wrong, "empty": self.empty}
 
 
-def _describe(rng: random.Random, label: int, noise: CaptionNoise) -> tuple[str, str]:
+def _describe(rng: random.Random, label: int, noise: CaptionNoise, dialect: random.Random) -> tuple[str, str]:
     """(caption, kind) naming class ``label`` the way web text would."""
     name = CLASSNAMES[label]
     u = rng.random()
     if u < noise.classname and name not in noise.unnamed:
-        kind, words = "classname", noise.named_as.get(name, name)
+        kind, words = "classname", name
+        if name in noise.named_as and dialect.random() < noise.named_as_share:
+            words = noise.named_as[name]
     elif noise.classname <= u < noise.classname + noise.superclass:
         kind, words = "superclass", SUPERCLASS[name]
     else:
@@ -126,6 +133,7 @@ def _describe(rng: random.Random, label: int, noise: CaptionNoise) -> tuple[str,
 def make_captions(labels, noise: CaptionNoise, seed: int) -> tuple[list[str], list[str]]:
     """One caption per label and what kind of caption it is (one of ``KINDS``); deterministic in ``seed``."""
     rng = random.Random(seed)
+    dialect = random.Random(f"{seed}:dialect")  # named_as_share's own stream
     captions, kinds = [], []
     for label in labels:
         label = int(label)
@@ -134,10 +142,10 @@ def make_captions(labels, noise: CaptionNoise, seed: int) -> tuple[list[str], li
             caption, kind = rng.choice(EMPTY).format(n=rng.randrange(10000)), "empty"
         elif u < noise.empty + noise.wrong:
             other = rng.choice([c for c in range(len(CLASSNAMES)) if c != label])
-            caption, _ = _describe(rng, other, noise)
+            caption, _ = _describe(rng, other, noise, dialect)
             kind = "wrong"
         else:
-            caption, kind = _describe(rng, label, noise)
+            caption, kind = _describe(rng, label, noise, dialect)
         captions.append(caption)
         kinds.append(kind)
     return captions, kinds

@@ -116,6 +116,7 @@ def diagnose_vision(
     lk = Lookup(res.agg, Items(res))
     rows = agreement(results)
     classes = per_class(res)
+    confidence = per_class(res, "logp_true")
     card = [{"task": task, **r} for modality, task in lk.tasks() if modality == "vision" for r in world_card(lk, task)]
     if not rows and not card:
         raise typer.BadParameter(f"{results}: no vision PRT cell with its reward-only and base-alone cells "
@@ -132,11 +133,15 @@ def diagnose_vision(
                                         for r in rows]))
             + "\n\n## Accuracy per class (label index; main α, trained λ, mean over seeds)\n\n"
             + to_markdown(pd.DataFrame([{k: f"{v:.2f}" if isinstance(v, float) else v for k, v in r.items()}
-                                        for r in classes])) + "\n")
+                                        for r in classes]))
+            + "\n\n## Mean log-probability of the true label per class (how confidently right or wrong)\n\n"
+            + to_markdown(pd.DataFrame([{k: f"{v:.2f}" if isinstance(v, float) else v for k, v in r.items()}
+                                        for r in confidence])) + "\n")
     if out is None:
         typer.echo(page)
         return
     atomic_write_text(out, page)
     atomic_write_text(out.with_suffix(".json"),
-                      json.dumps({"world card": card, "agreement": rows, "per class": classes}, indent=1) + "\n")
+                      json.dumps({"world card": card, "agreement": rows, "per class": classes,
+                                  "per class logp_true": confidence}, indent=1) + "\n")
     typer.echo(str(out))

@@ -8,8 +8,9 @@ of the reward alone (softmax r, the same reward) and of the target alone, and re
 - on the images where the reward alone and the target alone disagree (the only images where
   the target's knowledge can change anything): how many there are, whom PRT follows, and how
   often each of the two is right there;
-- per class (``per_class``): each main cell's accuracy on the images of each label, averaged
-  over seeds -- where a skill (a repaired label) and knowledge (the other labels) part.
+- per class (``per_class``): each main cell's accuracy (or mean log-probability of the true
+  label) on the images of each label, averaged over seeds -- where a skill (a repaired label)
+  and knowledge (the other labels) part.
 
 If PRT follows the reward on nearly every disagreement, the reward is its own classifier and
 the target's knowledge barely enters.  ``prt-bench diagnose vision`` prints the world card
@@ -22,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 
-def _predictions(results: Path, record: dict[str, Any]) -> dict[int, tuple[int, int]]:
-    """image index -> (label, prediction)."""
+def _predictions(results: Path, record: dict[str, Any]) -> dict[int, tuple[int, int, float]]:
+    """image index -> (label, prediction, log-probability of the label)."""
     from prt_bench.suite import samples
 
     _, rows = samples.read(results, record)
-    return {int(r["i"]): (int(r["label"]), int(r["pred"])) for r in rows}
+    return {int(r["i"]): (int(r["label"]), int(r["pred"]), float(r["logp_true"])) for r in rows}
 
 
 def agreement(results: str | Path) -> list[dict[str, Any]]:
@@ -74,16 +75,22 @@ def agreement(results: str | Path) -> list[dict[str, Any]]:
 
 
 
-def per_class(res) -> list[dict[str, Any]]:
-    """Accuracy per label of every main vision cell of a loaded results folder
-    (``prt_bench.report.results.load_results``) -- PRT and the reward alone at the main α, no
-    cell of the λ sweep -- averaged over seeds: one row per (method, source, target), one
-    column per label index."""
+MEASURES = ("acc1", "logp_true")
+
+
+def per_class(res, measure: str = "acc1") -> list[dict[str, Any]]:
+    """Accuracy (``measure="acc1"``) or mean log-probability of the true label (``"logp_true"``:
+    how confidently a cell is right or wrong) per label of every main vision cell of a loaded
+    results folder (``prt_bench.report.results.load_results``) -- PRT and the reward alone at the
+    main α, no cell of the λ sweep -- averaged over seeds: one row per (method, source, target),
+    one column per label index."""
     from collections import defaultdict
 
     from prt_bench.report.results import Items
     from prt_bench.report.tables import Lookup
 
+    if measure not in MEASURES:
+        raise ValueError(f"per_class measure {measure!r}: one of {', '.join(MEASURES)}")
     lk = Lookup(res.agg, Items(res))
     main = {r["cell_id"] for r in res.rows.to_dict("records")
             if r["modality"] == "vision" and r.get("lam_swept") is not True
@@ -92,9 +99,9 @@ def per_class(res) -> list[dict[str, Any]]:
     for rec in res.cells:
         if rec.get("kind") != "eval" or rec.get("cell_id") not in main or not rec.get("samples"):
             continue
-        hits: dict[int, list[bool]] = defaultdict(list)
-        for label, pred in _predictions(res.root, rec).values():
-            hits[label].append(pred == label)
+        hits: dict[int, list[float]] = defaultdict(list)
+        for label, pred, logp in _predictions(res.root, rec).values():
+            hits[label].append(float(pred == label) if measure == "acc1" else logp)
         acc[(rec["task"], rec["method"], rec.get("source") or "–", rec["target"])].append(
             {c: sum(v) / len(v) for c, v in hits.items()})
     out = []
