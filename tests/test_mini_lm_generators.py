@@ -254,3 +254,22 @@ def test_the_diagnosis_places_each_lost_answer_where_it_first_leaves_the_gold():
     (row,) = departures(run)
     assert row["problems"] == 5 and all(row[k] == pytest.approx(0.2) for k in (
         "right", OPENS_FT, "first word: another", "later in the first line", "after the first line"))
+
+
+def test_the_probe_items_are_each_calculation_of_the_gold_answers_with_what_precedes_it():
+    """mini_gsm's knowledge probe: one item per calculation of each gold answer, in order; the
+    context is the task's prompt and the answer up to the calculation, so context + " " +
+    calculation is a prefix of prompt + " " + answer that ends with that calculation."""
+    from prt_bench.mini.lm.tasks import CALC, calculation_items
+
+    docs = gsm.generate(50, 30, seed=3)["test"]
+    items = calculation_items(docs)
+    assert len(items) == sum(len(CALC.findall(d["answer"])) for d in docs) > len(docs)
+    assert [i["doc"] for i in items] == sorted(i["doc"] for i in items)
+    for item in items:
+        doc = docs[item["doc"]]
+        full = f"Question: {doc['question']}\nAnswer: {doc['answer']}"
+        text = item["context"] + " " + item["calculation"]
+        assert full.startswith(text) and item["context"].endswith(" has")
+        line = full[full.rfind("\n", 0, len(text)) + 1:].split("\n")[0]  # the answer line it is on
+        assert item["held_out_phrasing"] == gsm.held_out_phrasing(line)

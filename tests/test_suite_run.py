@@ -234,6 +234,55 @@ def test_world_card_measures_each_precondition_from_the_records(reference):
     assert rows[("tiny-vit-m", "room for P3")]["holds"] is None
 
 
+def test_a_knowledge_probe_is_every_base_alone_and_gives_the_cards_p1(reference, cache):
+    """A task with ``probe_of`` (smoke: mini_gsm_probe of gsm8k) has a zero-shot cell of every base
+    and no other; each item is right exactly when every token of its calculation is the base's
+    greedy choice after the prompt and the gold answer up to it (checked here with transformers);
+    the card of the probed task has the P1 rows from those cells, and the report's tasks skip it."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from prt_bench.mini.lm.tasks import load_probe_dataset
+    from prt_bench.report.card import P1_FLOOR, world_card
+    from prt_bench.report.results import Items, load_results
+    from prt_bench.report.tables import Lookup
+    from prt_bench.suite import samples
+    from prt_bench.suite.resolve import build_tiny
+
+    root, _ = reference
+    records = cells_of(root).values()
+    probe = [r for r in records if r.get("task") == "mini_gsm_probe"]
+    assert sorted((r["kind"], r["method"], r["target"]) for r in probe) == [
+        ("eval", "zeroshot", "tiny-llama-m"), ("eval", "zeroshot", "tiny-llama-s")]
+    items = load_probe_dataset("mini_gsm")["test"]
+    for record in probe:
+        _, rows = samples.read(root / "results" / "smoke", record)
+        assert len(rows) == 4
+        spec = record["config"]["target"]["tiny"]
+        path = build_tiny("lm", spec, cache)
+        tok, model = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path).eval()
+        for row in rows:
+            item = items[row["doc_id"]]
+            head = tok(item["context"])["input_ids"]
+            whole = tok(item["context"] + " " + item["calculation"])["input_ids"]
+            with torch.no_grad():
+                greedy = model(torch.tensor([whole])).logits[0, len(head) - 1:-1].argmax(-1).tolist()
+            assert row["acc"] == int(greedy == whole[len(head):])
+        assert record["results"]["mini_gsm_probe"]["acc,none"] == pytest.approx(sum(r["acc"] for r in rows) / 4)
+
+    res = load_results(root / "results" / "smoke")
+    lk = Lookup(res.agg, Items(res))
+    assert ("lm", "mini_gsm_probe") not in lk.tasks() and lk.probes("gsm8k") == ["mini_gsm_probe"]
+    card = {(r["base"], r["precondition"]): r for r in world_card(lk, "gsm8k")}
+    alone = {r["target"]: r["results"]["mini_gsm_probe"]["acc,none"] for r in probe}
+    for base, value in alone.items():
+        row = card[(base, f"P1 knows alone: mini_gsm_probe > {P1_FLOOR:g}")]
+        assert row["measured"].startswith(f"{value:.3f}") and row["holds"] is (value > P1_FLOOR)
+    more = card[("tiny-llama-m", "P1 knows more than the source: mini_gsm_probe")]
+    assert float(more["measured"].split("=")[1].split("[")[0]) == pytest.approx(
+        alone["tiny-llama-m"] - alone["tiny-llama-s"], abs=5e-4)
+
+
 def test_every_metric_comes_back_from_the_per_sample_records_and_tampering_is_caught(reference, tmp_path):
     from prt_bench.suite import samples
 

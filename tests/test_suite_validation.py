@@ -257,3 +257,23 @@ def test_the_lam_sweep_scales_efts_implicit_reward_as_prts_reward(tmp_path):
     doc = smoke(**{"lm.lam_sweep.lams": [1.0, 0.5]})  # the trained λ again is the main EFT cell, not a second one
     again = [c for c in expand(load_suite(write_suite(tmp_path, doc))) if c.modality == "lm" and c.method == "eft"]
     assert sorted(c.cell_id for c in again) == sorted([main.cell_id, swept[0].cell_id])
+
+
+@pytest.mark.parametrize("probe_of", ["gsm8k_typo", "mini_gsm_probe"])
+def test_a_probe_of_no_task_of_the_section_is_named(tmp_path, probe_of):
+    msg = run_expecting_error(tmp_path, smoke(**{"lm.tasks.mini_gsm_probe.probe_of": probe_of}))
+    assert "lm.tasks.mini_gsm_probe.probe_of" in msg and repr(probe_of) in msg and "gsm8k" in msg
+
+
+def test_a_knowledge_probe_has_every_base_alone_whatever_the_methods(tmp_path):
+    """``probe_of``: the probe task's cells are the zero-shot cells of every base, even where the
+    section's methods have none, and nothing else; the probed task's cells are unchanged."""
+    doc = smoke(**{"lm.methods": ["ft_source", "prt", "eft"]})
+    cells = expand(load_suite(write_suite(tmp_path, doc, "probe.yaml")))
+    probe = sorted((c.kind, c.method, c.target) for c in cells if c.task == "mini_gsm_probe")
+    assert probe == [("eval", "zeroshot", "tiny-llama-m"), ("eval", "zeroshot", "tiny-llama-s")]
+    assert not any(c.method == "zeroshot" for c in cells if c.task == "gsm8k")
+    without = copy.deepcopy(doc)
+    del without["lm"]["tasks"]["mini_gsm_probe"]
+    kept = {c.cell_id for c in expand(load_suite(write_suite(tmp_path, without, "plain.yaml")))}
+    assert kept == {c.cell_id for c in cells if c.task != "mini_gsm_probe"}

@@ -39,6 +39,8 @@ from typing import Any, Callable
 import torch
 
 from prt_bench import prt
+from prt_bench.mini.lm.tasks import CALC
+from prt_bench.report.card import P1_FLOOR, P4_FLOOR
 
 # -------------------------------------------------------------------- groups of documents
 
@@ -58,7 +60,6 @@ DOC_GROUPS: dict[str, Callable[[dict[str, Any]], str]] = {
 }
 # lm-eval task -> (line of a gold answer -> group) for the probe; tasks without one are not probed
 LINE_GROUPS: dict[str, Callable[[str], str]] = {"mini_gsm": mini_gsm_line_group}
-CALC = re.compile(r"has (-?\d+ [-+*] -?\d+ = -?\d+)")  # a calculation in a gold answer line
 # lm-eval task -> the words the base's corpus writes before restating a story: the probe also asks
 # each base alone to restate the problem (the answer's first line) after the prompt and these words
 COPY_CUES: dict[str, str] = {"mini_gsm": " Let us count."}
@@ -498,8 +499,6 @@ def _median(values: list[float]) -> float:
 
 ROLE = {"upscaling": "bigger", "update": "newer", "upscaling_update": "bigger and newer",
         "other_arch": "other architecture"}
-P1_FLOOR = 0.10   # "clearly above 0": a tenth of the calculations right alone
-P4_FLOOR = 0.50   # a working base: its own FT solves half of the test
 
 
 def world_card(run: Run, probed: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:

@@ -5,6 +5,9 @@ brings the skill -- when the world gives each its part.  Per source s and swappe
 the task's primary metric at the main α (paired over the items, and the seeds when there are
 several; 95 % CI as in the claims):
 
+- **P1, each base knows alone** (per knowledge probe of the task, a suite task with ``probe_of``:
+  knowledge that needs no fine-tuning): each base alone above ``P1_FLOOR`` on the probe, and
+  each upscaling/update target above the source there (CI above 0);
 - **t knows more alone**: base alone(t) − base alone(s), CI above 0 (upscaling and update targets);
 - **the reward has a skill to bring**: FT(s) − base alone(t), CI above 0 (else PRT cannot beat
   the target alone however well it works);
@@ -28,6 +31,7 @@ from typing import Any
 
 from prt_bench.report.tables import Lookup
 
+P1_FLOOR = 0.10   # "clearly above 0": a tenth of the probe's items right alone
 P3_MARGIN = 0.03
 SAME_BASE_TOL = 0.02
 P4_FLOOR = 0.50
@@ -53,9 +57,18 @@ def world_card(lk: Lookup, task: str) -> list[dict[str, Any]]:
             rows.append({"source": source, "base": base, "precondition": precondition, "measured": str(d),
                          "holds": None if decide is None else bool(decide(d))})
 
-        for s, t, scenario in pairs:
-            if s != source or t == source:
-                continue
+        swapped = [(t, scenario) for s, t, scenario in pairs if s == source and t != source]
+        for probe in lk.probes(task):
+            knows = {b: lk.base_alone(probe, b) for b in dict.fromkeys([source, *(t for t, _ in swapped)])}
+            for base, v in knows.items():
+                if v is not None:
+                    rows.append({"source": source, "base": base,
+                                 "precondition": f"P1 knows alone: {probe} > {P1_FLOOR:g}",
+                                 "measured": str(v), "holds": bool(v.mean > P1_FLOOR)})
+            for t, scenario in swapped:
+                if scenario in ORDERED:
+                    add(t, f"P1 knows more than the source: {probe}", knows[t], knows[source], lambda d: d.lo > 0)
+        for t, scenario in swapped:
             alone_t = lk.base_alone(task, t)
             if scenario in ORDERED:
                 add(t, "knows more alone than the source", alone_t, alone_s, lambda d: d.lo > 0)

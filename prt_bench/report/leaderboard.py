@@ -366,6 +366,8 @@ def _headline(sub: dict[str, Any]) -> list[dict[str, Any]]:
     lk = Lookup(aggregate(pd.DataFrame(rows)))
     out = []
     for modality, task in lk.tasks():
+        if not any(s != t for s, t, _ in lk.pairs(task)):  # a task without transfers (a knowledge probe)
+            continue
         cols: dict[str, list[float]] = {"PRT": [], "EFT": [], "target alone": [], "FT (target)": []}
         for s, t, _ in lk.pairs(task):
             if s == t:

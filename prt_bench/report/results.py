@@ -195,6 +195,9 @@ class Items:
     def __init__(self, res: Results):
         self.root = res.root
         self.records = {c.get("cell_id"): c for c in res.cells if c.get("kind") == "eval"}
+        # probe task -> the task whose knowledge it probes (a suite task's ``probe_of``)
+        self.probe_of = {c["task"]: probed for c in self.records.values()
+                         if (probed := ((c.get("config") or {}).get("task_config") or {}).get("probe_of"))}
         self._scores: dict[tuple[str, str | None], dict[str, float] | None] = {}
         self._rows: dict[str, tuple[dict[str, Any], list[dict[str, Any]]] | None] = {}
         self.problems: list[str] = []

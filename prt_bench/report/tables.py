@@ -33,6 +33,7 @@ class Lookup:
     def __init__(self, agg: pd.DataFrame, items=None):
         self.agg = agg
         self.items = items
+        self.probe_of: dict[str, str] = dict(getattr(items, "probe_of", {}) or {})
         self._ci: dict[tuple, tuple[float, float] | None] = {}
         # An index by (task, method): pandas filtering per lookup was the report's bottleneck.
         self._by: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -40,9 +41,14 @@ class Lookup:
             self._by.setdefault((r["task"], r["method"]), []).append(r)
 
     def tasks(self) -> list[tuple[str, str]]:
-        """(modality, task) pairs, language first."""
+        """(modality, task) pairs, language first; not the knowledge probes (``probes``)."""
         pairs = self.agg[["modality", "task"]].drop_duplicates().itertuples(index=False)
-        return sorted(((m or "", t) for m, t in pairs), key=lambda mt: (mt[0] != "lm", mt[0], mt[1]))
+        return sorted(((m or "", t) for m, t in pairs if t not in self.probe_of),
+                      key=lambda mt: (mt[0] != "lm", mt[0], mt[1]))
+
+    def probes(self, task: str) -> list[str]:
+        """The tasks that probe what the bases alone know of ``task`` (its world card's P1)."""
+        return sorted(p for p, probed in self.probe_of.items() if probed == task)
 
     def _select(self, task: str, method: str, **eq: Any) -> list[dict[str, Any]]:
         rows = self._by.get((task, method), [])

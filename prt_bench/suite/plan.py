@@ -21,6 +21,8 @@ Per task, seed and transfer source -> target (method names as in the results sto
   ``methods: [prt, eft]`` EFT too, its implicit reward at the same strength (``strength``
   λ_train / λ in the config; proxy-tuning's α).  Every evaluation config holds its λ, the
   trained one (``train.lam``, 1 when unset) unless swept.
+- a task with ``probe_of: TASK`` is a knowledge probe of TASK (the world card's P1): every base
+  alone on it, whatever the methods, and no other cell.
 """
 
 from __future__ import annotations
@@ -114,8 +116,13 @@ def _expand_task(section: Section, task: str, seed: int, cells: dict[str, Cell])
                     alpha, seed, config, dict(needs or {}), None if lam in (None, trained_lam) else lam)
         cells.setdefault(cell.cell_id, cell)
 
+    bases = _unique([b for t in section.transfers for b in (t.source, t.target)])
+    if section.tasks[task].get("probe_of"):  # a knowledge probe: every base alone, nothing else
+        for base in bases:
+            evaluate("zeroshot", base, None, None)
+        return
     if "zeroshot" in methods:
-        for base in _unique([b for t in section.transfers for b in (t.source, t.target)]):
+        for base in bases:
             evaluate("zeroshot", base, None, None)
     for t in section.transfers:
         if "ft_source" in methods:

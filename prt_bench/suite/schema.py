@@ -217,9 +217,14 @@ def _section(raw: Any, modality: str, where: str, others: dict[str, list[str]] |
         raise SuiteError(f"{where}.tasks: needs at least one task")
     for name, task in tasks.items():
         _mapping(task, f"{where}.tasks.{name}")
-        _keys(task, mod.task_keys, f"{where}.tasks.{name}")
+        _keys(task, mod.task_keys | {"probe_of"}, f"{where}.tasks.{name}")
         if mod.task_required not in task:
             raise SuiteError(f"{where}.tasks.{name}: missing key {mod.task_required!r}")
+        probed = task.get("probe_of")
+        if probed is not None and (probed == name or probed not in tasks or "probe_of" in tasks[probed]):
+            raise SuiteError(f"{where}.tasks.{name}.probe_of: names the task of this section whose knowledge it "
+                             f"probes (not a probe itself), one of {', '.join(t for t in tasks if t != name)}; "
+                             f"got {probed!r}")
 
     train = raw.get("train", {}) or {}
     _mapping(train, f"{where}.train")

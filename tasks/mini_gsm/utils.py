@@ -5,8 +5,12 @@ default build's data folder (.cache/mini/lm/<config-hash>/data), which is genera
 spot when missing (the generator is deterministic and needs no model).
 """
 
-from prt_bench.mini.lm.tasks import load_split_dataset
+from prt_bench.mini.lm.tasks import load_probe_dataset, load_split_dataset
 
 
 def load_mini_gsm(**kwargs):
     return load_split_dataset("mini_gsm", **kwargs)
+
+
+def load_mini_gsm_probe(**kwargs):
+    return load_probe_dataset("mini_gsm", **kwargs)

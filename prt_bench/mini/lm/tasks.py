@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from typing import Any, Iterable
 
 ENV_VAR = "PRT_BENCH_MINI_LM_DATA"
+CALC = re.compile(r"has (-?\d+ [-+*] -?\d+ = -?\d+)")  # a calculation in a mini_gsm gold answer line
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None, variant: str = "default") -> Path:
@@ -31,3 +34,29 @@ def load_split_dataset(task: str, data_dir: str | os.PathLike | None = None, var
         if not Path(f).is_file():
             raise FileNotFoundError(f"{task} {s} split not found at {f}; run `prt-bench mini build lm`")
     return datasets.load_dataset("json", data_files=files)
+
+
+def calculation_items(docs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """mini_gsm's knowledge probe: one item per calculation in each problem's gold answer, in
+    document order -- the task's prompt and the gold answer up to the calculation (``context``),
+    then the calculation itself -- and whether its line uses a phrasing the train split holds out."""
+    from prt_bench.mini.lm.gsm import held_out_phrasing
+
+    items = []
+    for i, doc in enumerate(docs):
+        answer, offset = doc["answer"], 0
+        for line in answer.split("\n"):
+            for m in CALC.finditer(line):
+                items.append({"doc": i, "context": f"Question: {doc['question']}\nAnswer: "
+                              + answer[:offset + m.start(1)].rstrip(" "),
+                              "calculation": m.group(1), "held_out_phrasing": held_out_phrasing(line)})
+            offset += len(line) + 1
+    return items
+
+
+def load_probe_dataset(task: str, data_dir: str | os.PathLike | None = None, variant: str = "default", **_):
+    """A datasets.DatasetDict whose test split is ``calculation_items`` of `task`'s test split."""
+    import datasets
+
+    test = load_split_dataset(task, data_dir, variant)["test"]
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list(calculation_items(test))})
