@@ -130,7 +130,7 @@ def test_diagnosis_reads_the_run_and_its_margins_explain_each_choice(reference, 
     """`prt-bench diagnose lm`: per-group scores are the stored metrics, the distances start at 0
     for the source, and at every first divergence the method's own combination preferred the
     token it wrote (base + correction < 0); documents that changed since the run are refused."""
-    from prt_bench.lm.diagnose import DEPARTURES, _check_alignment, diagnose, load_run, markdown
+    from prt_bench.lm.diagnose import DEPARTURES, _check_alignment, diagnose, divergence, load_run, markdown
 
     root, _ = reference
     run = load_run("smoke", root / "results", root / "runs", cache)
@@ -153,11 +153,22 @@ def test_diagnosis_reads_the_run_and_its_margins_explain_each_choice(reference, 
     assert events
     for e in events:
         assert e["gold"] != e["made"] and e["base"] + e["correction"] < 0
+    # the knowledge a transfer does not pass on: PRT wrong on the target where the target's own FT is right
+    assert [(d["target"], d["among"]) for d in found["missed"]] == [("tiny-llama-m", "missed")]
+    for d in found["missed"]:
+        prt = run.scores(next(c for c in run.cells if c.method == "prt" and (c.source, c.target) == ("tiny-llama-s",
+                                                                                                   d["target"])))
+        ft = run.scores(run.cell("ft_target", d["target"]))
+        assert d["lost"] == sum(1 for i, v in prt.items() if v < 1 and ft.get(i, 0.0) >= 1)
+        for e in d["events"]:
+            assert prt[e["doc"]] < 1 <= ft[e["doc"]] and e["base"] + e["correction"] < 0
+    with pytest.raises(ValueError, match="among"):
+        divergence(run, "tiny-llama-s", "tiny-llama-m", among="won")
     card = {(r["base"], r["precondition"].split()[0]): r for r in found["world card"]}
     p2 = card[("tiny-llama-m", "P2")]  # FT of the bigger base against FT of the source, paired on the same items
     assert p2["role"] == "bigger" and p2["holds"] is (float(p2["measured"].split("[")[1].split(",")[0]) > 0)
     page = markdown(found)
-    assert all(f"## {k}." in page for k in (0, 1, 3, 4))
+    assert all(f"## {k}." in page for k in (0, 1, 3, 4, "4b"))
     run.prompts[0] += " (edited)"
     with pytest.raises(ValueError, match="prompt hashes differ"):
         _check_alignment(run)

@@ -391,13 +391,18 @@ def _prt_cell(run: Run, source: str, target: str):
 
 # -------------------------------------------------------------------- 4. divergence
 
-def divergence(run: Run, source: str, target: str, method: str = "prt", top: int = 3) -> dict[str, Any] | None:
+def divergence(run: Run, source: str, target: str, method: str = "prt", top: int = 3,
+               among: str = "lost") -> dict[str, Any] | None:
     """Where ``method`` (prt or eft) from ``source`` onto ``target`` leaves the gold answer on the
-    problems it loses in the transfer (right on the source -- PRT on its own base, for EFT the
-    source's FT -- wrong here), and the margins ``log p(gold token) - log p(its token)`` there
+    problems it loses in the transfer (``among="lost"``: right on the source -- PRT on its own
+    base, for EFT the source's FT -- wrong here) or on those it misses of what the target's own FT
+    solves (``among="missed"``: the knowledge the transfer does not pass on), and the margins
+    ``log p(gold token) - log p(its token)`` there
     (natural log): the target alone, PRT's reward (r as eq. 10 adds it, before 1/λ), EFT's
     implicit reward log π_ft − log π_pt, and the target's own FT.  ``correction`` is the
     method's own: the reward for PRT, the implicit reward for EFT."""
+    if among not in ("lost", "missed"):
+        raise ValueError(f"divergence among {among!r}: 'lost' or 'missed'")
     cell = next((c for c in run.cells if c.method == method and c.source == source and c.target == target), None)
     if cell is None:
         return None
@@ -410,6 +415,10 @@ def divergence(run: Run, source: str, target: str, method: str = "prt", top: int
     scores = run.scores(cell)
     # no baseline (no PRT on the source's own base / no FT of it, or the source itself): every wrong problem
     kept = run.scores(own) if own is not None and target != source else None
+    if among == "missed":  # the problems the target's own FT solves
+        if ft_t is None or target == source:
+            return None
+        kept = run.scores(ft_t)
     strict = run.metric.split(",")[1] if "," in run.metric else None
     resps = {int(r["doc_id"]): r["resps"][0][0] for r in run.rows(cell) if strict is None or r["filter"] == strict}
     tok = run.tokenizer
@@ -450,7 +459,8 @@ def divergence(run: Run, source: str, target: str, method: str = "prt", top: int
             continue
         events.append(event)
     lost = None if kept is None else sum(1 for i, s in scores.items() if s < 1 and kept.get(i, 0.0) >= 1)
-    return {"method": method, "source": source, "target": target, "wrong": sum(1 for s in scores.values() if s < 1),
+    return {"method": method, "source": source, "target": target, "among": among,
+            "wrong": sum(1 for s in scores.values() if s < 1),
             "lost": lost, "n": len(scores), "skipped": skipped, "events": events, "summary": _summarise(events)}
 
 
@@ -557,7 +567,8 @@ def diagnose(run: Run, n_train: int = 200) -> dict[str, Any]:
             "probe": probed,
             "distance": distance(run, source, targets, n_train),
             "divergence": [d for m in ("prt", "eft") for t in targets
-                           if (d := divergence(run, source, t, m)) is not None]}
+                           if (d := divergence(run, source, t, m)) is not None],
+            "missed": [d for t in targets if (d := divergence(run, source, t, "prt", among="missed")) is not None]}
 
 
 def markdown(found: dict[str, Any]) -> str:
@@ -577,22 +588,28 @@ def markdown(found: dict[str, Any]) -> str:
         lines += _table([{k: v for k, v in r.items() if k != "items"} for r in found["probe"]])
     lines += ["", "## 3. Distance on the fine-tuning data (mean per response token, nats)", ""]
     lines += _table(found["distance"])
-    lines += ["", "## 4. Where PRT and EFT leave the gold answer on the problems lost in the transfer", ""]
-    rows = []
-    for d in found["divergence"]:
-        s = d["summary"]
-        rows.append({"method": d["method"], "transfer": f"{d['source']} → {d['target']}",
-                     "wrong": f"{d['wrong']}/{d['n']}",
-                     "lost in transfer": d["lost"],
-                     "re-tokenised, skipped": d["skipped"],
-                     **{k: v for k, v in s.items() if k != "where"},
-                     "where (most first)": "; ".join(f"{k} {v}" for k, v in s.get("where", {}).items())})
-    lines += _table(rows)
-    for d in found["divergence"]:
-        if d["events"]:
-            lines += ["", f"First divergences of {d['method']} {d['source']} → {d['target']} (margins: "
-                          f"log p(gold) − log p(made), the token {d['method']} wrote):", ""]
-            lines += _table([{k: _shown(k, v) for k, v in e.items()} for e in d["events"][:8]])
+    for key, title, count in (("divergence", "## 4. Where PRT and EFT leave the gold answer on the problems lost in "
+                               "the transfer", "lost in transfer"),
+                              ("missed", "## 4b. Where PRT leaves the gold answer on the problems the target's own "
+                               "FT solves (the knowledge it does not pass on)", "solved by the target's FT")):
+        if key not in found:
+            continue
+        lines += ["", title, ""]
+        rows = []
+        for d in found[key]:
+            s = d["summary"]
+            rows.append({"method": d["method"], "transfer": f"{d['source']} → {d['target']}",
+                         "wrong": f"{d['wrong']}/{d['n']}",
+                         count: d["lost"],
+                         "re-tokenised, skipped": d["skipped"],
+                         **{k: v for k, v in s.items() if k != "where"},
+                         "where (most first)": "; ".join(f"{k} {v}" for k, v in s.get("where", {}).items())})
+        lines += _table(rows)
+        for d in found[key]:
+            if d["events"]:
+                lines += ["", f"First divergences of {d['method']} {d['source']} → {d['target']} (margins: "
+                              f"log p(gold) − log p(made), the token {d['method']} wrote):", ""]
+                lines += _table([{k: _shown(k, v) for k, v in e.items()} for e in d["events"][:8]])
     return "\n".join(lines) + "\n"
 
 
