@@ -84,7 +84,8 @@ def expand(suite: Suite) -> list[Cell]:
 
 def _expand_task(section: Section, task: str, seed: int, cells: dict[str, Cell]) -> None:
     methods = set(section.methods)
-    data_name, data = modalities.get(section.modality).train_data(section, task)
+    probe = bool(section.tasks[task].get("probe_of"))  # a knowledge probe trains nothing
+    data_name, data = (task, None) if probe else modalities.get(section.modality).train_data(section, task)
     hyper = {k: v for k, v in section.train.items() if k != "data"}
 
     def train(method: str, base: str, alpha: float = 0.0) -> str:
@@ -117,7 +118,7 @@ def _expand_task(section: Section, task: str, seed: int, cells: dict[str, Cell])
         cells.setdefault(cell.cell_id, cell)
 
     bases = _unique([b for t in section.transfers for b in (t.source, t.target)])
-    if section.tasks[task].get("probe_of"):  # a knowledge probe: every base alone, nothing else
+    if probe:  # every base alone, nothing else
         for base in bases:
             evaluate("zeroshot", base, None, None)
         return

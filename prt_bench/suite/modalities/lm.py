@@ -79,7 +79,7 @@ class LanguageModels(Modality):
                                  "mistral, ...)")
 
     def check_section(self, train: dict[str, Any], tasks: dict[str, dict[str, Any]], where: str) -> None:
-        if "data" not in train and not all("train_data" in t for t in tasks.values()):
+        if "data" not in train and not all("train_data" in t or "probe_of" in t for t in tasks.values()):
             raise ValueError(f"{where}.train: missing key 'data' (the instruction data FT and PRT train on)")
         for name, task in tasks.items():
             derived = task.get("derived")
