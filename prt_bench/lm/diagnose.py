@@ -592,8 +592,6 @@ def markdown(found: dict[str, Any]) -> str:
                                "the transfer", "lost in transfer"),
                               ("missed", "## 4b. Where PRT leaves the gold answer on the problems the target's own "
                                "FT solves (the knowledge it does not pass on)", "solved by the target's FT")):
-        if key not in found:
-            continue
         lines += ["", title, ""]
         rows = []
         for d in found[key]:

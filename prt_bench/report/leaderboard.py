@@ -356,18 +356,16 @@ def _headline(sub: dict[str, Any]) -> list[dict[str, Any]]:
     """Per task: mean over the swapped transfers (source ≠ target) of PRT, EFT, target alone, FT(target)."""
     import pandas as pd
 
-    from prt_bench.report.results import mark_swept_lams, aggregate, cell_row
+    from prt_bench.report.results import mark_swept_lams, aggregate, cell_row, probes_of
     from prt_bench.report.tables import Lookup
 
     records = [{**c, "suite": sub["suite"], "kind": "eval", "status": "done", "results": {c.get("task"): c["metrics"]}}
                for c in sub["cells"]]
     rows = [r for r in map(cell_row, records) if r]
     mark_swept_lams(rows, records)
-    lk = Lookup(aggregate(pd.DataFrame(rows)))
+    lk = Lookup(aggregate(pd.DataFrame(rows)), probe_of=probes_of(records))
     out = []
     for modality, task in lk.tasks():
-        if not any(s != t for s, t, _ in lk.pairs(task)):  # a task without transfers (a knowledge probe)
-            continue
         cols: dict[str, list[float]] = {"PRT": [], "EFT": [], "target alone": [], "FT (target)": []}
         for s, t, _ in lk.pairs(task):
             if s == t:

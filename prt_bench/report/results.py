@@ -187,6 +187,13 @@ def load_results(results_dir: str | Path) -> Results:
     return Results(root=root, suite=suite, cells=cells, rows=df, profiles=profiles, warnings=warnings)
 
 
+def probes_of(records) -> dict[str, str]:
+    """Probe task -> the task whose knowledge it probes (a suite task's ``probe_of``), read from
+    evaluation cells' configs (stored records or a submission's cells)."""
+    return {c["task"]: probed for c in records
+            if (probed := ((c.get("config") or {}).get("task_config") or {}).get("probe_of"))}
+
+
 class Items:
     """The per-sample scores behind the report's values: cells -> a ``[seeds, items]`` matrix of
     each item's value of the cell's primary metric (``prt_bench.suite.samples``), items in one
@@ -195,9 +202,7 @@ class Items:
     def __init__(self, res: Results):
         self.root = res.root
         self.records = {c.get("cell_id"): c for c in res.cells if c.get("kind") == "eval"}
-        # probe task -> the task whose knowledge it probes (a suite task's ``probe_of``)
-        self.probe_of = {c["task"]: probed for c in self.records.values()
-                         if (probed := ((c.get("config") or {}).get("task_config") or {}).get("probe_of"))}
+        self.probe_of = probes_of(self.records.values())
         self._scores: dict[tuple[str, str | None], dict[str, float] | None] = {}
         self._rows: dict[str, tuple[dict[str, Any], list[dict[str, Any]]] | None] = {}
         self.problems: list[str] = []

@@ -30,10 +30,11 @@ class Lookup:
     """Answers "what did method M score on task T, from source S on target B at α?".  With the
     results' ``Items``, values carry the 95 % interval of their per-sample records."""
 
-    def __init__(self, agg: pd.DataFrame, items=None):
+    def __init__(self, agg: pd.DataFrame, items=None, probe_of: dict[str, str] | None = None):
         self.agg = agg
         self.items = items
-        self.probe_of: dict[str, str] = dict(getattr(items, "probe_of", {}) or {})
+        # probe task -> probed task (``results.probes_of``): the items' unless given
+        self.probe_of: dict[str, str] = dict(probe_of if probe_of is not None else getattr(items, "probe_of", {}))
         self._ci: dict[tuple, tuple[float, float] | None] = {}
         # An index by (task, method): pandas filtering per lookup was the report's bottleneck.
         self._by: dict[tuple[str, str], list[dict[str, Any]]] = {}
