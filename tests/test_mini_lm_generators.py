@@ -273,3 +273,46 @@ def test_the_probe_items_are_each_calculation_of_the_gold_answers_with_what_prec
         assert full.startswith(text) and item["context"].endswith(" has")
         line = full[full.rfind("\n", 0, len(text)) + 1:].split("\n")[0]  # the answer line it is on
         assert item["held_out_phrasing"] == gsm.held_out_phrasing(line)
+
+
+def test_result_answer_lines_tell_each_step_by_its_anchor_and_calculation_only():
+    """answer_lines: result keeps every problem (questions, numbers, targets) and writes each step's
+    line as its anchor, pronoun and calculation: no word of its phrasing, held out or not."""
+    restated = gsm.generate(100, 60, seed=3)
+    result = gsm.generate(100, 60, seed=3, config=gsm.GsmConfig(answer_lines="result"))
+    for a, b in zip(restated["train"] + restated["test"], result["train"] + result["test"]):
+        assert (a["question"], a["target"], a["steps"]) == (b["question"], b["target"], b["steps"])
+        lines_a, lines_b = a["answer"].split("\n"), b["answer"].split("\n")
+        assert lines_a[0] == lines_b[0] and lines_a[-1] == lines_b[-1]
+        for la, lb in zip(lines_a[1:-1], lines_b[1:-1]):
+            anchor = la.split(" ", 1)[0]
+            assert lb == f"{anchor} {la.split(', so ')[1]}"
+            assert lb.split(" ")[1] in ("she", "he") and not gsm.held_out_phrasing(lb)
+            # the step it tells is still found, by its anchor, in the question
+            assert gsm.line_held_out(b["question"], lb) == gsm.held_out_phrasing(la)
+    assert any(gsm.held_out_phrasing(p["question"]) for p in result["test"])
+    with pytest.raises(ValueError, match="answer_lines must be one of restate, result"):
+        gsm.GsmConfig(answer_lines="brief")
+
+
+def test_a_corpus_counts_its_stories_through_in_the_answers_style():
+    base = dict(n_fact_docs=0, n_story_docs=40, n_prose_docs=0, seed=3, held_out_phrasings=True)
+    plain = corpus.generate(corpus.CorpusConfig(**base))
+    result = corpus.generate(corpus.CorpusConfig(**base, counted_lines="result"))
+    assert plain == corpus.generate(corpus.CorpusConfig(**base, counted_lines="restate"))
+    for a, b in zip(plain, result):
+        told_a, counted_a = a.split(" Let us count. ")
+        told_b, counted_b = b.split(" Let us count. ")
+        assert told_a == told_b and ", so " in counted_a and ", so " not in counted_b
+        assert re.findall(r"\d+ [-+*] \d+ = \d+", counted_a) == re.findall(r"\d+ [-+*] \d+ = \d+", counted_b)
+    assert any(gsm.held_out_phrasing(d) for d in result)
+    # laid out in lines, as the answers are: the same words, each counted step on a line of its own
+    lined = corpus.generate(corpus.CorpusConfig(**base, counted_lines="result", counted_layout="lines"))
+    for a, b in zip(result, lined):
+        assert a == b.replace("\n", " ") and b.split("\n")[0].endswith(" Let us count.")
+        assert all(re.fullmatch(r"(First|Then|Next|Later) (she|he) has \d+ [-+*] \d+ = \d+\.", line)
+                   for line in b.split("\n")[2:-1])
+    with pytest.raises(ValueError, match="answer_lines must be one of"):
+        corpus.CorpusConfig(counted_lines="brief")
+    with pytest.raises(ValueError, match="counted_layout must be"):
+        corpus.CorpusConfig(counted_layout="table")

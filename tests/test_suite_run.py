@@ -292,6 +292,13 @@ def test_a_knowledge_probe_is_every_base_alone_and_gives_the_cards_p1(reference,
     more = card[("tiny-llama-m", "P1 knows more than the source: mini_gsm_probe")]
     assert float(more["measured"].split("=")[1].split("[")[0]) == pytest.approx(
         alone["tiny-llama-m"] - alone["tiny-llama-s"], abs=5e-4)
+    # the claim "bigger/newer targets score higher" compares what the bases alone know on the probe
+    from prt_bench.report.claims import check_claims
+
+    (bigger,) = [c for c in check_claims(lk) if c.title == "Bigger/newer targets score higher"]
+    (check,) = [text for _, text in bigger.checks if text.startswith("gsm8k (upscaling)")]
+    assert float(check.split(" on mini_gsm_probe: Δ = ")[1].split(" ")[0]) == pytest.approx(
+        alone["tiny-llama-m"] - alone["tiny-llama-s"], abs=5e-4)
 
 
 def test_every_metric_comes_back_from_the_per_sample_records_and_tampering_is_caught(reference, tmp_path):

@@ -48,18 +48,23 @@ HELD_OUT = "held-out phrasing"
 ORDINARY = "ordinary"
 
 
-def mini_gsm_line_group(line: str) -> str:
+def mini_gsm_doc_group(doc: dict[str, Any]) -> str:
     from prt_bench.mini.lm.gsm import held_out_phrasing
 
-    return HELD_OUT if held_out_phrasing(line) else ORDINARY
+    return HELD_OUT if held_out_phrasing(doc["question"]) else ORDINARY
+
+
+def mini_gsm_line_group(prompt: str, line: str) -> str:
+    """The group of a gold answer line: whether the step it tells is in a held-out phrasing."""
+    from prt_bench.mini.lm.gsm import line_held_out
+
+    return HELD_OUT if line_held_out(prompt, line) else ORDINARY
 
 
 # lm-eval task -> document -> group name (tasks without an entry: one group, "all")
-DOC_GROUPS: dict[str, Callable[[dict[str, Any]], str]] = {
-    "mini_gsm": lambda doc: mini_gsm_line_group(doc["question"]),
-}
-# lm-eval task -> (line of a gold answer -> group) for the probe; tasks without one are not probed
-LINE_GROUPS: dict[str, Callable[[str], str]] = {"mini_gsm": mini_gsm_line_group}
+DOC_GROUPS: dict[str, Callable[[dict[str, Any]], str]] = {"mini_gsm": mini_gsm_doc_group}
+# lm-eval task -> ((prompt, line of a gold answer) -> group) for the probe; tasks without one are not probed
+LINE_GROUPS: dict[str, Callable[[str, str], str]] = {"mini_gsm": mini_gsm_line_group}
 # lm-eval task -> the words the base's corpus writes before restating a story: the probe also asks
 # each base alone to restate the problem (the answer's first line) after the prompt and these words
 COPY_CUES: dict[str, str] = {"mini_gsm": " Let us count."}
@@ -290,8 +295,15 @@ def probe(run: Run, bases: list[str], limit: int | None = None) -> list[dict[str
     if line_group is None:
         return []
     cue = COPY_CUES.get(run.lm_task)
-    restated = [_encode(run, prompt + cue, " " + target.strip().split("\n")[0])
-                for prompt, target in zip(run.prompts[:limit], run.targets[:limit])] if cue else []
+
+    def restated(name: str) -> list:
+        """The restating items in the layout of the base's corpus: after the cue, a counted-through
+        story goes on in its paragraph (" Mia has ...") or on a line of its own ("\nMia has ...")."""
+        if not cue:
+            return []
+        lines = _corpus_of(run.bases[name]).get("counted_layout") == "lines"
+        return [_encode(run, prompt + cue, ("\n" if lines else " ") + target.strip().split("\n")[0])
+                for prompt, target in zip(run.prompts[:limit], run.targets[:limit])]
     items = []  # (doc index, token start, token end, group)
     encoded = []
     for i, (prompt, target) in enumerate(zip(run.prompts[:limit], run.targets[:limit])):
@@ -303,7 +315,7 @@ def probe(run: Run, bases: list[str], limit: int | None = None) -> list[dict[str
                 lo, hi = offset + m.start(1), offset + m.end(1)
                 toks = [k for k, (a, b) in enumerate(spans) if a < hi and b > lo]
                 if toks and spans[toks[0]][0] >= lo - 1:  # the calculation starts a token (" 24" or "24")
-                    items.append((i, start + toks[0], start + toks[-1] + 1, line_group(line)))
+                    items.append((i, start + toks[0], start + toks[-1] + 1, line_group(prompt, line)))
             offset += len(line) + 1
     out = []
     for name in bases:
@@ -320,12 +332,19 @@ def probe(run: Run, bases: list[str], limit: int | None = None) -> list[dict[str
             row[g], row[f"n {g}"] = sum(hits[g]) / len(hits[g]), len(hits[g])
         row["all"] = sum(sum(h) for h in hits.values()) / max(1, sum(len(h) for h in hits.values()))
         row["items"] = [h for g in sorted(hits) for h in hits[g]]  # the same items, in one order, for every base
-        if restated:
+        if cue:
             copied = [bool((_logits(model, ids)[start - 1:-1].argmax(-1) == torch.tensor(ids[start:])).all())
-                      for ids, start, _ in restated]
+                      for ids, start, _ in restated(name)]
             row[RESTATES], row[f"n {RESTATES}"] = sum(copied) / len(copied), len(copied)
         out.append(row)
     return out
+
+
+def _corpus_of(base: str) -> dict[str, Any]:
+    """The pretraining corpus config a mini base records in its manifest ({} for other bases)."""
+    from prt_bench.io import read_manifest
+
+    return ((read_manifest(base) or {}).get("config") or {}).get("corpus") or {}
 
 
 # -------------------------------------------------------------------- 3. distance
@@ -436,7 +455,8 @@ def divergence(run: Run, source: str, target: str, method: str = "prt", top: int
         a, b = gold[k], made[k]
         lp_base = _logprobs(base, prefix)[-1]
         event = {"doc": i, "position": k,
-                 "where": _where(tok.decode(gold[:k]), tok.decode([a]), run.prompts[i], run.lm_task == "mini_gsm"),
+                 "where": _where(tok.decode(gold[:k]), tok.decode([a]), run.prompts[i], run.lm_task == "mini_gsm",
+                                ", so " in run.targets[i]),
                  "gold": tok.decode([a]), "made": tok.decode([b]), "base": float(lp_base[a] - lp_base[b]),
                  "base top": [tok.decode([t]) for t in lp_base.topk(top).indices.tolist()]}
         if reward is not None:
@@ -464,11 +484,16 @@ def divergence(run: Run, source: str, target: str, method: str = "prt", top: int
             "lost": lost, "n": len(scores), "skipped": skipped, "events": events, "summary": _summarise(events)}
 
 
-def _where(answer_so_far: str, token: str, prompt: str, gsm_style: bool) -> str:
-    """What kind of token the gold one is, and (mini_gsm-style answers) which part of the answer."""
+def _where(answer_so_far: str, token: str, prompt: str, gsm_style: bool, restates: bool = True) -> str:
+    """What kind of token the gold one is, and (mini_gsm-style answers) which part of the answer:
+    a step's line is its calculation after ``, so `` where the answer restates the steps, all of it
+    where it does not (``answer_lines: result``)."""
+    from prt_bench.mini.lm.gsm import ANCHORS
+
     line = answer_so_far.split("\n")[-1]
+    calculating = ", so " in line if restates else line.split(" ", 1)[0] in ANCHORS
     part = ("first answer token" if not answer_so_far else "final answer" if "####" in line
-            else "calculation" if ", so " in line else "restating a sentence") if gsm_style else (
+            else "calculation" if calculating else "restating a sentence") if gsm_style else (
         "first answer token" if not answer_so_far else "answer")
     word = token.strip()
     kind = ("number" if word.lstrip("-").isdigit() else "symbol" if word and not word[0].isalnum()

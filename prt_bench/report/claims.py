@@ -74,8 +74,8 @@ def check_claims(lk: Lookup) -> list[Claim]:
                   "PRT(s→t) − base alone(t): the 95 % CI lies above 0, for every t ≠ s")
     bigger = Claim(
         "Bigger/newer targets score higher",
-        "for upscaling/update transfers: base alone(t) − base alone(s) and PRT(s→t) − PRT(s→s) (else FT(s)): "
-        "both 95 % CIs above 0",
+        "for upscaling/update transfers: base alone(t) − base alone(s) (on the task's knowledge probe where it "
+        "has one) and PRT(s→t) − PRT(s→s) (else FT(s)): both 95 % CIs above 0",
     )
     eft = Claim("PRT ≈ EFT", f"PRT(s→t) − EFT(s→t): the 95 % CI's lower end above −{TOL_ABS}, for every t ≠ s "
                              "(comparable or better)")
@@ -86,6 +86,9 @@ def check_claims(lk: Lookup) -> list[Claim]:
     )
 
     for _, task in lk.tasks():
+        # what a base alone knows of the task: its knowledge probe where it has one (a base alone
+        # need not write the task's answer format, which is what fine-tuning teaches)
+        knows = (lk.probes(task) or [task])[0]
         for source, target, scenario in lk.pairs(task):
             p = lk.prt(task, source, target)
             if p is None:
@@ -108,7 +111,10 @@ def check_claims(lk: Lookup) -> list[Claim]:
                 eft.checks.append((not_worse(d), f"{task}: {source}→{target}: PRT {p} vs EFT {e}; {d} "
                                                  f"{_mark(not_worse(d))}"))
             if scenario in ("upscaling", "update"):
-                b_s, b_t = lk.base_alone(task, source), lk.base_alone(task, target)
+                on = knows
+                b_s, b_t = lk.base_alone(on, source), lk.base_alone(on, target)
+                if b_s is None or b_t is None:
+                    on, b_s, b_t = task, lk.base_alone(task, source), lk.base_alone(task, target)
                 ref = lk.prt(task, source, source)
                 ref_name = f"PRT({source}→{source})"
                 if ref is None:
@@ -117,7 +123,8 @@ def check_claims(lk: Lookup) -> list[Claim]:
                     d_base, d_prt = lk.compare(b_t, b_s), lk.compare(p, ref)
                     ok = above(d_base) and above(d_prt)
                     bigger.checks.append(
-                        (ok, f"{task} ({scenario}): {target} alone {b_t} vs {source} alone {b_s}: {d_base}; "
+                        (ok, f"{task} ({scenario}): {target} alone {b_t} vs {source} alone {b_s}"
+                             f"{'' if on == task else ' on ' + on}: {d_base}; "
                              f"PRT({source}→{target}) {p} vs {ref_name} {ref}: {d_prt} {_mark(ok)}")
                     )
 

@@ -27,6 +27,16 @@ class CorpusConfig:
     # its name, "copy the document's first word" passes for copying from the story, and a base
     # that learnt only that cannot copy a name from a task's prompt (docs/mini-lm.md).
     preamble_share: float = 0.0
+    # how the counted-through half of a story tells each step: as mini_gsm's `answer_lines`
+    counted_lines: str = "restate"
+    # "spaced": the counted-through half runs on in one paragraph; "lines": each of its steps on a
+    # line of its own, as mini_gsm's answers are laid out (the story itself stays one paragraph)
+    counted_layout: str = "spaced"
+
+    def __post_init__(self) -> None:
+        gsm.check_answer_lines(self.counted_lines)
+        if self.counted_layout not in ("spaced", "lines"):
+            raise ValueError(f"counted_layout must be 'spaced' or 'lines', got {self.counted_layout!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -47,7 +57,8 @@ def fact(rng: random.Random, hi: int) -> str:
     return f"{a} * {k} = {a * k}"
 
 
-def story(rng: random.Random, hi: int, held_out: bool, preamble_share: float = 0.0) -> str:
+def story(rng: random.Random, hi: int, held_out: bool, preamble_share: float = 0.0,
+          counted_lines: str = "restate", counted_layout: str = "spaced") -> str:
     """A story, then the same story counted through step by step: the reasoning mini_gsm asks
     for, in prose (one paragraph, no `####`); a `preamble_share` of them after a prose sentence."""
     name = rng.choice(gsm.TRAIN_NAMES + gsm.TEST_NAMES)
@@ -63,8 +74,10 @@ def story(rng: random.Random, hi: int, held_out: bool, preamble_share: float = 0
         sentence, calc, value = step
         sentence = gsm.anchored(k, sentence)
         told.append(sentence)
-        counted.append(f"{sentence[:-1]}, so {{p}} has {calc}.")
-    text = " ".join(told) + " Let us count. " + " ".join(counted) + f" In the end {name} has {value} {item}."
+        counted.append(gsm.step_line(sentence, calc, counted_lines))
+    sep = "\n" if counted_layout == "lines" else " "
+    text = " ".join(told) + " Let us count." + "".join(sep + line for line in counted) + \
+        f"{sep}In the end {name} has {value} {item}."
     if preamble_share and rng.random() < preamble_share:
         text = ifeval.sentence(rng, rng.choice(ifeval.TRAIN_TOPICS + ifeval.TEST_TOPICS)) + " " + text
     return gsm.fill(text, pron, item)
@@ -74,7 +87,8 @@ def generate(config: CorpusConfig) -> list[str]:
     """The corpus as a list of documents, shuffled; same config, same documents."""
     rng = random.Random(config.seed)
     docs = ["\n".join(fact(rng, config.max_number) for _ in range(8)) for _ in range(config.n_fact_docs)]
-    docs += [story(rng, config.max_number, config.held_out_phrasings, config.preamble_share)
+    docs += [story(rng, config.max_number, config.held_out_phrasings, config.preamble_share, config.counted_lines,
+                   config.counted_layout)
              for _ in range(config.n_story_docs)]
     topics = ifeval.TRAIN_TOPICS + ifeval.TEST_TOPICS
     docs += [ifeval.prose(rng, rng.choice(topics), rng.randint(2, 4)) for _ in range(config.n_prose_docs)]

@@ -2,7 +2,9 @@
 that end in `#### N`, as GSM8K's answers do.
 
 Each step is one sentence of the story and one answer line that restates it and does its
-calculation (`She buys 5 more apples, so she has 7 + 5 = 12.`).  The test split
+calculation (`She buys 5 more apples, so she has 7 + 5 = 12.`), or (``answer_lines: result``)
+that only does the calculation, opened by the step's anchor (`Then she has 7 + 5 = 12.`): the
+answer then needs what the step's phrasing means, never its words.  The test split
 holds out names and a number range (every test problem starts above the train range), and a
 share of its problems has one step in a phrasing the train split never uses, so a model passes
 it only by knowing the arithmetic and the phrasings from pretraining, not by remembering
@@ -48,10 +50,29 @@ class GsmConfig:
     # whose names the test problems use: "held_out" (names no training answer holds) or "train"
     # (the training problems' names: a test answer then opens with a name fine-tuning has seen)
     test_names: str = "held_out"
+    # how an answer line tells a step: "restate" (the step's sentence, then its calculation) or
+    # "result" (the step's anchor, then its calculation; no word of the phrasing)
+    answer_lines: str = "restate"
 
     def __post_init__(self) -> None:
         if self.test_names not in ("held_out", "train"):
             raise ValueError(f"mini_gsm test_names must be 'held_out' or 'train', got {self.test_names!r}")
+        check_answer_lines(self.answer_lines)
+
+
+ANSWER_LINES = ("restate", "result")
+
+
+def check_answer_lines(style: str) -> None:
+    if style not in ANSWER_LINES:
+        raise ValueError(f"mini_gsm answer_lines must be one of {', '.join(ANSWER_LINES)}, got {style!r}")
+
+
+def step_line(sentence: str, calc: str, style: str = "restate") -> str:
+    """The answer line of one anchored step sentence and its calculation, {p} unfilled."""
+    if style == "result":
+        return f"{sentence.split(' ', 1)[0]} {{p}} has {calc}."
+    return f"{sentence[:-1]}, so {{p}} has {calc}."
 
 
 def _step(rng: random.Random, value: int, hi: int, held_out: bool) -> tuple[str, str, int] | None:
@@ -80,9 +101,9 @@ def _step(rng: random.Random, value: int, hi: int, held_out: bool) -> tuple[str,
 
 
 def make_problem(rng: random.Random, names: list[str], lo: int, hi: int, steps: int,
-                 held_out_step: int | None = None) -> dict:
+                 held_out_step: int | None = None, answer_lines: str = "restate") -> dict:
     """A problem whose every number lies in [0, hi] and whose start lies in [lo, hi]; step
-    `held_out_step` (0-based), if given, uses a held-out phrasing."""
+    `held_out_step` (0-based), if given, uses a held-out phrasing; `answer_lines` as GsmConfig's."""
     name = rng.choice(names)
     item = rng.choice(ITEMS)
     value = rng.randint(lo, hi)
@@ -97,9 +118,9 @@ def make_problem(rng: random.Random, names: list[str], lo: int, hi: int, steps: 
         sentence = anchored(k, sentence)
         sentences.append(sentence)
         # GSM8K's style: each line restates a step of the story and does its calculation.
-        lines.append(f"{sentence[:-1]}, so {{p}} has {calc}.")
+        lines.append(step_line(sentence, calc, answer_lines))
     if len(lines) == 1:
-        return make_problem(rng, names, lo, hi, steps, held_out_step)
+        return make_problem(rng, names, lo, hi, steps, held_out_step, answer_lines)
     question = fill(" ".join(sentences), pron, item) + f" How many {item} does {name} have now?"
     answer = fill("\n".join(lines), pron, item) + f"\n#### {value}"
     return {"question": question, "answer": answer, "steps": len(lines) - 1, "target": value}
@@ -134,7 +155,8 @@ def generate(n_train: int, n_test: int, seed: int = 0, config: GsmConfig = GsmCo
     rng = random.Random(seed)
     train, seen = [], set()
     while len(train) < n_train:
-        p = make_problem(rng, TRAIN_NAMES, 1, config.train_max, rng.randint(1, config.max_steps))
+        p = make_problem(rng, TRAIN_NAMES, 1, config.train_max, rng.randint(1, config.max_steps),
+                         answer_lines=config.answer_lines)
         if p["question"] not in seen:
             seen.add(p["question"])
             train.append(_row(p))
@@ -144,7 +166,7 @@ def generate(n_train: int, n_test: int, seed: int = 0, config: GsmConfig = GsmCo
         held = rng.randrange(steps) if rng.random() < config.held_out_share else None
         lo = config.train_max + 1 if config.test_min is None else config.test_min
         p = make_problem(rng, TEST_NAMES if config.test_names == "held_out" else TRAIN_NAMES, lo, config.test_max,
-                         steps, held)
+                         steps, held, config.answer_lines)
         if p["question"] not in seen and p["question"] not in seen_test:
             seen_test.add(p["question"])
             test.append(_row(p))
@@ -161,3 +183,13 @@ _HELD_MARKERS = [re.compile(r"\b(?:she|he|She|He) " + re.escape(fill(p.split("{P
 def held_out_phrasing(text: str) -> bool:
     """Whether a question or an answer line uses a phrasing the train split holds out."""
     return any(m.search(text) for m in _HELD_MARKERS)
+
+
+def line_held_out(question: str, line: str) -> bool:
+    """Whether the step an answer line tells (the question's sentence with the line's anchor)
+    uses a held-out phrasing -- whether or not the line restates it."""
+    anchor = line.split(" ", 1)[0]
+    if anchor not in ANCHORS:
+        return held_out_phrasing(line)
+    told = re.search(rf"\b{anchor} [^.]*\.", question)
+    return held_out_phrasing(told.group(0) if told else line)

@@ -39,8 +39,9 @@ def load_split_dataset(task: str, data_dir: str | os.PathLike | None = None, var
 def calculation_items(docs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """mini_gsm's knowledge probe: one item per calculation in each problem's gold answer, in
     document order -- the problem's prompt and the gold answer up to the calculation (``context``),
-    then the calculation itself -- and whether its line uses a phrasing the train split holds out."""
-    from prt_bench.mini.lm.gsm import held_out_phrasing
+    then the calculation itself -- and whether the step it does is told in a phrasing the train
+    split holds out."""
+    from prt_bench.mini.lm.gsm import line_held_out
 
     items = []
     for i, doc in enumerate(docs):
@@ -48,7 +49,7 @@ def calculation_items(docs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         for line in answer.split("\n"):
             for m in CALC.finditer(line):
                 items.append({"doc": i, "context": f"{doc['prompt']} " + answer[:offset + m.start(1)].rstrip(" "),
-                              "calculation": m.group(1), "held_out_phrasing": held_out_phrasing(line)})
+                              "calculation": m.group(1), "held_out_phrasing": line_held_out(doc["question"], line)})
             offset += len(line) + 1
     return items
 
