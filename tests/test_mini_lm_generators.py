@@ -316,3 +316,19 @@ def test_a_corpus_counts_its_stories_through_in_the_answers_style():
         corpus.CorpusConfig(counted_lines="brief")
     with pytest.raises(ValueError, match="counted_layout must be"):
         corpus.CorpusConfig(counted_layout="table")
+
+
+def test_the_diagnosis_names_the_part_of_an_answer_in_either_style():
+    """A step's line is its calculation after ", so " where answers restate the steps, and all of it
+    where they do not (answer_lines: result)."""
+    from prt_bench.lm.diagnose import _where
+
+    prompt = "Question: Mia has 3 pens. First she wins 2 more pens. How many pens does Mia have now?\nAnswer:"
+    assert _where(" Mia has 3 pens.\nFirst she wins", " 2", prompt, True) == "restating a sentence: number"
+    assert _where(" Mia has 3 pens.\nFirst she wins 2 more pens, so she has 3", " +", prompt, True) == \
+        "calculation: symbol"
+    assert _where(" Mia has 3 pens.\nFirst she has 3", " +", prompt, True, restates=False) == "calculation: symbol"
+    assert _where(" Mia has 3 pens.\nFirst she has 3 +", " 2", prompt, True, restates=False) == "calculation: number"
+    assert _where(" Mia has", " 3", prompt, True, restates=False) == "restating a sentence: number"
+    assert _where(" Mia has 3 pens.\nFirst she has 3 + 2 = 5.\n####", " 5", prompt, True, restates=False) == \
+        "final answer: number"
