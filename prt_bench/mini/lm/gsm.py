@@ -117,7 +117,7 @@ def make_problem(rng: random.Random, names: list[str], lo: int, hi: int, steps: 
         sentence, calc, value = step
         sentence = anchored(k, sentence)
         sentences.append(sentence)
-        # GSM8K's style: each line restates a step of the story and does its calculation.
+        # GSM8K's style: each line tells a step of the story (restated, or by its anchor) and its calculation.
         lines.append(step_line(sentence, calc, answer_lines))
     if len(lines) == 1:
         return make_problem(rng, names, lo, hi, steps, held_out_step, answer_lines)
