@@ -295,15 +295,16 @@ def probe(run: Run, bases: list[str], limit: int | None = None) -> list[dict[str
     if line_group is None:
         return []
     cue = COPY_CUES.get(run.lm_task)
+    by_layout: dict[bool, list] = {}  # the restating items, encoded once per corpus layout
 
     def restated(name: str) -> list:
         """The restating items in the layout of the base's corpus: after the cue, a counted-through
         story goes on in its paragraph (" Mia has ...") or on a line of its own ("\nMia has ...")."""
-        if not cue:
-            return []
         lines = _corpus_of(run.bases[name]).get("counted_layout") == "lines"
-        return [_encode(run, prompt + cue, ("\n" if lines else " ") + target.strip().split("\n")[0])
-                for prompt, target in zip(run.prompts[:limit], run.targets[:limit])]
+        if lines not in by_layout:
+            by_layout[lines] = [_encode(run, prompt + cue, ("\n" if lines else " ") + target.strip().split("\n")[0])
+                                for prompt, target in zip(run.prompts[:limit], run.targets[:limit])]
+        return by_layout[lines]
     items = []  # (doc index, token start, token end, group)
     encoded = []
     for i, (prompt, target) in enumerate(zip(run.prompts[:limit], run.targets[:limit])):
