@@ -292,6 +292,8 @@ def test_a_knowledge_probe_is_every_base_alone_and_gives_the_cards_p1(reference,
     more = card[("tiny-llama-m", "P1 knows more than the source: mini_gsm_probe")]
     assert float(more["measured"].split("=")[1].split("[")[0]) == pytest.approx(
         alone["tiny-llama-m"] - alone["tiny-llama-s"], abs=5e-4)
+    # with a probe, "knows more alone" is P1's row: the task itself, 0 alone on every base, is not read
+    assert not [key for key in card if key[1] == "knows more alone than the source"]
     # the claim "bigger/newer targets score higher" compares what the bases alone know on the probe
     from prt_bench.report.claims import check_claims
 

@@ -8,7 +8,9 @@ several; 95 % CI as in the claims):
 - **P1, each base knows alone** (per knowledge probe of the task, a suite task with ``probe_of``:
   knowledge that needs no fine-tuning): each base alone above ``P1_FLOOR`` on the probe, and
   each upscaling/update target above the source there (CI above 0);
-- **t knows more alone**: base alone(t) − base alone(s), CI above 0 (upscaling and update targets);
+- **t knows more alone**: base alone(t) − base alone(s), CI above 0 (upscaling and update targets),
+  on the task itself where it has no probe (with one, P1's row says it: a task whose answer format
+  only fine-tuning teaches scores 0 alone on every base, and 0 − 0 would fail by construction);
 - **the reward has a skill to bring**: FT(s) − base alone(t), CI above 0 (else PRT cannot beat
   the target alone however well it works);
 - **P3, the target's knowledge matters**: PRT(s→t) − reward only(s) ≥ ``P3_MARGIN`` (else PRT on t
@@ -70,7 +72,7 @@ def world_card(lk: Lookup, task: str) -> list[dict[str, Any]]:
                     add(t, f"P1 knows more than the source: {probe}", knows[t], knows[source], lambda d: d.lo > 0)
         for t, scenario in swapped:
             alone_t = lk.base_alone(task, t)
-            if scenario in ORDERED:
+            if scenario in ORDERED and not lk.probes(task):
                 add(t, "knows more alone than the source", alone_t, alone_s, lambda d: d.lo > 0)
             add(t, "the reward has a skill to bring: FT(s) above t alone", ft_s, alone_t, lambda d: d.lo > 0)
             add(t, f"P3 the target's knowledge matters: PRT(s→t) − reward only ≥ {P3_MARGIN:g}",
