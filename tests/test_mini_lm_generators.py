@@ -183,7 +183,7 @@ def test_diagnosis_probe_scores_every_calculation_of_the_gold_answers(tmp_path):
     path = build_tiny_lm(tmp_path / "m", "llama", byte_level_tokenizer(), hidden=16, layers=1)
     docs = gsm.generate(20, 12)["test"]
     run = Run(suite=None, section=None, task="mini_gsm", lm_task="mini_gsm", metric="", results=tmp_path,
-              runs=tmp_path, records={}, cells=[], bases={"m": str(path)}, docs=docs,
+              runs=tmp_path, records={}, cells=[], later_seeds=[], bases={"m": str(path)}, docs=docs,
               prompts=[d["prompt"] for d in docs], targets=[" " + d["answer"] for d in docs], train_rows=[], lam=1.0)
     (row,) = probe(run, ["m"])
     lines = [line for d in docs for line in d["answer"].split("\n") if " = " in line]
@@ -254,6 +254,28 @@ def test_the_diagnosis_places_each_lost_answer_where_it_first_leaves_the_gold():
     (row,) = departures(run)
     assert row["problems"] == 5 and all(row[k] == pytest.approx(0.2) for k in (
         "right", OPENS_FT, "first word: another", "later in the first line", "after the first line"))
+
+
+def test_the_diagnosis_splits_each_cell_by_group_over_every_fine_tuning_seed():
+    """Section 1 reads a cell's score per group of problems in each seed the run holds and shows
+    the mean; a cell of another transfer is not taken for a seed of this one."""
+    from prt_bench.lm.diagnose import HELD_OUT, ORDINARY, split
+
+    docs = gsm.generate(20, 12)["test"]
+    held = [gsm.held_out_phrasing(d["question"]) for d in docs]
+    assert 0 < sum(held) < len(docs)
+    cell = lambda seed, target="t": SimpleNamespace(method="prt", source="s", target=target,  # noqa: E731
+                                                    scenario="update", seed=seed)
+    first, second, other = cell(0), cell(1), cell(1, "u")
+    right = {id(first): lambda i, h: h, id(second): lambda i, h: True, id(other): lambda i, h: False}
+    run = SimpleNamespace(lm_task="mini_gsm", docs=docs, cells=[first], later_seeds=[second, other],
+                          scores=lambda c: {i: float(right[id(c)](i, h)) for i, h in enumerate(held)})
+    (row,) = split(run)
+    assert row["seeds"] == 2
+    assert row[HELD_OUT] == pytest.approx(1.0) and row[ORDINARY] == pytest.approx(0.5)  # seed 0: 1 / 0, seed 1: 1 / 1
+    assert row["all"] == pytest.approx((sum(held) / len(held) + 1) / 2)
+    assert (row[f"n {HELD_OUT}"], row[f"n {ORDINARY}"]) == (sum(held), len(docs) - sum(held))
+    assert row["per seed"] == "0.000 1.000 / 1.000 1.000"
 
 
 def test_the_probe_items_are_each_calculation_of_the_gold_answers_with_what_precedes_it():

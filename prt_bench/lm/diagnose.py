@@ -84,7 +84,8 @@ class Run:
     results: Path                   # results/<suite>
     runs: Path                      # runs/<suite>
     records: dict[str, dict]        # eval cell id -> record
-    cells: list                     # the suite's eval cells at the main alpha and trained lambda
+    cells: list                     # the suite's eval cells at the main alpha and trained lambda, first seed
+    later_seeds: list               # the same cells' records in the suite's other seeds (read, never loaded)
     bases: dict[str, str]           # base name -> folder
     docs: list[dict]                # lm-eval's evaluation documents, in doc_id order
     prompts: list[str]
@@ -158,10 +159,12 @@ def load_run(suite_ref: str | Path, results: Path, runs: Path, cache: Path | Non
     if task not in section.tasks:
         raise ValueError(f"suite {suite.name} has no language task {task!r} (it has: {', '.join(section.tasks)})")
     results_dir, runs_dir = Path(results) / suite.name, Path(runs) / suite.name
-    cells = [c for c in expand(suite) if c.kind == "eval" and c.modality == "lm" and c.task == task and c.lam is None
-             and c.seed == suite.seeds[0] and (c.method not in ("prt", "reward_only") or c.alpha == section.alpha)]
-    records = {c.cell_id: r for c in cells if (r := read_cell(results_dir, c.cell_id)) is not None}
-    if not records:
+    every_seed = [c for c in expand(suite) if c.kind == "eval" and c.modality == "lm" and c.task == task
+                  and c.lam is None and (c.method not in ("prt", "reward_only") or c.alpha == section.alpha)]
+    records = {c.cell_id: r for c in every_seed if (r := read_cell(results_dir, c.cell_id)) is not None}
+    cells = [c for c in every_seed if c.seed == suite.seeds[0]]
+    later = [c for c in every_seed if c.seed != suite.seeds[0] and c.cell_id in records]
+    if not any(c.cell_id in records for c in cells):
         raise FileNotFoundError(f"no evaluation cell of {suite.name}/{task} in {results_dir}: run the suite first "
                                 f"(prt-bench run --suite {suite.name})")
     cells = [c for c in cells if c.cell_id in records]
@@ -188,7 +191,7 @@ def load_run(suite_ref: str | Path, results: Path, runs: Path, cache: Path | Non
     data = lm.resolve_data(lm.train_data(section, task)[1], world, cache)
     run = Run(suite=suite, section=section, task=task, lm_task=lm_task,
               metric=section.tasks[task].get("primary_metric", lm.default_primary), results=results_dir,
-              runs=runs_dir, records=records, cells=cells, bases=bases, docs=docs,
+              runs=runs_dir, records=records, cells=cells, later_seeds=later, bases=bases, docs=docs,
               prompts=[task_obj.doc_to_text(d) for d in docs],
               targets=[delimiter + str(task_obj.doc_to_target(d)) for d in docs],
               train_rows=[json.loads(x) for x in Path(data).read_text(encoding="utf-8").splitlines() if x.strip()],
@@ -199,7 +202,7 @@ def load_run(suite_ref: str | Path, results: Path, runs: Path, cache: Path | Non
 
 def _check_alignment(run: Run) -> None:
     """The documents must be the ones the cells evaluated: lm-eval's prompt hash of each sample."""
-    for cell in run.cells:
+    for cell in run.cells + run.later_seeds:
         for row in run.rows(cell):
             i = int(row["doc_id"])
             if i >= len(run.prompts) or _sha(run.prompts[i]) != row["prompt_hash"]:
@@ -214,19 +217,33 @@ def _sha(text: str) -> str:
 # -------------------------------------------------------------------- 1. split
 
 def split(run: Run) -> list[dict[str, Any]]:
-    """Each cell's primary metric on each group of documents, with the group's size."""
+    """Each cell's primary metric on each group of documents, with the group's size: the mean over
+    every fine-tuning seed the run holds (``seeds``), and in ``per seed`` each seed's."""
     groups_of = DOC_GROUPS.get(run.lm_task, lambda doc: "all")
     groups = [groups_of(d) for d in run.docs]
     names = sorted(set(groups), key=lambda g: (g != ORDINARY, g))
-    out = []
-    for cell in run.cells:
+    key = lambda c: (c.method, c.source, c.target, c.scenario)  # noqa: E731
+
+    def means(cell) -> dict[str, float | None]:
         scores = run.scores(cell)
-        row = {"method": cell.method, "source": cell.source, "target": cell.target, "scenario": cell.scenario,
-               "all": sum(scores.values()) / len(scores)}
+        row = {"all": sum(scores.values()) / len(scores)}
         for g in names:
             mine = [v for i, v in scores.items() if groups[i] == g]
             row[g] = sum(mine) / len(mine) if mine else None
-            row[f"n {g}"] = len(mine)
+        return row
+
+    out = []
+    for cell in run.cells:
+        seeds = [means(c) for c in [cell] + [c for c in run.later_seeds if key(c) == key(cell)]]
+        row = {"method": cell.method, "source": cell.source, "target": cell.target, "scenario": cell.scenario,
+               "seeds": len(seeds)}
+        for g in ["all", *names]:
+            values = [m[g] for m in seeds if m[g] is not None]
+            row[g] = sum(values) / len(values) if values else None
+            if g != "all":
+                row[f"n {g}"] = sum(1 for x in groups if x == g)
+        if len(seeds) > 1:
+            row["per seed"] = " / ".join(" ".join(f"{m[g]:.3f}" for m in seeds) for g in names)
         out.append(row)
     return out
 
@@ -604,7 +621,8 @@ def markdown(found: dict[str, Any]) -> str:
     lines += ["## 0. World card: the preconditions, measured", ""]
     shown = {True: "yes", False: "**no**", None: "–"}
     lines += _table([{**r, "holds": shown[r["holds"]]} for r in found["world card"]])
-    lines += ["", "## 1. Score by group of test problems", ""]
+    lines += ["", "## 1. Score by group of test problems (mean over the fine-tuning seeds; per seed: each group's "
+                  "in turn)", ""]
     lines += _table(found["split"])
     if found.get("departures"):
         lines += ["", "## 1b. Where the answers first leave the gold (share of the problems, per seed)", ""]
