@@ -32,6 +32,7 @@ import hashlib
 import json
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -221,7 +222,8 @@ def split(run: Run) -> list[dict[str, Any]]:
     every fine-tuning seed the run holds (``seeds``), and in ``per seed`` each seed's."""
     groups_of = DOC_GROUPS.get(run.lm_task, lambda doc: "all")
     groups = [groups_of(d) for d in run.docs]
-    names = sorted(set(groups), key=lambda g: (g != ORDINARY, g))
+    size = Counter(groups)
+    names = sorted(size, key=lambda g: (g != ORDINARY, g))
     key = lambda c: (c.method, c.source, c.target, c.scenario)  # noqa: E731
 
     def means(cell) -> dict[str, float | None]:
@@ -240,8 +242,8 @@ def split(run: Run) -> list[dict[str, Any]]:
         for g in ["all", *names]:
             values = [m[g] for m in seeds if m[g] is not None]
             row[g] = sum(values) / len(values) if values else None
-            if g != "all":
-                row[f"n {g}"] = sum(1 for x in groups if x == g)
+            if g in size:
+                row[f"n {g}"] = size[g]
         if len(seeds) > 1:
             row["per seed"] = " / ".join(" ".join(f"{m[g]:.3f}" for m in seeds) for g in names)
         out.append(row)

@@ -111,10 +111,8 @@ def check_claims(lk: Lookup) -> list[Claim]:
                 eft.checks.append((not_worse(d), f"{task}: {source}→{target}: PRT {p} vs EFT {e}; {d} "
                                                  f"{_mark(not_worse(d))}"))
             if scenario in ("upscaling", "update"):
-                on = knows
+                on = knows if None not in (lk.base_alone(knows, source), lk.base_alone(knows, target)) else task
                 b_s, b_t = lk.base_alone(on, source), lk.base_alone(on, target)
-                if b_s is None or b_t is None:
-                    on, b_s, b_t = task, lk.base_alone(task, source), lk.base_alone(task, target)
                 ref = lk.prt(task, source, source)
                 ref_name = f"PRT({source}→{source})"
                 if ref is None:
