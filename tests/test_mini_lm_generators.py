@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from types import SimpleNamespace
 
 import pytest
@@ -177,7 +178,7 @@ def test_held_out_phrasing_finds_the_held_out_step_in_questions_and_answer_lines
 
 def test_diagnosis_probe_scores_every_calculation_of_the_gold_answers(tmp_path):
     """The knowledge probe teacher-forces each calculation of the gold answers, grouped by phrasing."""
-    from prt_bench.lm.diagnose import HELD_OUT, ORDINARY, RESTATES, Run, probe
+    from prt_bench.lm.diagnose import HELD_OUT, OPENING, ORDINARY, RESTATES, Run, probe
     from prt_bench.lm.tiny import build_tiny_lm, byte_level_tokenizer
 
     path = build_tiny_lm(tmp_path / "m", "llama", byte_level_tokenizer(), hidden=16, layers=1)
@@ -190,6 +191,7 @@ def test_diagnosis_probe_scores_every_calculation_of_the_gold_answers(tmp_path):
     held = sum(gsm.held_out_phrasing(line) for line in lines)
     assert (row[f"n {ORDINARY}"], row.get(f"n {HELD_OUT}", 0)) == (len(lines) - held, held)
     assert 0 <= row["all"] <= 1 and row[f"n {RESTATES}"] == 12 and 0 <= row[RESTATES] <= 1
+    assert 0 <= row[OPENING] <= 1 and row[f"{OPENING}: median log p"] <= 0
 
     # A model that always writes the token that comes next scores 1 on every item, one that never
     # does scores 0: the probe reads the predictions at the teacher-forced positions.
@@ -209,7 +211,7 @@ def test_diagnosis_probe_scores_every_calculation_of_the_gold_answers(tmp_path):
     for right in (True, False):
         run.model = lambda path, right=right: Next(right)
         (row,) = probe(run, ["m"])
-        assert row["all"] == row[RESTATES] == float(right)
+        assert row["all"] == row[RESTATES] == row[OPENING] == float(right)
 
 
 def test_a_preamble_moves_the_story_off_the_document_start_and_nothing_else():
@@ -338,6 +340,66 @@ def test_a_corpus_counts_its_stories_through_in_the_answers_style():
         corpus.CorpusConfig(counted_lines="brief")
     with pytest.raises(ValueError, match="counted_layout must be"):
         corpus.CorpusConfig(counted_layout="table")
+
+
+def test_a_corpus_can_use_the_words_of_the_prompt_frame_without_the_task_format():
+    """asked_share / quiz_share put the words of mini_gsm's prompt frame into the corpus (a story
+    asks its question before it is counted through; a fact is asked and answered); at 0 the corpus
+    is the default's, document for document, and the task's `####` never appears."""
+    base = dict(n_fact_docs=30, n_story_docs=40, n_prose_docs=0, seed=3, counted_lines="result", counted_layout="lines")
+    plain = corpus.generate(corpus.CorpusConfig(**base))
+    assert plain == corpus.generate(corpus.CorpusConfig(**base, asked_share=0.0, quiz_share=0.0))
+    words = lambda texts: {w for t in texts for w in re.findall(r"\w+|[^\w\s]", t)}  # noqa: E731
+    train = gsm.generate(50, 10, config=gsm.GsmConfig(answer_lines="result"))["train"]
+    frame = {"Question", ":", "How", "many", "does", "have", "now", "?", "Answer"}
+    assert frame <= words(r["prompt"] for r in train) and not frame & words(plain)
+
+    full = corpus.generate(corpus.CorpusConfig(**base, asked_share=1.0, quiz_share=1.0))
+    stories = [d for d in full if " Let us count." in d]
+    facts = [d for d in full if d not in stories]
+    assert len(stories) == 40 and len(facts) == 30
+    for doc in stories:
+        name, item = re.match(r"(\w+) has \d+ (\w+)\.", doc).groups()
+        assert f" How many {item} does {name} have now? Let us count.\n{name} has " in doc
+    for doc in facts:
+        lines = doc.split("\n")
+        assert len(lines) == 16
+        for q, a in zip(lines[::2], lines[1::2]):
+            asked = re.fullmatch(r"Question: (\d+ [-+*] \d+) = \?", q).group(1)
+            assert re.fullmatch(re.escape(f"Answer: {asked} = ") + r"\d+", a) and eval(asked) == int(a.rsplit(" ", 1)[1])
+    half = corpus.generate(corpus.CorpusConfig(**base, asked_share=0.5, quiz_share=0.5))
+    assert frame <= words(half) and not any("####" in d for d in half)
+    assert 0 < sum("How many" in d for d in half) < 40
+
+
+def test_the_diagnosis_lists_the_prompt_tokens_a_base_never_pretrained_on(tmp_path):
+    """A mini base's manifest names its corpus and those of the bases it went on from; the probe
+    lists the prompt tokens none of them holds, and the world card's P1 row holds only at none."""
+    from prt_bench.io import MANIFEST
+    from prt_bench.lm.diagnose import UNSEEN, Run, probe, unseen_prompt_tokens, world_card
+    from prt_bench.lm.tiny import build_tiny_lm, byte_level_tokenizer
+
+    split = gsm.generate(20, 6, config=gsm.GsmConfig(answer_lines="result", test_names="train"))
+    docs = split["test"]
+    small = dict(n_fact_docs=20, n_story_docs=40, n_prose_docs=0, counted_lines="result", counted_layout="lines")
+    other = build_tiny_lm(tmp_path / "other", "llama", byte_level_tokenizer(), hidden=16, layers=1)
+    bases = {}
+    for name, child in (("plain", small), ("asked", {**small, "asked_share": 1.0, "quiz_share": 1.0})):
+        path = shutil.copytree(other, tmp_path / name)
+        (path / MANIFEST).write_text(json.dumps({"config": {"corpus": child, "init": {"corpus": small}}}))
+        bases[name] = str(path)
+    run = Run(suite=None, section=SimpleNamespace(transfers=[]), task="mini_gsm", lm_task="mini_gsm", metric="",
+              results=tmp_path, runs=tmp_path, records={}, cells=[], later_seeds=[], bases=bases, docs=docs,
+              prompts=[d["prompt"] for d in docs], targets=[" " + d["answer"] for d in docs],
+              train_rows=split["train"], lam=1.0)
+    # byte-level tokens: "Q", ":" and "?" occur in no plain document; the asked corpus has them all
+    assert {"Q", ":", "?"} <= set(unseen_prompt_tokens(run, "plain")) and unseen_prompt_tokens(run, "asked") == []
+    plain, asked = probe(run, ["plain", "asked"])
+    assert plain[UNSEEN] >= 3 and asked[UNSEEN] == 0
+    card = {r["base"]: r for r in world_card(run, [plain, asked], "plain") if "reads the prompt" in r["precondition"]}
+    assert card["plain"]["holds"] is False and "never seen" in card["plain"]["measured"]
+    bases["other"] = str(other)
+    assert unseen_prompt_tokens(run, "other") is None  # no corpus recorded: not a mini base
 
 
 def test_the_diagnosis_names_the_part_of_an_answer_in_either_style():

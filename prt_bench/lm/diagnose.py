@@ -70,6 +70,8 @@ LINE_GROUPS: dict[str, Callable[[str, str], str]] = {"mini_gsm": mini_gsm_line_g
 # each base alone to restate the problem (the answer's first line) after the prompt and these words
 COPY_CUES: dict[str, str] = {"mini_gsm": " Let us count."}
 RESTATES = "restates the problem"
+UNSEEN = "prompt tokens never pretrained on"
+OPENING = "copies the opening number"  # in the task's own layout: after the prompt and the line's words before it
 
 
 # -------------------------------------------------------------------- what the run holds
@@ -309,11 +311,15 @@ def probe(run: Run, bases: list[str], limit: int | None = None) -> list[dict[str
     """Per base alone: the share of the calculations in the test split's gold answers that it
     writes exactly (every token greedy, teacher-forced), per group of lines; and the share of
     problems whose first answer line it writes exactly after the prompt and the corpus's cue
-    (copying from the prompt, asked in the corpus's words: no fine-tuning needed)."""
+    (copying from the prompt, asked in the corpus's words: no fine-tuning needed); the share whose
+    first number (the problem's opening, restated) it writes after the prompt and the line's words
+    before it, in the task's own layout, with the median log-prob of that number; and the prompt
+    tokens its pretraining never held."""
     line_group = LINE_GROUPS.get(run.lm_task)
     if line_group is None:
         return []
     cue = COPY_CUES.get(run.lm_task)
+    seen_by: dict[str, set[int]] = {}
     by_layout: dict[bool, list] = {}  # the restating items, encoded once per corpus layout
 
     def restated(name: str) -> list:
@@ -324,6 +330,15 @@ def probe(run: Run, bases: list[str], limit: int | None = None) -> list[dict[str
             by_layout[lines] = [_encode(run, prompt + cue, ("\n" if lines else " ") + target.strip().split("\n")[0])
                                 for prompt, target in zip(run.prompts[:limit], run.targets[:limit])]
         return by_layout[lines]
+    openings = []  # (token ids, positions of the first number of the answer's first line)
+    for prompt, target in zip(run.prompts[:limit], run.targets[:limit]):
+        first = target.split("\n")[0]
+        number = re.search(r"\d+", first)
+        if number:
+            ids, start, spans = _encode(run, prompt, first)
+            where = [start + k for k, (a, b) in enumerate(spans) if a < number.end() and b > number.start()]
+            if where and spans[where[0] - start][0] >= number.start() - 1:  # the number starts a token
+                openings.append((ids[:where[-1] + 1], where))
     items = []  # (doc index, token start, token end, group)
     encoded = []
     for i, (prompt, target) in enumerate(zip(run.prompts[:limit], run.targets[:limit])):
@@ -356,6 +371,16 @@ def probe(run: Run, bases: list[str], limit: int | None = None) -> list[dict[str
             copied = [bool((_logits(model, ids)[start - 1:-1].argmax(-1) == torch.tensor(ids[start:])).all())
                       for ids, start, _ in restated(name)]
             row[RESTATES], row[f"n {RESTATES}"] = sum(copied) / len(copied), len(copied)
+        if openings:
+            got = []
+            for ids, where in openings:
+                lp = _logprobs(model, ids)
+                got.append((all(int(lp[k - 1].argmax()) == ids[k] for k in where),
+                            sum(float(lp[k - 1, ids[k]]) for k in where)))
+            row[OPENING], row[f"{OPENING}: median log p"] = sum(h for h, _ in got) / len(got), _median([v for _, v in got])
+        unseen = unseen_prompt_tokens(run, name, seen_by)
+        if unseen is not None:
+            row[UNSEEN], row["unseen"] = len(unseen), " ".join(repr(t) for t in unseen[:12])
         out.append(row)
     return out
 
@@ -365,6 +390,42 @@ def _corpus_of(base: str) -> dict[str, Any]:
     from prt_bench.io import read_manifest
 
     return ((read_manifest(base) or {}).get("config") or {}).get("corpus") or {}
+
+
+def _corpora_of(base: str) -> list[dict[str, Any]]:
+    """Every corpus a mini base was pretrained on: its own and those of the bases it went on from."""
+    from prt_bench.io import read_manifest
+
+    config, out = (read_manifest(base) or {}).get("config") or {}, []
+    while config:
+        if config.get("corpus"):
+            out.append(config["corpus"])
+        config = config.get("init") or {}
+    return out
+
+
+def unseen_prompt_tokens(run: Run, name: str, seen_by: dict[str, set[int]] | None = None) -> list[str] | None:
+    """The tokens of the fine-tuning data's prompts (the test's where there is none) that never
+    occur in the base's pretraining corpora, most frequent first; None for a base that records no
+    corpus.  A base reads such a token through an embedding pretraining never touched, and what it
+    makes of it is a draw's luck.  (The fine-tuning prompts, not the test's: the words of the
+    test's held-out phrasings are missing from v1 by design -- the knowledge v2 brings.)"""
+    from prt_bench.mini.lm import corpus
+
+    corpora = _corpora_of(run.bases[name])
+    if not corpora:
+        return None
+    seen_by = {} if seen_by is None else seen_by  # corpus config -> its token ids, shared across bases
+    tok, seen = run.tokenizer, set()
+    for config in corpora:
+        key = json.dumps(config, sort_keys=True)
+        if key not in seen_by:
+            docs = corpus.generate(corpus.CorpusConfig(**config))
+            seen_by[key] = {t for ids in tok(docs, add_special_tokens=False)["input_ids"] for t in ids}
+        seen |= seen_by[key]
+    prompts = [r["prompt"] for r in run.train_rows] or run.prompts
+    counts = Counter(t for p in prompts for t in tok(p, add_special_tokens=False)["input_ids"])
+    return [tok.decode([t]) for t, _ in counts.most_common() if t not in seen]
 
 
 # -------------------------------------------------------------------- 3. distance
@@ -582,6 +643,11 @@ def world_card(run: Run, probed: list[dict[str, Any]], source: str) -> list[dict
                              f"{RESTATES} after the corpus's cue > {P1_FLOOR:g}",
                              "measured": f"{p[RESTATES]:.3f} ({p['n ' + RESTATES]} problems)",
                              "holds": p[RESTATES] > P1_FLOOR})
+            if UNSEEN in p:
+                rows.append({"base": base, "role": role, "precondition": "P1 reads the prompt: every token of "
+                             "the fine-tuning prompts occurs in its pretraining",
+                             "measured": f"{p[UNSEEN]} never seen" + (f" ({p['unseen']})" if p[UNSEEN] else ""),
+                             "holds": p[UNSEEN] == 0})
             if base != source and role != "other architecture" and source in probe_of:
                 d = paired([p["items"]], [probe_of[source]["items"]])
                 rows.append({"base": base, "role": role, "precondition": "P1 knows more than the source (probe)",

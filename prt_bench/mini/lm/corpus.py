@@ -3,8 +3,9 @@
 This is the bases' "knowledge".  A corpus version fixes the number range its arithmetic
 covers, whether it uses the phrasings that mini_gsm's test split holds out, and its size;
 v2 (newer, larger) covers more than v1, so a base pretrained on it knows more of what the
-test needs.  Nothing here uses mini_gsm's `Question:` / `#### N` format: that is what SFT
-and PRT teach.
+test needs.  Nothing here uses mini_gsm's format (a story asked after `Question:`, answered in
+lines after `Answer:`, closed by `#### N`): that is what SFT and PRT teach.  A corpus may use the
+frame's words elsewhere (`asked_share`, `quiz_share`), as any real corpus does.
 """
 
 from __future__ import annotations
@@ -32,6 +33,13 @@ class CorpusConfig:
     # "spaced": the counted-through half runs on in one paragraph; "lines": each of its steps on a
     # line of its own, as mini_gsm's answers are laid out (the story itself stays one paragraph)
     counted_layout: str = "spaced"
+    # Share of stories that ask their question ("How many apples does Mia have now?") before
+    # they are counted through, and share of fact documents written as questions and answers
+    # ("Question: 3 + 4 = ?" / "Answer: 3 + 4 = 7").  At 0 the corpus never uses the words of
+    # mini_gsm's prompt frame, and a base reads a task prompt through embeddings pretraining
+    # never touched (docs/mini-lm.md, "The words of the prompt").
+    asked_share: float = 0.0
+    quiz_share: float = 0.0
 
     def __post_init__(self) -> None:
         gsm.check_answer_lines(self.counted_lines)
@@ -57,8 +65,14 @@ def fact(rng: random.Random, hi: int) -> str:
     return f"{a} * {k} = {a * k}"
 
 
+def quiz(rng: random.Random, hi: int) -> str:
+    """A fact asked and answered: the question-and-answer frame on the corpus's own arithmetic."""
+    line = fact(rng, hi)
+    return f"Question: {line.rsplit(' = ', 1)[0]} = ?\nAnswer: {line}"
+
+
 def story(rng: random.Random, hi: int, held_out: bool, preamble_share: float = 0.0,
-          counted_lines: str = "restate", counted_layout: str = "spaced") -> str:
+          counted_lines: str = "restate", counted_layout: str = "spaced", asked_share: float = 0.0) -> str:
     """A story, then the same story counted through step by step: the reasoning mini_gsm asks
     for, in prose (one paragraph, no `####`); a `preamble_share` of them after a prose sentence."""
     name = rng.choice(gsm.TRAIN_NAMES + gsm.TEST_NAMES)
@@ -76,6 +90,8 @@ def story(rng: random.Random, hi: int, held_out: bool, preamble_share: float = 0
         told.append(sentence)
         counted.append(gsm.step_line(sentence, calc, counted_lines))
     sep = "\n" if counted_layout == "lines" else " "
+    if asked_share and rng.random() < asked_share:
+        told.append(f"How many {item} does {name} have now?")
     text = " ".join(told) + " Let us count." + "".join(sep + line for line in counted) + \
         f"{sep}In the end {name} has {value} {item}."
     if preamble_share and rng.random() < preamble_share:
@@ -86,9 +102,11 @@ def story(rng: random.Random, hi: int, held_out: bool, preamble_share: float = 0
 def generate(config: CorpusConfig) -> list[str]:
     """The corpus as a list of documents, shuffled; same config, same documents."""
     rng = random.Random(config.seed)
-    docs = ["\n".join(fact(rng, config.max_number) for _ in range(8)) for _ in range(config.n_fact_docs)]
+    docs = ["\n".join(quiz(rng, config.max_number) if config.quiz_share and rng.random() < config.quiz_share
+                      else fact(rng, config.max_number) for _ in range(8))
+            for _ in range(config.n_fact_docs)]
     docs += [story(rng, config.max_number, config.held_out_phrasings, config.preamble_share, config.counted_lines,
-                   config.counted_layout)
+                   config.counted_layout, config.asked_share)
              for _ in range(config.n_story_docs)]
     topics = ifeval.TRAIN_TOPICS + ifeval.TEST_TOPICS
     docs += [ifeval.prose(rng, rng.choice(topics), rng.randint(2, 4)) for _ in range(config.n_prose_docs)]
