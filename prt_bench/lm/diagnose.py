@@ -330,20 +330,17 @@ def probe(run: Run, bases: list[str], limit: int | None = None) -> list[dict[str
             by_layout[lines] = [_encode(run, prompt + cue, ("\n" if lines else " ") + target.strip().split("\n")[0])
                                 for prompt, target in zip(run.prompts[:limit], run.targets[:limit])]
         return by_layout[lines]
-    openings = []  # (token ids, positions of the first number of the answer's first line)
-    for prompt, target in zip(run.prompts[:limit], run.targets[:limit]):
-        first = target.split("\n")[0]
-        number = re.search(r"\d+", first)
-        if number:
-            ids, start, spans = _encode(run, prompt, first)
-            where = [start + k for k, (a, b) in enumerate(spans) if a < number.end() and b > number.start()]
-            if where and spans[where[0] - start][0] >= number.start() - 1:  # the number starts a token
-                openings.append((ids[:where[-1] + 1], where))
     items = []  # (doc index, token start, token end, group)
+    openings = {}  # doc index -> positions of the first number of the answer's first line
     encoded = []
     for i, (prompt, target) in enumerate(zip(run.prompts[:limit], run.targets[:limit])):
         ids, start, spans = _encode(run, prompt, target)
         encoded.append(ids)
+        number = re.search(r"\d+", target.split("\n")[0])
+        if number:
+            toks = [k for k, (a, b) in enumerate(spans) if a < number.end() and b > number.start()]
+            if toks and spans[toks[0]][0] >= number.start() - 1:  # the number starts a token
+                openings[i] = [start + k for k in toks]
         offset = 0
         for line in target.split("\n"):
             for m in CALC.finditer(line):
@@ -356,12 +353,24 @@ def probe(run: Run, bases: list[str], limit: int | None = None) -> list[dict[str
     for name in bases:
         model = run.model(run.bases[name])
         hits: dict[str, list[int]] = {}
-        cache: dict[int, torch.Tensor] = {}
-        for i, lo, hi, group in items:
-            if i not in cache:
-                cache = {i: _logits(model, encoded[i])}
-            pred = cache[i][lo - 1:hi - 1].argmax(-1)
-            hits.setdefault(group, []).append(int(bool((pred == torch.tensor(encoded[i][lo:hi])).all())))
+        opened = []  # (first number written, its log-prob), per problem with an opening number
+        at = 0
+        for i, ids in enumerate(encoded):  # one forward per document, read for every item of it
+            mine = []
+            while at < len(items) and items[at][0] == i:
+                mine.append(items[at])
+                at += 1
+            if not mine and i not in openings:
+                continue
+            logits = _logits(model, ids)
+            for _, lo, hi, group in mine:
+                pred = logits[lo - 1:hi - 1].argmax(-1)
+                hits.setdefault(group, []).append(int(bool((pred == torch.tensor(ids[lo:hi])).all())))
+            if i in openings:
+                where = openings[i]
+                lp = prt.log_probs(logits[[k - 1 for k in where]])
+                gold = torch.tensor([ids[k] for k in where])
+                opened.append((bool((lp.argmax(-1) == gold).all()), float(lp.gather(-1, gold[:, None]).sum())))
         row = {"base": name}
         for g in sorted(hits, key=lambda g: (g != ORDINARY, g)):
             row[g], row[f"n {g}"] = sum(hits[g]) / len(hits[g]), len(hits[g])
@@ -371,13 +380,9 @@ def probe(run: Run, bases: list[str], limit: int | None = None) -> list[dict[str
             copied = [bool((_logits(model, ids)[start - 1:-1].argmax(-1) == torch.tensor(ids[start:])).all())
                       for ids, start, _ in restated(name)]
             row[RESTATES], row[f"n {RESTATES}"] = sum(copied) / len(copied), len(copied)
-        if openings:
-            got = []
-            for ids, where in openings:
-                lp = _logprobs(model, ids)
-                got.append((all(int(lp[k - 1].argmax()) == ids[k] for k in where),
-                            sum(float(lp[k - 1, ids[k]]) for k in where)))
-            row[OPENING], row[f"{OPENING}: median log p"] = sum(h for h, _ in got) / len(got), _median([v for _, v in got])
+        if opened:
+            row[OPENING] = sum(h for h, _ in opened) / len(opened)
+            row[f"{OPENING}: median log p"] = _median([v for _, v in opened])
         unseen = unseen_prompt_tokens(run, name, seen_by)
         if unseen is not None:
             row[UNSEEN], row["unseen"] = len(unseen), " ".join(repr(t) for t in unseen[:12])
@@ -387,9 +392,7 @@ def probe(run: Run, bases: list[str], limit: int | None = None) -> list[dict[str
 
 def _corpus_of(base: str) -> dict[str, Any]:
     """The pretraining corpus config a mini base records in its manifest ({} for other bases)."""
-    from prt_bench.io import read_manifest
-
-    return ((read_manifest(base) or {}).get("config") or {}).get("corpus") or {}
+    return next(iter(_corpora_of(base)), {})
 
 
 def _corpora_of(base: str) -> list[dict[str, Any]]:
