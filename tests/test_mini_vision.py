@@ -130,6 +130,31 @@ def test_pretraining_pool_and_downstream_train_split_are_disjoint_parts_of_the_o
     assert all(v["pool"] <= len(pool_ids) for v in family["data_versions"].values())
 
 
+@pytest.mark.parametrize("study", ["swapped-two-75-weak-source", "swapped-two-75-small-v1"])
+def test_a_studys_pretraining_draws_differ_from_its_first_only_in_the_bases_seeds(study):
+    """The ``-b``/``-c`` draws of a P0 study restate their bases (a YAML merge replaces the whole
+    ``bases`` mapping): everything else, and each base's steps and data, must be the first draw's."""
+    first = mini_vision.load_family(study)
+    for suffix, seed in (("-b", 100), ("-c", 200)):
+        draw = mini_vision.load_family(study + suffix)
+        assert {k: v for k, v in draw.items() if k not in ("bases", "variant")} == \
+            {k: v for k, v in first.items() if k not in ("bases", "variant")}
+        assert draw["bases"].keys() == first["bases"].keys()
+        for name, base in draw["bases"].items():
+            assert base["seed"] == seed, name
+            assert {k: v for k, v in base.items() if k != "seed"} == \
+                {k: v for k, v in first["bases"][name].items() if k != "seed"}, name
+        assert mini_vision.world_hash(draw) != mini_vision.world_hash(first)
+
+
+def test_the_small_crawl_study_shrinks_only_the_older_crawl():
+    study, before = mini_vision.load_family("swapped-two-75-small-v1"), mini_vision.load_family("swapped-two-75")
+    assert study["data_versions"]["v1"]["pool"] == 5000 < before["data_versions"]["v1"]["pool"]
+    assert {k: v for k, v in study["data_versions"]["v1"].items() if k != "pool"} == \
+        {k: v for k, v in before["data_versions"]["v1"].items() if k != "pool"}
+    assert study["data_versions"]["v2"] == before["data_versions"]["v2"] and study["bases"] == before["bases"]
+
+
 def test_unknown_variant_is_refused():
     with pytest.raises(ValueError, match="variant"):
         mini_vision.load_family("huge")
