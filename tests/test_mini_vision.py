@@ -132,8 +132,8 @@ def test_pretraining_pool_and_downstream_train_split_are_disjoint_parts_of_the_o
 
 @pytest.mark.parametrize("study", ["swapped-two-75-weak-source", "swapped-two-75-small-v1"])
 def test_a_studys_pretraining_draws_differ_from_its_first_only_in_the_bases_seeds(study):
-    """The ``-b``/``-c`` draws of a P0 study restate their bases (a YAML merge replaces the whole
-    ``bases`` mapping): everything else, and each base's steps and data, must be the first draw's."""
+    """The ``-b``/``-c`` draws of a P0 study move every base's seed (``seed_offset``): everything
+    else, and each base's steps and data, must be the first draw's."""
     first = mini_vision.load_family(study)
     for suffix, seed in (("-b", 100), ("-c", 200)):
         draw = mini_vision.load_family(study + suffix)

@@ -330,7 +330,7 @@ def probe(run: Run, bases: list[str], limit: int | None = None) -> list[dict[str
             by_layout[lines] = [_encode(run, prompt + cue, ("\n" if lines else " ") + target.strip().split("\n")[0])
                                 for prompt, target in zip(run.prompts[:limit], run.targets[:limit])]
         return by_layout[lines]
-    items = []  # (doc index, token start, token end, group)
+    items: dict[int, list] = {}  # doc index -> its calculations: (token start, token end, group)
     openings = {}  # doc index -> positions of the first number of the answer's first line
     encoded = []
     for i, (prompt, target) in enumerate(zip(run.prompts[:limit], run.targets[:limit])):
@@ -347,23 +347,18 @@ def probe(run: Run, bases: list[str], limit: int | None = None) -> list[dict[str
                 lo, hi = offset + m.start(1), offset + m.end(1)
                 toks = [k for k, (a, b) in enumerate(spans) if a < hi and b > lo]
                 if toks and spans[toks[0]][0] >= lo - 1:  # the calculation starts a token (" 24" or "24")
-                    items.append((i, start + toks[0], start + toks[-1] + 1, line_group(prompt, line)))
+                    items.setdefault(i, []).append((start + toks[0], start + toks[-1] + 1, line_group(prompt, line)))
             offset += len(line) + 1
     out = []
     for name in bases:
         model = run.model(run.bases[name])
         hits: dict[str, list[int]] = {}
         opened = []  # (first number written, its log-prob), per problem with an opening number
-        at = 0
         for i, ids in enumerate(encoded):  # one forward per document, read for every item of it
-            mine = []
-            while at < len(items) and items[at][0] == i:
-                mine.append(items[at])
-                at += 1
-            if not mine and i not in openings:
+            if i not in items and i not in openings:
                 continue
             logits = _logits(model, ids)
-            for _, lo, hi, group in mine:
+            for lo, hi, group in items.get(i, ()):
                 pred = logits[lo - 1:hi - 1].argmax(-1)
                 hits.setdefault(group, []).append(int(bool((pred == torch.tensor(ids[lo:hi])).all())))
             if i in openings:

@@ -55,9 +55,12 @@ def load_family(variant: str = "default", path: str | os.PathLike = FAMILY_FILE)
     variants = family.pop("variants", {}) or {}
     if variant not in variants:
         raise ValueError(f"unknown mini vision variant {variant!r}; known: {sorted(variants)}")
-    family = deep_merge(family, variants[variant] or {})
+    over = dict(variants[variant] or {})
+    offset = over.pop("seed_offset", 0)  # every base's seed moved: the same world drawn again
+    family = deep_merge(family, over)
     family["variant"] = variant
     for name, spec in family["bases"].items():
+        spec["seed"] = spec["seed"] + offset
         if spec["data"] not in family["data_versions"]:
             raise ValueError(f"base {name}: unknown data version {spec['data']!r}")
         config_file = CONFIG_DIR / f"{spec['config']}.json"
