@@ -91,6 +91,27 @@ def test_a_claim_is_decided_on_the_paired_records_of_two_methods(tmp_path):
     assert str(lk.base_alone("t", "m")).startswith("0.450 [")  # tables show the 95 % interval
 
 
+def test_prt_matches_ft_only_where_the_interval_shows_it_within_three_points(tmp_path):
+    # PRT(s→s) and FT(s) with equal means, each right on d items the other misses, on n items:
+    # 2000 items show them equal within 3 points; 100 items cannot tell (the interval is too
+    # wide), however equal the means; and FT right on 200 more of 2000 shows them apart.
+    def same_base(folder, n, prt_only, ft_only):
+        prt = [1] * prt_only + [0] * ft_only + [1] * (n // 2) + [0] * (n - n // 2 - prt_only - ft_only)
+        ft = [0] * prt_only + [1] * ft_only + [1] * (n // 2) + [0] * (n - n // 2 - prt_only - ft_only)
+        write_cell(folder, _cell("prt", "prt", "s", prt, source="s", scenario="same"))
+        write_cell(folder, _cell("ft", "ft_source", "s", ft, source="s", scenario="same"))
+        res = load_results(folder)
+        (same,) = [c for c in check_claims(Lookup(res.agg, Items(res))) if c.title.startswith("PRT on the training")]
+        return same.checks[0]
+
+    ok, text = same_base(tmp_path / "many", 2000, 10, 10)
+    assert ok and "Δ = +0.000" in text
+    ok, text = same_base(tmp_path / "few", 100, 5, 5)
+    assert not ok and "Δ = +0.000" in text and "too wide" in text
+    ok, text = same_base(tmp_path / "apart", 2000, 0, 200)
+    assert not ok and "Δ = -0.100" in text and "apart by more than 0.03" in text
+
+
 def test_item_scores_average_to_the_metric_for_ifeval_instruction_level_lists():
     """IFEval's instruction-level accuracy flattens every prompt's list: the per-item scores the
     paired statistics draw from must average to that metric (and to the derived mean) exactly."""

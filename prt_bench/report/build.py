@@ -76,7 +76,7 @@ def _environment_lines(res: Results) -> list[str]:
     lines.append(f"Tables: {VALUES}.")
     lines.append(f"Claims: each comparison is decided on the 95 % CI of the difference of two methods on the same "
                  f"items (paired bootstrap, {RESAMPLES:,} resamples) with an exact paired test's p-value beside it; "
-                 f"'≈' means the CI reaches into ±{TOL_ABS}.")
+                 f"'≈' means the CI lies within ±{TOL_ABS}.")
     lines.extend(f"Warning: {w}" for w in res.warnings)
     return lines
 
@@ -204,7 +204,7 @@ def build_report(results_dir: str | os.PathLike, out_pdf: str | os.PathLike | No
         s.section("Claims checklist")
         summary = pd.DataFrame([{"claim": c.title, "result": c.status.upper(), "numbers": c.summary} for c in claims])
         colours = {(i, 1): STATUS_COLOUR[c.status] for i, c in enumerate(claims)}
-        fig = F.page("Claims checklist", f"decided on 95 % CIs of paired differences; '≈': the CI reaches into "
+        fig = F.page("Claims checklist", f"decided on 95 % CIs of paired differences; '≈': the CI lies within "
                                          f"±{TOL_ABS}; details on the next page(s)")
         ax = fig.add_axes([0.04, 0.50, 0.92, 0.34])
         F.draw_table(ax, summary, fontsize=11, colours=colours, max_row=0.14)

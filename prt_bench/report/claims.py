@@ -8,7 +8,11 @@ without per-sample records fall back to a normal approximation from the two erro
 say so.  The rules, in those terms (TOL_ABS = 3 points, what the paper treats as "comparable"):
 
 - A > B ("beats", "higher"): the interval lies above 0.
-- A ≈ B: the interval reaches into [−TOL_ABS, +TOL_ABS] (the data do not show them apart by more).
+- A ≈ B: the interval lies within [−TOL_ABS, +TOL_ABS] (the data show them within 3 points; an
+  interval that only reaches into it -- too wide to tell -- does not make them equal).
+
+A claim holds only where its interval shows it: too few items or seeds fail it, and the check
+says so.
 - A ≥ B − tol (comparable or better): the interval's lower end is above −TOL_ABS.
 - A < B ("drops"): the interval lies below 0.
 """
@@ -54,7 +58,14 @@ def below(d: Paired) -> bool:
 
 
 def comparable(d: Paired) -> bool:
-    return d.lo <= TOL_ABS and d.hi >= -TOL_ABS
+    return -TOL_ABS <= d.lo and d.hi <= TOL_ABS
+
+
+def _why_not_comparable(d: Paired) -> str:
+    """Why ``comparable`` fails: the interval is apart from ±TOL_ABS, or too wide to tell."""
+    if d.lo > TOL_ABS or d.hi < -TOL_ABS:
+        return f" (apart by more than {TOL_ABS})"
+    return f" (the interval is too wide to show them within ±{TOL_ABS})"
 
 
 def not_worse(d: Paired) -> bool:
@@ -68,7 +79,7 @@ def _mark(ok: bool) -> str:
 def check_claims(lk: Lookup) -> list[Claim]:
     same = Claim(
         "PRT on the training base ≈ FT",
-        f"PRT(s→s) ≈ FT(s): the 95 % CI of the difference reaches into ±{TOL_ABS}",
+        f"PRT(s→s) ≈ FT(s): the 95 % CI of the difference lies within ±{TOL_ABS}",
     )
     beats = Claim("PRT on swapped bases beats each base alone",
                   "PRT(s→t) − base alone(t): the 95 % CI lies above 0, for every t ≠ s")
@@ -97,8 +108,9 @@ def check_claims(lk: Lookup) -> list[Claim]:
                 ft = lk.ft_of(task, source, prefer="ft_source")
                 if ft is not None:
                     d = lk.compare(p, ft)
-                    same.checks.append((comparable(d), f"{task}: {source}→{source}: PRT {p} vs FT {ft}; {d} "
-                                                       f"{_mark(comparable(d))}"))
+                    ok = comparable(d)
+                    same.checks.append((ok, f"{task}: {source}→{source}: PRT {p} vs FT {ft}; {d} {_mark(ok)}"
+                                            f"{'' if ok else _why_not_comparable(d)}"))
                 continue
             base = lk.base_alone(task, target)
             if base is not None:
