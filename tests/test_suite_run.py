@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -81,6 +82,7 @@ def test_full_run_stores_one_record_per_cell_and_the_table(reference):
         assert r["schema"] == "prt-bench/cell/1" and r["status"] == "done" and r["config_hash"] == r["cell_id"]
         assert r["timing"]["wall_s"] > 0 and r["timing"]["peak_mem_mb"] > 0
         assert r["timing"]["cpu_s"] > 0  # the process's CPU seconds, every thread
+        assert re.fullmatch(r"20\d\d-\d\d-\d\dT\d\d:\d\d:\d\dZ", r["timing"]["finished_at"])  # when, in UTC
         assert r["environment"]["packages"]["torch"]
         if r["kind"] == "eval":
             assert isinstance(r["results"][r["task"]][r["primary_metric"]], float)

@@ -51,16 +51,18 @@ def _environment_lines(res: Results) -> list[str]:
             packages.setdefault(k, set()).add(str(v))
     hw = sorted({f"{e.get('platform', '?')}, {e.get('machine', '?')}, {e.get('cpu_count', '?')} CPU cores, "
                  f"device {e.get('device', '?')}" + (f" ({e['gpu']})" if e.get("gpu") else "") for e in envs})
-    mtimes = [p.stat().st_mtime for p in (res.root / "cells").glob("*.json")]
-    span = "–"
-    if mtimes:
-        lo, hi = (dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC") for t in (min(mtimes), max(mtimes)))
-        span = lo if lo == hi else f"{lo} to {hi}"
+    # when the cells finished, as they recorded it (a file's date is the checkout's, not the run's)
+    finished = sorted(t for c in res.cells if isinstance(t := (c.get("timing") or {}).get("finished_at"), str))
+    span = "not recorded in these cells"
+    if finished:
+        lo, hi = (f"{t[:10]} {t[11:16]} UTC" for t in (finished[0], finished[-1]))
+        span = (lo if lo == hi else f"{lo} to {hi}") + ("" if len(finished) == len(res.cells)
+                                                        else f" ({len(finished)} of {len(res.cells)} recorded it)")
     tasks = sorted(set(res.rows["task"].dropna())) if not res.rows.empty else []
     lines = [
         f"Suite: {res.suite}",
         f"Report built: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"Results: {res.root} ({len(res.rows)} evaluation cells of {len(res.cells)} cell files; written {span})",
+        f"Results: {res.root} ({len(res.rows)} evaluation cells of {len(res.cells)} cell files; finished {span})",
         f"Tasks: {', '.join(tasks) or 'none'}",
         f"Git commit of the results: {', '.join(c[:12] if len(commits) > 1 else c for c in commits) or 'unknown'}"
         + ("  (several commits!)" if len(commits) > 1 else ""),

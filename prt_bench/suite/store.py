@@ -9,6 +9,7 @@ Layout (``docs/suites.md`` and the interfaces note describe the record)::
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import math
 from pathlib import Path
@@ -61,6 +62,9 @@ def read_cell(results: Path, cell_id: str) -> dict[str, Any] | None:
 
 def make_record(cell, suite: str, results: dict[str, Any], primary_metric: str | None, environment: dict[str, Any],
                 timing: dict[str, float], **extra: Any) -> dict[str, Any]:
+    """A finished cell's record; its timing keeps when it finished (UTC), which a file's date,
+    reset by every copy and checkout, does not."""
+    finished = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "schema": CELL_SCHEMA,
         "cell_id": cell.cell_id,
@@ -79,7 +83,7 @@ def make_record(cell, suite: str, results: dict[str, Any], primary_metric: str |
         "results": results,
         "primary_metric": primary_metric,
         "environment": environment,
-        "timing": timing,
+        "timing": {**timing, "finished_at": timing.get("finished_at", finished)},
         "status": "done",
         **extra,
     }
