@@ -178,7 +178,7 @@ def test_held_out_phrasing_finds_the_held_out_step_in_questions_and_answer_lines
 
 def test_diagnosis_probe_scores_every_calculation_of_the_gold_answers(tmp_path):
     """The knowledge probe teacher-forces each calculation of the gold answers, grouped by phrasing."""
-    from prt_bench.lm.diagnose import HELD_OUT, OPENING, ORDINARY, RESTATES, Run, probe
+    from prt_bench.lm.diagnose import HELD_OUT, MISSES, NUMBER_FROM_PROMPT, OPENING, ORDINARY, RESTATES, Run, probe
     from prt_bench.lm.tiny import build_tiny_lm, byte_level_tokenizer
 
     path = build_tiny_lm(tmp_path / "m", "llama", byte_level_tokenizer(), hidden=16, layers=1)
@@ -212,6 +212,27 @@ def test_diagnosis_probe_scores_every_calculation_of_the_gold_answers(tmp_path):
         run.model = lambda path, right=right: Next(right)
         (row,) = probe(run, ["m"])
         assert row["all"] == row[RESTATES] == row[OPENING] == float(right)
+        assert [row[f"{MISSES}: {part}"] for part in ("value", "operator", "number", "result")] == [1 - right] * 4
+
+    # One that is right everywhere but at a step's number (what follows `+ `, `- ` or `* `) misses
+    # that part of every calculation and no other.
+    decoded = {}
+
+    class WrongNumber(torch.nn.Module):
+        def forward(self, input_ids):
+            ids = input_ids[0].tolist()
+            text = [decoded.setdefault(i, run.tokenizer.decode([i])) for i in ids]
+            wrong = [k >= 2 and text[k - 1] == " " and text[k - 2] in "+-*" for k in range(len(ids))]
+            logits = torch.zeros(1, len(ids), 512)
+            for k in range(1, len(ids)):
+                logits[0, k - 1, (ids[k] + 1) % 512 if wrong[k] else ids[k]] = 1.0
+            return SimpleNamespace(logits=logits)
+
+    run.model = lambda path: WrongNumber()
+    (row,) = probe(run, ["m"])
+    assert row["all"] == 0 and row[RESTATES] == row[OPENING] == 1
+    assert [row[f"{MISSES}: {part}"] for part in ("value", "operator", "number", "result")] == [0, 0, 1, 0]
+    assert 0 <= row[NUMBER_FROM_PROMPT] <= 1
 
 
 def test_a_preamble_moves_the_story_off_the_document_start_and_nothing_else():

@@ -10,7 +10,9 @@ trained checkpoints in ``runs/<suite>/``) and writes four measurements, each per
    the test split, how often the base alone writes a step's whole calculation (``First she wins
    1 more marbles, so she has`` -> ``24 + 1 = 25``: operand, operator and result, every token its
    greedy choice) -- per group of lines (held-out phrasing or not): knowing what ``wins`` does is
-   the knowledge the held-out share of the test needs;
+   the knowledge the held-out share of the test needs; and which part of a calculation it misses
+   (the running value, the operator, the step's number, the result), with what it writes for a
+   missed step's number: another of the prompt's numbers, or one the prompt does not hold;
 3. **distance**: on the fine-tuning data's responses, teacher-forced, the mean per-token KL of
    each target from the source, and how far FT, PRT and EFT move each target (KL from the
    target alone), with the gold tokens' mean log-prob under each;
@@ -72,6 +74,10 @@ COPY_CUES: dict[str, str] = {"mini_gsm": " Let us count."}
 RESTATES = "restates the problem"
 UNSEEN = "prompt tokens never pretrained on"
 OPENING = "copies the opening number"  # in the task's own layout: after the prompt and the line's words before it
+# the parts of a calculation `24 + 1 = 25`: the running value, the operator, the step's number, the result
+PARTS = re.compile(r"(?P<value>-?\d+) (?P<operator>[-+*]) (?P<number>-?\d+) = (?P<result>-?\d+)")
+MISSES = "misses"  # column prefix: the share of calculations whose part is not every token greedy
+NUMBER_FROM_PROMPT = "missed step's number: another of the prompt's"
 
 
 # -------------------------------------------------------------------- what the run holds
@@ -309,7 +315,9 @@ def _encode(run: Run, prompt: str, continuation: str) -> tuple[list[int], int, l
 
 def probe(run: Run, bases: list[str], limit: int | None = None) -> list[dict[str, Any]]:
     """Per base alone: the share of the calculations in the test split's gold answers that it
-    writes exactly (every token greedy, teacher-forced), per group of lines; and the share of
+    writes exactly (every token greedy, teacher-forced), per group of lines, and the share whose
+    running value, operator, step's number or result it misses (with, for a missed step's number,
+    the share written from the prompt's other numbers); and the share of
     problems whose first answer line it writes exactly after the prompt and the corpus's cue
     (copying from the prompt, asked in the corpus's words: no fine-tuning needed); the share whose
     first number (the problem's opening, restated) it writes after the prompt and the line's words
@@ -330,12 +338,14 @@ def probe(run: Run, bases: list[str], limit: int | None = None) -> list[dict[str
             by_layout[lines] = [_encode(run, prompt + cue, ("\n" if lines else " ") + target.strip().split("\n")[0])
                                 for prompt, target in zip(run.prompts[:limit], run.targets[:limit])]
         return by_layout[lines]
-    items: dict[int, list] = {}  # doc index -> its calculations: (token start, token end, group)
+    items: dict[int, list] = {}  # doc index -> its calculations: (token start, token end, group, parts)
     openings = {}  # doc index -> positions of the first number of the answer's first line
     encoded = []
+    numbers = []  # per doc: the numbers its prompt holds
     for i, (prompt, target) in enumerate(zip(run.prompts[:limit], run.targets[:limit])):
         ids, start, spans = _encode(run, prompt, target)
         encoded.append(ids)
+        numbers.append(set(re.findall(r"-?\d+", prompt)))
         number = re.search(r"\d+", target.split("\n")[0])
         if number:
             toks = [k for k, (a, b) in enumerate(spans) if a < number.end() and b > number.start()]
@@ -347,20 +357,29 @@ def probe(run: Run, bases: list[str], limit: int | None = None) -> list[dict[str
                 lo, hi = offset + m.start(1), offset + m.end(1)
                 toks = [k for k, (a, b) in enumerate(spans) if a < hi and b > lo]
                 if toks and spans[toks[0]][0] >= lo - 1:  # the calculation starts a token (" 24" or "24")
-                    items.setdefault(i, []).append((start + toks[0], start + toks[-1] + 1, line_group(prompt, line)))
+                    items.setdefault(i, []).append((start + toks[0], start + toks[-1] + 1, line_group(prompt, line),
+                                                    _parts(m, offset, spans, start)))
             offset += len(line) + 1
     out = []
     for name in bases:
         model = run.model(run.bases[name])
         hits: dict[str, list[int]] = {}
+        missed = dict.fromkeys(PARTS.groupindex, 0)
+        number_from_prompt = []  # per missed step's number: whether what the base wrote is in the prompt
         opened = []  # (first number written, its log-prob), per problem with an opening number
         for i, ids in enumerate(encoded):  # one forward per document, read for every item of it
             if i not in items and i not in openings:
                 continue
             logits = _logits(model, ids)
-            for lo, hi, group in items.get(i, ()):
+            for lo, hi, group, parts in items.get(i, ()):
                 pred = logits[lo - 1:hi - 1].argmax(-1)
                 hits.setdefault(group, []).append(int(bool((pred == torch.tensor(ids[lo:hi])).all())))
+                for part, (a, b) in parts.items():
+                    wrote = logits[a - 1:b - 1].argmax(-1).tolist()
+                    if wrote != ids[a:b]:
+                        missed[part] += 1
+                        if part == "number":
+                            number_from_prompt.append(run.tokenizer.decode(wrote).strip() in numbers[i])
             if i in openings:
                 where = openings[i]
                 lp = prt.log_probs(logits[[k - 1 for k in where]])
@@ -370,6 +389,11 @@ def probe(run: Run, bases: list[str], limit: int | None = None) -> list[dict[str
         for g in sorted(hits, key=lambda g: (g != ORDINARY, g)):
             row[g], row[f"n {g}"] = sum(hits[g]) / len(hits[g]), len(hits[g])
         row["all"] = sum(sum(h) for h in hits.values()) / max(1, sum(len(h) for h in hits.values()))
+        n_calcs = sum(len(h) for h in hits.values())
+        for part, count in missed.items():
+            row[f"{MISSES}: {part}"] = count / max(1, n_calcs)
+        if number_from_prompt:
+            row[NUMBER_FROM_PROMPT] = sum(number_from_prompt) / len(number_from_prompt)
         row["items"] = [h for g in sorted(hits) for h in hits[g]]  # the same items, in one order, for every base
         if cue:
             copied = [bool((_logits(model, ids)[start - 1:-1].argmax(-1) == torch.tensor(ids[start:])).all())
@@ -382,6 +406,20 @@ def probe(run: Run, bases: list[str], limit: int | None = None) -> list[dict[str
         if unseen is not None:
             row[UNSEEN], row["unseen"] = len(unseen), " ".join(repr(t) for t in unseen[:12])
         out.append(row)
+    return out
+
+
+def _parts(calc: re.Match, offset: int, spans: list[tuple[int, int]], start: int) -> dict[str, tuple[int, int]]:
+    """The token range (in the whole sequence) of each part of a calculation found on a line that
+    starts ``offset`` characters into the continuation; a part that does not start a token (it
+    shares one with what comes before it) is left out."""
+    parts = PARTS.fullmatch(calc.group(1))
+    out = {}
+    for part in PARTS.groupindex if parts else ():
+        lo, hi = offset + calc.start(1) + parts.start(part), offset + calc.start(1) + parts.end(part)
+        toks = [k for k, (a, b) in enumerate(spans) if a < hi and b > lo]
+        if toks and spans[toks[0]][0] >= lo - 1:
+            out[part] = (start + toks[0], start + toks[-1] + 1)
     return out
 
 
