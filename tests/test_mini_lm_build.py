@@ -172,6 +172,32 @@ def test_a_names_variant_is_its_draw_with_only_the_test_names_changed(draw):
         assert base_config(named, base) == base_config(plain, base)
 
 
+@pytest.mark.parametrize("draw", ["a", "b", "c"])
+def test_the_longer_independent_base_variants_change_only_its_pretraining_steps(draw):
+    """p0-X-result-2x-asked-{matched,epochs} (docs/mini-lm.md, "The independent newer base,
+    pretrained longer") pretrain the independent newer base as long as the newer relative in all
+    (3000 steps) or for as many passes over v2 as the source makes over v1 (4000); every other
+    base's own config -- its cache key -- and the draw's seed are the asked world's."""
+    from prt_bench.mini.lm.build import base_config, load_config
+
+    asked = load_config(f"p0-{draw}-result-2x-asked")
+    for variant, steps in (("matched", 3000), ("epochs", 4000)):
+        longer = load_config(f"p0-{draw}-result-2x-asked-{variant}")
+        assert {k: v for k, v in longer.items() if k not in ("bases", "variant")} == \
+            {k: v for k, v in asked.items() if k not in ("bases", "variant")}
+        for name, base in longer["bases"].items():
+            if name == "llama-s-v2i":
+                assert {**base, "steps": asked["bases"][name]["steps"]} == asked["bases"][name]
+                assert base["steps"] == steps and base.get("init") is None
+            else:
+                assert base_config(longer, base) == base_config(asked, base)
+    source = asked["bases"]["llama-s-v1"]["steps"]
+    relative = source + asked["bases"]["llama-s-v2"]["steps"]
+    assert relative == 3000 and 2 * source == 4000  # v2 is twice v1's size (n_*_docs)
+    assert all(asked["corpora"]["v2"][k] == 2 * asked["corpora"]["v1"][k]
+               for k in ("n_fact_docs", "n_story_docs", "n_prose_docs"))
+
+
 @pytest.mark.parametrize("family", ["llama", "qwen2"])
 def test_block_expansion_starts_from_the_function_of_the_smaller_base(family):
     import torch
