@@ -109,8 +109,8 @@ def check_claims(lk: Lookup) -> list[Claim]:
                 if ft is not None:
                     d = lk.compare(p, ft)
                     ok = comparable(d)
-                    same.checks.append((ok, f"{task}: {source}→{source}: PRT {p} vs FT {ft}; {d} {_mark(ok)}"
-                                            f"{'' if ok else _why_not_comparable(d)}"))
+                    same.checks.append((ok, f"{task}: {source}→{source}: PRT {p} vs FT {ft}; {d}"
+                                            f"{'' if ok else _why_not_comparable(d)} {_mark(ok)}"))
                 continue
             base = lk.base_alone(task, target)
             if base is not None:
