@@ -347,18 +347,15 @@ def probe(run: Run, bases: list[str], limit: int | None = None) -> list[dict[str
         encoded.append(ids)
         numbers.append(set(re.findall(r"-?\d+", prompt)))
         number = re.search(r"\d+", target.split("\n")[0])
-        if number:
-            toks = [k for k, (a, b) in enumerate(spans) if a < number.end() and b > number.start()]
-            if toks and spans[toks[0]][0] >= number.start() - 1:  # the number starts a token
-                openings[i] = [start + k for k in toks]
+        where = _tokens(spans, number.start(), number.end(), start) if number else None
+        if where:
+            openings[i] = list(range(*where))
         offset = 0
         for line in target.split("\n"):
             for m in CALC.finditer(line):
-                lo, hi = offset + m.start(1), offset + m.end(1)
-                toks = [k for k, (a, b) in enumerate(spans) if a < hi and b > lo]
-                if toks and spans[toks[0]][0] >= lo - 1:  # the calculation starts a token (" 24" or "24")
-                    items.setdefault(i, []).append((start + toks[0], start + toks[-1] + 1, line_group(prompt, line),
-                                                    _parts(m, offset, spans, start)))
+                where = _tokens(spans, offset + m.start(1), offset + m.end(1), start)
+                if where:
+                    items.setdefault(i, []).append((*where, line_group(prompt, line), _parts(m, offset, spans, start)))
             offset += len(line) + 1
     out = []
     for name in bases:
@@ -409,18 +406,22 @@ def probe(run: Run, bases: list[str], limit: int | None = None) -> list[dict[str
     return out
 
 
+def _tokens(spans: list[tuple[int, int]], lo: int, hi: int, start: int) -> tuple[int, int] | None:
+    """The token range, in the whole sequence, of the continuation's characters [lo, hi); None
+    unless they start a token (" 24" or "24": a token shared with what comes before is not theirs)."""
+    toks = [k for k, (a, b) in enumerate(spans) if a < hi and b > lo]
+    if toks and spans[toks[0]][0] >= lo - 1:
+        return start + toks[0], start + toks[-1] + 1
+    return None
+
+
 def _parts(calc: re.Match, offset: int, spans: list[tuple[int, int]], start: int) -> dict[str, tuple[int, int]]:
-    """The token range (in the whole sequence) of each part of a calculation found on a line that
-    starts ``offset`` characters into the continuation; a part that does not start a token (it
-    shares one with what comes before it) is left out."""
-    parts = PARTS.fullmatch(calc.group(1))
-    out = {}
-    for part in PARTS.groupindex if parts else ():
-        lo, hi = offset + calc.start(1) + parts.start(part), offset + calc.start(1) + parts.end(part)
-        toks = [k for k, (a, b) in enumerate(spans) if a < hi and b > lo]
-        if toks and spans[toks[0]][0] >= lo - 1:
-            out[part] = (start + toks[0], start + toks[-1] + 1)
-    return out
+    """The token range of each part of a calculation found on a line that starts ``offset``
+    characters into the continuation (a part that does not start a token is left out)."""
+    parts, at = PARTS.fullmatch(calc.group(1)), offset + calc.start(1)
+    ranges = {part: _tokens(spans, at + parts.start(part), at + parts.end(part), start)
+              for part in (PARTS.groupindex if parts else ())}
+    return {part: r for part, r in ranges.items() if r}
 
 
 def _corpus_of(base: str) -> dict[str, Any]:

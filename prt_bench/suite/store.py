@@ -83,7 +83,7 @@ def make_record(cell, suite: str, results: dict[str, Any], primary_metric: str |
         "results": results,
         "primary_metric": primary_metric,
         "environment": environment,
-        "timing": {**timing, "finished_at": timing.get("finished_at", finished)},
+        "timing": {**timing, "finished_at": finished},
         "status": "done",
         **extra,
     }
