@@ -206,7 +206,7 @@ def test_the_world_card_decides_p3_on_the_paired_margin_and_shows_its_room(tmp_p
     assert card[("m", "knows more alone than the source")]["holds"] is True              # +0.15
     assert card[("m", "the reward has a skill to bring")]["holds"] is True               # 150 vs 130
     assert card[("v", "the reward has a skill to bring")]["holds"] is False              # 150 vs 148: CI reaches 0
-    assert card[("s", "PRT on its own base within 0.02 of FT")]["holds"] is True         # 153 − 150
+    assert card[("s", "PRT on its own base, mean within 0.02 of FT")]["holds"] is True         # 153 − 150
 
 
 def test_the_world_card_decides_p0_p2_p4_over_the_fine_tuning_seeds(tmp_path):
