@@ -198,6 +198,24 @@ def test_the_longer_independent_base_variants_change_only_its_pretraining_steps(
                for k in ("n_fact_docs", "n_story_docs", "n_prose_docs"))
 
 
+@pytest.mark.parametrize("draw", "abc")
+def test_the_4x_variants_double_every_base_s_steps_and_nothing_else(draw):
+    """p0-X-result-4x-asked (docs/mini-lm.md, "Every base past the look-up transition") pretrain
+    every base of the asked world twice as long, on the same corpora, seeds and sizes; its
+    independent newer base is -epochs' one (the same cache key, so the same checkpoint)."""
+    from prt_bench.mini.lm.build import base_config, load_config
+
+    asked, four = load_config(f"p0-{draw}-result-2x-asked"), load_config(f"p0-{draw}-result-4x-asked")
+    assert {k: v for k, v in four.items() if k not in ("bases", "variant")} == \
+        {k: v for k, v in asked.items() if k not in ("bases", "variant")}
+    assert four["bases"].keys() == asked["bases"].keys()
+    for name, base in four["bases"].items():
+        assert base == {**asked["bases"][name], "steps": 2 * asked["bases"][name]["steps"]}
+    epochs = load_config(f"p0-{draw}-result-2x-asked-epochs")
+    assert base_config(four, four["bases"]["llama-s-v2i"]) == base_config(epochs, epochs["bases"]["llama-s-v2i"])
+    assert four["bases"]["llama-s-v1"]["steps"] == 4000
+
+
 @pytest.mark.parametrize("family", ["llama", "qwen2"])
 def test_block_expansion_starts_from_the_function_of_the_smaller_base(family):
     import torch
