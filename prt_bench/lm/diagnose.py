@@ -74,8 +74,6 @@ COPY_CUES: dict[str, str] = {"mini_gsm": " Let us count."}
 RESTATES = "restates the problem"
 UNSEEN = "prompt tokens never pretrained on"
 OPENING = "copies the opening number"  # in the task's own layout: after the prompt and the line's words before it
-# the parts of a calculation `24 + 1 = 25`: the running value, the operator, the step's number, the result
-PARTS = re.compile(r"(?P<value>-?\d+) (?P<operator>[-+*]) (?P<number>-?\d+) = (?P<result>-?\d+)")
 MISSES = "misses"  # column prefix: the share of calculations whose part is not every token greedy
 NUMBER_FROM_PROMPT = "missed step's number: another of the prompt's"
 
@@ -361,18 +359,18 @@ def probe(run: Run, bases: list[str], limit: int | None = None) -> list[dict[str
     for name in bases:
         model = run.model(run.bases[name])
         hits: dict[str, list[int]] = {}
-        missed = dict.fromkeys(PARTS.groupindex, 0)
+        missed = dict.fromkeys(CALC.groupindex, 0)
         number_from_prompt = []  # per missed step's number: whether what the base wrote is in the prompt
         opened = []  # (first number written, its log-prob), per problem with an opening number
         for i, ids in enumerate(encoded):  # one forward per document, read for every item of it
             if i not in items and i not in openings:
                 continue
             logits = _logits(model, ids)
+            greedy = logits.argmax(-1).tolist()  # greedy[k]: the base's choice for token k + 1
             for lo, hi, group, parts in items.get(i, ()):
-                pred = logits[lo - 1:hi - 1].argmax(-1)
-                hits.setdefault(group, []).append(int(bool((pred == torch.tensor(ids[lo:hi])).all())))
+                hits.setdefault(group, []).append(int(greedy[lo - 1:hi - 1] == ids[lo:hi]))
                 for part, (a, b) in parts.items():
-                    wrote = logits[a - 1:b - 1].argmax(-1).tolist()
+                    wrote = greedy[a - 1:b - 1]
                     if wrote != ids[a:b]:
                         missed[part] += 1
                         if part == "number":
@@ -385,8 +383,8 @@ def probe(run: Run, bases: list[str], limit: int | None = None) -> list[dict[str
         row = {"base": name}
         for g in sorted(hits, key=lambda g: (g != ORDINARY, g)):
             row[g], row[f"n {g}"] = sum(hits[g]) / len(hits[g]), len(hits[g])
-        row["all"] = sum(sum(h) for h in hits.values()) / max(1, sum(len(h) for h in hits.values()))
         n_calcs = sum(len(h) for h in hits.values())
+        row["all"] = sum(sum(h) for h in hits.values()) / max(1, n_calcs)
         for part, count in missed.items():
             row[f"{MISSES}: {part}"] = count / max(1, n_calcs)
         if number_from_prompt:
@@ -416,11 +414,9 @@ def _tokens(spans: list[tuple[int, int]], lo: int, hi: int, start: int) -> tuple
 
 
 def _parts(calc: re.Match, offset: int, spans: list[tuple[int, int]], start: int) -> dict[str, tuple[int, int]]:
-    """The token range of each part of a calculation found on a line that starts ``offset``
-    characters into the continuation (a part that does not start a token is left out)."""
-    parts, at = PARTS.fullmatch(calc.group(1)), offset + calc.start(1)
-    ranges = {part: _tokens(spans, at + parts.start(part), at + parts.end(part), start)
-              for part in (PARTS.groupindex if parts else ())}
+    """The token range of each part of a calculation (CALC's named groups) found on a line that
+    starts ``offset`` characters into the continuation (a part that does not start a token is left out)."""
+    ranges = {part: _tokens(spans, offset + calc.start(part), offset + calc.end(part), start) for part in CALC.groupindex}
     return {part: r for part, r in ranges.items() if r}
 
 

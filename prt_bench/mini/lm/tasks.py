@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 ENV_VAR = "PRT_BENCH_MINI_LM_DATA"
-CALC = re.compile(r"has (-?\d+ [-+*] -?\d+ = -?\d+)")  # a calculation in a mini_gsm gold answer line
+# a calculation in a mini_gsm gold answer line (group 1), with its parts: the running value, the
+# operator, the step's number and the result (`24 + 1 = 25`)
+CALC = re.compile(r"has ((?P<value>-?\d+) (?P<operator>[-+*]) (?P<number>-?\d+) = (?P<result>-?\d+))")
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None, variant: str = "default") -> Path:
