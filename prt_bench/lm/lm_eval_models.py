@@ -15,6 +15,7 @@ Generation runs every model with its own KV cache: one prefill, then one token p
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
 import os
@@ -203,6 +204,15 @@ def out_of_memory(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
+def _leave_process_group() -> None:
+    """At exit of a data-parallel evaluation (accelerate launch / torchrun): leave the process
+    group, so that its threads are stopped before the interpreter's teardown; a rank that exits
+    with the group alive can abort there ("terminate called without an active exception", SIGABRT)
+    after its results are written, and the launcher then reports the whole run failed."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 class CombinedLM(TemplateLM):
     """Causal LMs that share a tokenizer, scored and decoded through one combination rule.
 
@@ -241,6 +251,7 @@ class CombinedLM(TemplateLM):
             self.accelerator = Accelerator(cpu=on_cpu,  # gloo between CPU processes, else NCCL
                                            kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(weeks=52))])
             self._rank, self._world_size = self.accelerator.process_index, self.accelerator.num_processes
+            atexit.register(_leave_process_group)
             if device is None or str(device).startswith("cuda"):
                 device = str(self.accelerator.device)
         if device and str(device).startswith("cuda") and not torch.cuda.is_available():
