@@ -130,7 +130,8 @@ def test_pretraining_pool_and_downstream_train_split_are_disjoint_parts_of_the_o
     assert all(v["pool"] <= len(pool_ids) for v in family["data_versions"].values())
 
 
-@pytest.mark.parametrize("study", ["swapped-two-75-weak-source", "swapped-two-75-small-v1"])
+@pytest.mark.parametrize("study", ["swapped-two-75-weak-source", "swapped-two-75-small-v1",
+                                   "swapped-two-75-small-v1-even"])
 def test_a_studys_pretraining_draws_differ_from_its_first_only_in_the_bases_seeds(study):
     """The ``-b``/``-c`` draws of a P0 study move every base's seed (``seed_offset``): everything
     else, and each base's steps and data, must be the first draw's."""
@@ -153,6 +154,21 @@ def test_the_small_crawl_study_shrinks_only_the_older_crawl():
     assert {k: v for k, v in study["data_versions"]["v1"].items() if k != "pool"} == \
         {k: v for k, v in before["data_versions"]["v1"].items() if k != "pool"}
     assert study["data_versions"]["v2"] == before["data_versions"]["v2"] and study["bases"] == before["bases"]
+
+
+@pytest.mark.parametrize("study, before", [("swapped-two-75-small-v1-even", "swapped-two-75-small-v1"),
+                                           ("swapped-two-75-even", "swapped-two-75")])
+def test_an_even_study_pretrains_only_the_source_longer_as_long_as_its_bigger_sibling(study, before):
+    study, before = mini_vision.load_family(study), mini_vision.load_family(before)
+    assert {k: v for k, v in study.items() if k not in ("bases", "variant")} == \
+        {k: v for k, v in before.items() if k not in ("bases", "variant")}
+    source, bigger = study["bases"]["mini-vit-s-v1"], study["bases"]["mini-vit-m-v1"]
+    assert source["steps"] == bigger["steps"] == 600 > before["bases"]["mini-vit-s-v1"]["steps"]
+    assert source["data"] == bigger["data"] == "v1"
+    assert {k: v for k, v in source.items() if k != "steps"} == \
+        {k: v for k, v in before["bases"]["mini-vit-s-v1"].items() if k != "steps"}
+    assert {n: b for n, b in study["bases"].items() if n != "mini-vit-s-v1"} == \
+        {n: b for n, b in before["bases"].items() if n != "mini-vit-s-v1"}
 
 
 def test_unknown_variant_is_refused():
