@@ -216,6 +216,23 @@ def test_the_4x_variants_double_every_base_s_steps_and_nothing_else(draw):
     assert four["bases"]["llama-s-v1"]["steps"] == 4000
 
 
+@pytest.mark.parametrize("draw", ["a", "b", "c"])
+def test_the_wide_variants_widen_both_sizes_and_change_nothing_else(draw):
+    """p0-X-result-2x-asked-wide (docs/mini-lm.md, "A wider base"): both sizes 128 wide (heads of
+    32 dimensions), the same depths, head counts, steps, seeds and corpora as the asked world."""
+    from prt_bench.mini.lm.build import load_config
+
+    asked, wide = load_config(f"p0-{draw}-result-2x-asked"), load_config(f"p0-{draw}-result-2x-asked-wide")
+    assert {k: v for k, v in wide.items() if k not in ("sizes", "variant")} == \
+        {k: v for k, v in asked.items() if k not in ("sizes", "variant")}
+    for size in ("s", "m"):
+        assert wide["sizes"][size]["hidden"] == 128 > asked["sizes"][size]["hidden"]
+        assert wide["sizes"][size]["hidden"] // wide["sizes"][size]["heads"] == 32
+        assert {k: v for k, v in wide["sizes"][size].items() if k not in ("hidden", "intermediate")} == \
+            {k: v for k, v in asked["sizes"][size].items() if k not in ("hidden", "intermediate")}
+        assert wide["sizes"][size]["intermediate"] == 3 * wide["sizes"][size]["hidden"]
+
+
 @pytest.mark.parametrize("family", ["llama", "qwen2"])
 def test_block_expansion_starts_from_the_function_of_the_smaller_base(family):
     import torch

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -419,6 +420,11 @@ def test_the_diagnosis_lists_the_prompt_tokens_a_base_never_pretrained_on(tmp_pa
     assert plain[UNSEEN] >= 3 and asked[UNSEEN] == 0
     card = {r["base"]: r for r in world_card(run, [plain, asked], "plain") if "reads the prompt" in r["precondition"]}
     assert card["plain"]["holds"] is False and "never seen" in card["plain"]["measured"]
+    # a suite whose one transfer is the source to itself (the source alone, probed): one row per precondition
+    run = dataclasses.replace(run, section=SimpleNamespace(transfers=[SimpleNamespace(source="plain", target="plain",
+                                                                                       scenario="same_base")]))
+    rows = [r["precondition"] for r in world_card(run, [plain], "plain")]
+    assert len(rows) == len(set(rows)) == 3
     bases["other"] = str(other)
     assert unseen_prompt_tokens(run, "other") is None  # no corpus recorded: not a mini base
 

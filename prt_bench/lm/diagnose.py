@@ -662,7 +662,7 @@ def world_card(run: Run, probed: list[dict[str, Any]], source: str) -> list[dict
         if c.method in ("ft_source", "ft_target"):
             ft_of.setdefault(c.target, run.scores(c))
     roles = {t.target: ROLE.get(t.scenario or "", t.scenario or "target") for t in run.section.transfers
-             if t.source == source}
+             if t.source == source and t.target != source}  # a transfer to the source itself: its row is the source's
     rows = []
     for base in [source, *roles]:
         role = "source" if base == source else roles[base]
