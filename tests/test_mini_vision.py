@@ -171,6 +171,22 @@ def test_an_even_study_pretrains_only_the_source_longer_as_long_as_its_bigger_si
         {n: b for n, b in before["bases"].items() if n != "mini-vit-s-v1"}
 
 
+def test_the_xs_study_narrows_only_the_two_small_vits():
+    study, before = mini_vision.load_family("swapped-two-75-even-xs"), mini_vision.load_family("swapped-two-75-even")
+    assert {k: v for k, v in study.items() if k not in ("bases", "variant")} == \
+        {k: v for k, v in before.items() if k not in ("bases", "variant")}
+    for name, base in study["bases"].items():
+        narrowed = name in ("mini-vit-s-v1", "mini-vit-s-v2")
+        assert (base["config"] == "mini-vit-xs") == narrowed, name
+        assert {k: v for k, v in base.items() if k not in ("config", "model_cfg")} == \
+            {k: v for k, v in before["bases"][name].items() if k not in ("config", "model_cfg")}, name
+    xs, s = study["bases"]["mini-vit-s-v1"]["model_cfg"], before["bases"]["mini-vit-s-v1"]["model_cfg"]
+    assert xs["vision_cfg"]["width"] * 2 == s["vision_cfg"]["width"]
+    assert {k: v for k, v in xs["vision_cfg"].items() if k not in ("width", "head_width")} == \
+        {k: v for k, v in s["vision_cfg"].items() if k not in ("width", "head_width")}
+    assert xs["text_cfg"] == s["text_cfg"] and xs["embed_dim"] == s["embed_dim"]
+
+
 def test_unknown_variant_is_refused():
     with pytest.raises(ValueError, match="variant"):
         mini_vision.load_family("huge")
