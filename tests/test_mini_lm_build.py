@@ -233,6 +233,19 @@ def test_the_wide_variants_widen_both_sizes_and_change_nothing_else(draw):
         assert wide["sizes"][size]["intermediate"] == 3 * wide["sizes"][size]["hidden"]
 
 
+@pytest.mark.parametrize("draw", "abc")
+def test_the_both_variants_restate_half_the_stories_and_change_nothing_else(draw):
+    """p0-X-result-2x-asked-both (docs/mini-lm.md, "Both ways of counting"): the asked world with
+    half of each corpus's stories counted through restating each step; nothing else changes."""
+    from prt_bench.mini.lm.build import load_config
+
+    asked, both = load_config(f"p0-{draw}-result-2x-asked"), load_config(f"p0-{draw}-result-2x-asked-both")
+    assert {k: v for k, v in both.items() if k not in ("corpora", "variant")} == \
+        {k: v for k, v in asked.items() if k not in ("corpora", "variant")}
+    for version, corpus_cfg in both["corpora"].items():
+        assert corpus_cfg == {**asked["corpora"][version], "restate_share": 0.5}
+
+
 @pytest.mark.parametrize("family", ["llama", "qwen2"])
 def test_block_expansion_starts_from_the_function_of_the_smaller_base(family):
     import torch

@@ -364,6 +364,23 @@ def test_a_corpus_counts_its_stories_through_in_the_answers_style():
         corpus.CorpusConfig(counted_layout="table")
 
 
+def test_a_corpus_can_count_a_share_of_its_stories_through_the_restating_way():
+    """restate_share: that share of the stories is counted through restating each step's words
+    (", so she has ...") whatever counted_lines says; at 0 the corpus is the default's, document
+    for document; the calculations are the same either way."""
+    base = dict(n_fact_docs=10, n_story_docs=60, n_prose_docs=0, seed=3, counted_lines="result", counted_layout="lines")
+    plain = corpus.generate(corpus.CorpusConfig(**base))
+    assert plain == corpus.generate(corpus.CorpusConfig(**base, restate_share=0.0))
+    counted = lambda docs: [d.split(" Let us count.")[1] for d in docs if " Let us count." in d]  # noqa: E731
+    assert not any(", so " in c for c in counted(plain))
+    full = counted(corpus.generate(corpus.CorpusConfig(**base, restate_share=1.0)))
+    assert len(full) == 60 and all(", so " in c for c in full)
+    assert all(re.fullmatch(r"(First|Then|Next|Later) .+, so (she|he) has \d+ [-+*] \d+ = \d+\.", line)
+               for c in full for line in c.split("\n")[2:-1])
+    half = counted(corpus.generate(corpus.CorpusConfig(**base, restate_share=0.5)))
+    assert 10 < sum(", so " in c for c in half) < 50
+
+
 def test_a_corpus_can_use_the_words_of_the_prompt_frame_without_the_task_format():
     """asked_share / quiz_share put the words of mini_gsm's prompt frame into the corpus (a story
     asks its question before it is counted through; a fact is asked and answered); at 0 the corpus

@@ -40,6 +40,11 @@ class CorpusConfig:
     # never touched (docs/mini-lm.md, "The words of the prompt").
     asked_share: float = 0.0
     quiz_share: float = 0.0
+    # Share of stories counted through in the "restate" way (each step's words, then its
+    # calculation) whatever `counted_lines` says: there the step's number comes a plain copy of the
+    # story's sentence away, an easier case of the look-up the "result" lines ask for
+    # (docs/mini-lm.md, "Both ways of counting").
+    restate_share: float = 0.0
 
     def __post_init__(self) -> None:
         gsm.check_answer_lines(self.counted_lines)
@@ -72,9 +77,13 @@ def quiz(rng: random.Random, hi: int) -> str:
 
 
 def story(rng: random.Random, hi: int, held_out: bool, preamble_share: float = 0.0,
-          counted_lines: str = "restate", counted_layout: str = "spaced", asked_share: float = 0.0) -> str:
+          counted_lines: str = "restate", counted_layout: str = "spaced", asked_share: float = 0.0,
+          restate_share: float = 0.0) -> str:
     """A story, then the same story counted through step by step: the reasoning mini_gsm asks
-    for, in prose (one paragraph, no `####`); a `preamble_share` of them after a prose sentence."""
+    for, in prose (one paragraph, no `####`); a `preamble_share` of them after a prose sentence,
+    a `restate_share` of them counted through in the "restate" way."""
+    if restate_share and rng.random() < restate_share:
+        counted_lines = "restate"
     name = rng.choice(gsm.TRAIN_NAMES + gsm.TEST_NAMES)
     item = rng.choice(gsm.ITEMS)
     pron = gsm.PRONOUN[name]
@@ -106,7 +115,7 @@ def generate(config: CorpusConfig) -> list[str]:
                       else fact(rng, config.max_number) for _ in range(8))
             for _ in range(config.n_fact_docs)]
     docs += [story(rng, config.max_number, config.held_out_phrasings, config.preamble_share, config.counted_lines,
-                   config.counted_layout, config.asked_share)
+                   config.counted_layout, config.asked_share, config.restate_share)
              for _ in range(config.n_story_docs)]
     topics = ifeval.TRAIN_TOPICS + ifeval.TEST_TOPICS
     docs += [ifeval.prose(rng, rng.choice(topics), rng.randint(2, 4)) for _ in range(config.n_prose_docs)]
