@@ -187,6 +187,20 @@ def test_the_xs_study_narrows_only_the_two_small_vits():
     assert xs["text_cfg"] == s["text_cfg"] and xs["embed_dim"] == s["embed_dim"]
 
 
+def test_the_finer_patch_study_changes_only_the_bigger_vits_patches():
+    study, before = mini_vision.load_family("swapped-two-75-small-v1-even-p4"), \
+        mini_vision.load_family("swapped-two-75-small-v1-even")
+    assert {k: v for k, v in study.items() if k not in ("bases", "variant")} == \
+        {k: v for k, v in before.items() if k not in ("bases", "variant")}
+    assert {n: b for n, b in study["bases"].items() if n != "mini-vit-m-v1"} == \
+        {n: b for n, b in before["bases"].items() if n != "mini-vit-m-v1"}
+    p4, p8 = study["bases"]["mini-vit-m-v1"]["model_cfg"], before["bases"]["mini-vit-m-v1"]["model_cfg"]
+    assert p4["vision_cfg"]["patch_size"] * 2 == p8["vision_cfg"]["patch_size"]
+    assert {k: v for k, v in p4["vision_cfg"].items() if k != "patch_size"} == \
+        {k: v for k, v in p8["vision_cfg"].items() if k != "patch_size"}
+    assert p4["text_cfg"] == p8["text_cfg"] and p4["embed_dim"] == p8["embed_dim"]
+
+
 def test_unknown_variant_is_refused():
     with pytest.raises(ValueError, match="variant"):
         mini_vision.load_family("huge")
