@@ -130,13 +130,13 @@ def test_pretraining_pool_and_downstream_train_split_are_disjoint_parts_of_the_o
     assert all(v["pool"] <= len(pool_ids) for v in family["data_versions"].values())
 
 
-@pytest.mark.parametrize("study", ["swapped-two-75-weak-source", "swapped-two-75-small-v1",
-                                   "swapped-two-75-small-v1-even"])
-def test_a_studys_pretraining_draws_differ_from_its_first_only_in_the_bases_seeds(study):
+@pytest.mark.parametrize("study, draws", [("swapped-two-75-weak-source", "bc"), ("swapped-two-75-small-v1", "bc"),
+                                          ("swapped-two-75-small-v1-even", "bc"), ("swapped-two-75-large-v1-even", "b")])
+def test_a_studys_pretraining_draws_differ_from_its_first_only_in_the_bases_seeds(study, draws):
     """The ``-b``/``-c`` draws of a P0 study move every base's seed (``seed_offset``): everything
     else, and each base's steps and data, must be the first draw's."""
     first = mini_vision.load_family(study)
-    for suffix, seed in (("-b", 100), ("-c", 200)):
+    for suffix, seed in (("-" + d, 100 * (1 + "bc".index(d))) for d in draws):
         draw = mini_vision.load_family(study + suffix)
         assert {k: v for k, v in draw.items() if k not in ("bases", "variant")} == \
             {k: v for k, v in first.items() if k not in ("bases", "variant")}
@@ -199,6 +199,15 @@ def test_the_finer_patch_study_changes_only_the_bigger_vits_patches():
     assert {k: v for k, v in p4["vision_cfg"].items() if k != "patch_size"} == \
         {k: v for k, v in p8["vision_cfg"].items() if k != "patch_size"}
     assert p4["text_cfg"] == p8["text_cfg"] and p4["embed_dim"] == p8["embed_dim"]
+
+
+def test_the_large_crawl_study_grows_only_the_older_crawl():
+    study, before = mini_vision.load_family("swapped-two-75-large-v1-even"), mini_vision.load_family("swapped-two-75-even")
+    assert before["data_versions"]["v1"]["pool"] < study["data_versions"]["v1"]["pool"] == 40000 \
+        < study["data_versions"]["v2"]["pool"]
+    assert {k: v for k, v in study["data_versions"]["v1"].items() if k != "pool"} == \
+        {k: v for k, v in before["data_versions"]["v1"].items() if k != "pool"}
+    assert study["data_versions"]["v2"] == before["data_versions"]["v2"] and study["bases"] == before["bases"]
 
 
 def test_unknown_variant_is_refused():
