@@ -220,6 +220,48 @@ def test_vision_diagnosis_pairs_prt_with_its_own_reward_and_target_image_by_imag
             assert -weighted / len(rows_) == pytest.approx(r["results"][r["task"]]["nll,none"])
 
 
+def test_head_spread_reads_the_cosines_between_class_embeddings():
+    import torch
+
+    from prt_bench.vision.diagnose import head_spread
+
+    # three unit class embeddings: 0 and 1 close (cos 0.8), 2 orthogonal to both
+    head = torch.tensor([[1.0, 0.8, 0.0], [0.0, 0.6, 0.0], [0.0, 0.0, 1.0]])
+    spread = head_spread(head)
+    assert spread["closest pair"] == (0, 1) and spread["closest cosine"] == pytest.approx(0.8)
+    assert spread["mean cosine"] == pytest.approx(0.8 / 3)
+    with pytest.raises(ValueError, match="two classes"):
+        head_spread(torch.ones(4, 1))
+
+
+def test_diagnosis_measures_each_suite_bases_zero_shot_head(reference, cache):
+    """`prt-bench diagnose vision --suite`: one row per base and task, from the head the base's
+    evaluation uses (the task's class names and prompts)."""
+    import torch
+
+    from prt_bench.suite.resolve import resolve_base
+    from prt_bench.suite.schema import load_suite
+    from prt_bench.vision.bases import load_base
+    from prt_bench.vision.datasets.registry import get_spec
+    from prt_bench.vision.diagnose import heads
+    from prt_bench.vision.heads import zero_shot_head
+
+    rows = heads("smoke", cache)
+    section = load_suite("smoke").sections["vision"]
+    assert [(r["task"], r["base"]) for r in rows] == [(t, b) for b in section.bases for t in section.tasks]
+    data = get_spec("fashion_mnist")
+    for row in rows:
+        base = load_base(resolve_base("vision", section.bases[row["base"]], cache))
+        head = zero_shot_head(base.model, base.tokenizer, data.classnames, data.templates)
+        cos = head.T @ head
+        n = len(data.classnames)
+        assert row["mean cosine"] == pytest.approx(float((cos.sum() - n) / (n * (n - 1))), abs=1e-5)
+        first, second = row["closest pair"].split(" / ")
+        i, j = data.classnames.index(first), data.classnames.index(second)
+        assert row["closest cosine"] == pytest.approx(float(cos[i, j]), abs=1e-6)
+        assert row["closest cosine"] == pytest.approx(float((cos - 3 * torch.eye(n)).max()), abs=1e-6)
+
+
 def test_world_card_measures_each_precondition_from_the_records(reference):
     """The world card on a run: P3 is PRT(s→t) − reward only(s) at the main α, the same-base row
     PRT(s→s) − FT(s), both from the stored accuracies, and "holds" follows the thresholds."""

@@ -101,16 +101,20 @@ def profile_vision(
 def diagnose_vision(
     results: Annotated[Path, typer.Argument(help="A results folder with per-image records, e.g. results/reference/mini.")],
     out: Annotated[Optional[Path], typer.Option(help="Write the table here (Markdown; JSON beside it, .json).")] = None,
+    suite: Annotated[Optional[str], typer.Option(
+        help="Also load this suite's vision bases and measure their zero-shot heads: how far apart each "
+             "holds the class names (cosines between class embeddings).")] = None,
+    cache: Annotated[Optional[Path], typer.Option(help="Cache of the mini world (default: .cache/).")] = None,
 ) -> None:
     """Whose knowledge PRT's predictions carry: per swapped target, PRT against the reward alone and
-    the target alone, image by image (no checkpoint needed)."""
+    the target alone, image by image (no checkpoint needed; --suite adds the bases' zero-shot heads)."""
     import json
 
     from prt_bench.io import atomic_write_text
     from prt_bench.report.card import world_card
     from prt_bench.report.results import Items, load_results
     from prt_bench.report.tables import Lookup
-    from prt_bench.vision.diagnose import agreement, per_class
+    from prt_bench.vision.diagnose import agreement, heads, per_class
 
     res = load_results(results)
     lk = Lookup(res.agg, Items(res))
@@ -118,6 +122,10 @@ def diagnose_vision(
     classes = per_class(res)
     confidence = per_class(res, "logp_true")
     card = [{"task": task, **r} for modality, task in lk.tasks() if modality == "vision" for r in world_card(lk, task)]
+    try:
+        spreads = heads(suite, cache) if suite else []
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        _fail(e)
     if not rows and not card:
         raise typer.BadParameter(f"{results}: no vision PRT cell with its reward-only and base-alone cells "
                                  "(and their per-image records)")
@@ -136,12 +144,16 @@ def diagnose_vision(
                                         for r in classes]))
             + "\n\n## Mean log-probability of the true label per class (how confidently right or wrong)\n\n"
             + to_markdown(pd.DataFrame([{k: f"{v:.2f}" if isinstance(v, float) else v for k, v in r.items()}
-                                        for r in confidence])) + "\n")
+                                        for r in confidence])) + "\n"
+            + ("\n## Zero-shot heads: how far apart each base holds the class names (cosine; near 1: flat, "
+               "and no tuning under the frozen head pulls the closest pair apart)\n\n"
+               + to_markdown(pd.DataFrame([{k: f"{v:.3f}" if isinstance(v, float) else v for k, v in r.items()}
+                                           for r in spreads])) + "\n" if spreads else ""))
     if out is None:
         typer.echo(page)
         return
     atomic_write_text(out, page)
     atomic_write_text(out.with_suffix(".json"),
                       json.dumps({"world card": card, "agreement": rows, "per class": classes,
-                                  "per class logp_true": confidence}, indent=1) + "\n")
+                                  "per class logp_true": confidence, "heads": spreads}, indent=1) + "\n")
     typer.echo(str(out))

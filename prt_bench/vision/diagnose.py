@@ -13,7 +13,8 @@ of the reward alone (softmax r, the same reward) and of the target alone, and re
   and knowledge (the other labels) part.
 
 If PRT follows the reward on nearly every disagreement, the reward is its own classifier and
-the target's knowledge barely enters.  ``prt-bench diagnose vision`` prints the world card
+the target's knowledge barely enters.  With ``--suite`` it also loads that suite's bases and
+measures their zero-shot heads (``heads``): how far apart each holds the class names.  ``prt-bench diagnose vision`` prints the world card
 (``prt_bench.report.card``: P3, that the target's knowledge matters) beside it.
 """
 
@@ -111,3 +112,45 @@ def per_class(res, measure: str = "acc1") -> list[dict[str, Any]]:
                     **{f"class {c}": sum(s[c] for s in seeds if c in s) / sum(c in s for s in seeds)
                        for c in labels}})
     return out
+
+
+def head_spread(head) -> dict[str, Any]:
+    """How far apart a zero-shot head (``[embed_dim, classes]``, unit columns) holds the class names:
+    the cosine between class embeddings, mean over every pair, and the closest pair.  A head whose
+    names all sit in one direction gives nearly flat probabilities, and with the head frozen, as FT
+    and PRT keep it, no tuning of the image tower can pull its closest names apart."""
+    import torch
+
+    cos = head.T.float() @ head.float()
+    n = cos.shape[0]
+    if n < 2:
+        raise ValueError("a head needs at least two classes")
+    i, j = divmod(int((cos - 3 * torch.eye(n)).argmax()), n)
+    return {"mean cosine": float((cos.sum() - cos.diagonal().sum()) / (n * (n - 1))),
+            "closest pair": (min(i, j), max(i, j)), "closest cosine": float(cos[i, j])}
+
+
+def heads(suite_ref: str, cache: Path | None = None) -> list[dict[str, Any]]:
+    """``head_spread`` of every base of a suite's vision section on each of its tasks, loading the
+    bases as the suite does (its mini world found in the cache, or built)."""
+    from prt_bench.suite.resolve import build_world, resolve_base
+    from prt_bench.suite.schema import load_suite
+    from prt_bench.vision.bases import load_base
+    from prt_bench.vision.datasets.registry import get_spec
+    from prt_bench.vision.heads import zero_shot_head
+
+    suite = load_suite(suite_ref)
+    if "vision" not in suite.sections:
+        raise ValueError(f"suite {suite.name} has no vision section")
+    section = suite.sections["vision"]
+    world = build_world(suite, "vision", cache, False) if any("mini" in s for s in section.bases.values()) else None
+    rows = []
+    for name, spec in section.bases.items():
+        base = load_base(resolve_base("vision", spec, cache, world))
+        for task, options in section.tasks.items():
+            data = get_spec(options.get("dataset", task))
+            names = data.classnames
+            spread = head_spread(zero_shot_head(base.model, base.tokenizer, names, data.templates))
+            i, j = spread.pop("closest pair")
+            rows.append({"task": task, "base": name, **spread, "closest pair": f"{names[i]} / {names[j]}"})
+    return rows
