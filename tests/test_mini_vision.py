@@ -131,7 +131,8 @@ def test_pretraining_pool_and_downstream_train_split_are_disjoint_parts_of_the_o
 
 
 @pytest.mark.parametrize("study, draws", [("swapped-two-75-weak-source", "bc"), ("swapped-two-75-small-v1", "bc"),
-                                          ("swapped-two-75-small-v1-even", "bc"), ("swapped-two-75-large-v1-even", "b")])
+                                          ("swapped-two-75-small-v1-even", "bc"), ("swapped-two-75-large-v1-even", "b"),
+                                          ("swapped-two-75-large-v1-even-t48", "bc")])
 def test_a_studys_pretraining_draws_differ_from_its_first_only_in_the_bases_seeds(study, draws):
     """The ``-b``/``-c`` draws of a P0 study move every base's seed (``seed_offset``): everything
     else, and each base's steps and data, must be the first draw's."""
@@ -208,6 +209,24 @@ def test_the_large_crawl_study_grows_only_the_older_crawl():
     assert {k: v for k, v in study["data_versions"]["v1"].items() if k != "pool"} == \
         {k: v for k, v in before["data_versions"]["v1"].items() if k != "pool"}
     assert study["data_versions"]["v2"] == before["data_versions"]["v2"] and study["bases"] == before["bases"]
+
+
+@pytest.mark.parametrize("draw", ["", "-b"])
+def test_the_text_study_widens_only_the_small_vits_text_towers(draw):
+    study, before = mini_vision.load_family("swapped-two-75-large-v1-even-t48" + draw), \
+        mini_vision.load_family("swapped-two-75-large-v1-even" + draw)
+    assert {k: v for k, v in study.items() if k not in ("bases", "variant")} == \
+        {k: v for k, v in before.items() if k not in ("bases", "variant")}
+    bigger = study["bases"]["mini-vit-m-v1"]["model_cfg"]
+    for name, base in study["bases"].items():
+        assert {k: v for k, v in base.items() if k not in ("config", "model_cfg")} == \
+            {k: v for k, v in before["bases"][name].items() if k not in ("config", "model_cfg")}, name
+        cfg, old = base["model_cfg"], before["bases"][name]["model_cfg"]
+        if name in ("mini-vit-s-v1", "mini-vit-s-v2"):
+            assert cfg["text_cfg"] == bigger["text_cfg"] and cfg["text_cfg"]["width"] > old["text_cfg"]["width"]
+            assert cfg["vision_cfg"] == old["vision_cfg"] and cfg["embed_dim"] == old["embed_dim"]
+        else:
+            assert cfg == old, name
 
 
 def test_unknown_variant_is_refused():
