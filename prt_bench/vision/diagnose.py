@@ -13,9 +13,10 @@ of the reward alone (softmax r, the same reward) and of the target alone, and re
   and knowledge (the other labels) part.
 
 If PRT follows the reward on nearly every disagreement, the reward is its own classifier and
-the target's knowledge barely enters.  With ``--suite`` it also loads that suite's bases and
-measures their zero-shot heads (``heads``): how far apart each holds the class names.  ``prt-bench diagnose vision`` prints the world card
-(``prt_bench.report.card``: P3, that the target's knowledge matters) beside it.
+the target's knowledge barely enters.  ``prt-bench diagnose vision`` prints the world card
+(``prt_bench.report.card``: P3, that the target's knowledge matters) beside it, and with
+``--suite`` loads that suite's bases and measures their zero-shot heads (``heads``): how far
+apart each holds the class names.
 """
 
 from __future__ import annotations
