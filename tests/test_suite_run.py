@@ -223,15 +223,17 @@ def test_vision_diagnosis_pairs_prt_with_its_own_reward_and_target_image_by_imag
 def test_head_spread_reads_the_cosines_between_class_embeddings():
     import torch
 
-    from prt_bench.vision.diagnose import head_spread
+    from prt_bench.vision.heads import head_spread
 
     # three unit class embeddings: 0 and 1 close (cos 0.8), 2 orthogonal to both
     head = torch.tensor([[1.0, 0.8, 0.0], [0.0, 0.6, 0.0], [0.0, 0.0, 1.0]])
-    spread = head_spread(head)
-    assert spread["closest pair"] == (0, 1) and spread["closest cosine"] == pytest.approx(0.8)
+    spread = head_spread(head, ["a", "b", "c"])
+    assert spread["closest pair"] == "a / b" and spread["closest cosine"] == pytest.approx(0.8)
     assert spread["mean cosine"] == pytest.approx(0.8 / 3)
     with pytest.raises(ValueError, match="two classes"):
-        head_spread(torch.ones(4, 1))
+        head_spread(torch.ones(4, 1), ["a"])
+    with pytest.raises(ValueError, match="a name for each"):
+        head_spread(head, ["a", "b"])
 
 
 def test_diagnosis_measures_each_suite_bases_zero_shot_head(reference, cache):
@@ -287,6 +289,36 @@ def test_world_card_measures_each_precondition_from_the_records(reference):
                                        abs=5e-4)
     assert same["holds"] is (abs(diff(same)) <= SAME_BASE_TOL)
     assert rows[("tiny-vit-m", "room for P3")]["holds"] is None
+
+
+def test_world_card_reads_each_vision_bases_head_from_its_zero_shot_cell(reference, cache):
+    """A vision zero-shot cell records its base's head spread beside its per-sample rows (no other
+    cell does), and the card's head row is that record, decided at HEAD_COSINE: the same numbers
+    `diagnose vision --suite` computes from the base itself."""
+    from prt_bench.report.card import HEAD_COSINE, world_card
+    from prt_bench.report.results import Items, load_results
+    from prt_bench.report.tables import Lookup
+    from prt_bench.suite import samples
+    from prt_bench.vision.diagnose import heads
+
+    root, _ = reference
+    for record in cells_of(root).values():
+        if record["kind"] == "eval" and record["modality"] == "vision":
+            header, _ = samples.read(root / "results" / "smoke", record)
+            assert ("head" in header) is (record["method"] == "zeroshot"), record["method"]
+    res = load_results(root / "results" / "smoke")
+    card = [r for r in world_card(Lookup(res.agg, Items(res)), "fashion_mnist")
+            if r["precondition"].startswith("a sound zero-shot head")]
+    expected = {r["base"]: r for r in heads("smoke", cache)}
+    assert sorted(r["base"] for r in card) == sorted(expected)
+    for row in card:
+        spread = expected[row["base"]]
+        assert row["measured"] == (f"{spread['mean cosine']:.3f} (closest: {spread['closest pair']}, "
+                                   f"{spread['closest cosine']:.3f})")
+        assert row["holds"] is (spread["mean cosine"] <= HEAD_COSINE)
+    # a language task's zero-shot cells record no head: no such row
+    assert not any(r["precondition"].startswith("a sound zero-shot head")
+                   for r in world_card(Lookup(res.agg, Items(res)), "gsm8k"))
 
 
 def test_a_knowledge_probe_is_every_base_alone_and_gives_the_cards_p1(reference, cache):

@@ -235,6 +235,11 @@ class Items:
                     self.problems.append(str(e))
         return self._rows[cell_id]
 
+    def header(self, cell_id: str) -> dict[str, Any] | None:
+        """The header of the cell's per-sample records (what the evaluator recorded beside its rows)."""
+        read = self._read(cell_id)
+        return None if read is None else read[0]
+
     def matrix(self, cells, metric: str | None = None) -> tuple[list[str], np.ndarray] | None:
         """(item ids, [seeds, items]) of the cells of one value; repeated cells of a seed averaged."""
         by_seed: dict[Any, list[dict[str, float]]] = {}

@@ -112,6 +112,16 @@ class Lookup:
     def base_alone(self, task: str, base: str) -> Value | None:
         return self.get(task, "zeroshot", target=base)
 
+    def head(self, task: str, base: str) -> dict[str, Any] | None:
+        """How far apart the base's zero-shot head holds the task's class names (``heads.head_spread``),
+        as its zero-shot cell recorded it; None where no cell records it (language, older results)."""
+        alone = self.base_alone(task, base)
+        for cell_id, _ in (alone.cells if alone is not None and self.items is not None else ()):
+            head = (self.items.header(cell_id) or {}).get("head")
+            if head:
+                return head
+        return None
+
     def ft_of(self, task: str, base: str, prefer: str = "ft_target") -> Value | None:
         """FT of `base` evaluated on `base`: the `prefer` kind of FT cell (ft_target or
         ft_source), else the other kind."""

@@ -115,22 +115,6 @@ def per_class(res, measure: str = "acc1") -> list[dict[str, Any]]:
     return out
 
 
-def head_spread(head) -> dict[str, Any]:
-    """How far apart a zero-shot head (``[embed_dim, classes]``, unit columns) holds the class names:
-    the cosine between class embeddings, mean over every pair, and the closest pair.  A head whose
-    names all sit in one direction gives nearly flat probabilities, and with the head frozen, as FT
-    and PRT keep it, no tuning of the image tower can pull its closest names apart."""
-    import torch
-
-    cos = head.T.float() @ head.float()
-    n = cos.shape[0]
-    if n < 2:
-        raise ValueError("a head needs at least two classes")
-    i, j = divmod(int((cos - 3 * torch.eye(n)).argmax()), n)
-    return {"mean cosine": float((cos.sum() - cos.diagonal().sum()) / (n * (n - 1))),
-            "closest pair": (min(i, j), max(i, j)), "closest cosine": float(cos[i, j])}
-
-
 def heads(suite_ref: str, cache: Path | None = None) -> list[dict[str, Any]]:
     """``head_spread`` of every base of a suite's vision section on each of its tasks, loading the
     bases as the suite does (its mini world found in the cache, or built)."""
@@ -138,7 +122,7 @@ def heads(suite_ref: str, cache: Path | None = None) -> list[dict[str, Any]]:
     from prt_bench.suite.schema import load_suite
     from prt_bench.vision.bases import load_base
     from prt_bench.vision.datasets.registry import get_spec
-    from prt_bench.vision.heads import zero_shot_head
+    from prt_bench.vision.heads import head_spread, zero_shot_head
 
     suite = load_suite(suite_ref)
     if "vision" not in suite.sections:
@@ -151,7 +135,6 @@ def heads(suite_ref: str, cache: Path | None = None) -> list[dict[str, Any]]:
         for task, options in section.tasks.items():
             data = get_spec(options.get("dataset", task))
             names = data.classnames
-            spread = head_spread(zero_shot_head(base.model, base.tokenizer, names, data.templates))
-            i, j = spread.pop("closest pair")
-            rows.append({"task": task, "base": name, **spread, "closest pair": f"{names[i]} / {names[j]}"})
+            spread = head_spread(zero_shot_head(base.model, base.tokenizer, names, data.templates), names)
+            rows.append({"task": task, "base": name, **spread})
     return rows

@@ -201,6 +201,8 @@ def eval_vision(
                     "device": str(device)},
         "environment": environment(str(device)),
     })
+    if method == "zeroshot":  # how far apart the base's own head holds the names (the world card's head row)
+        result["head"] = heads.head_spread(models["target"][0].head, data.classnames)
     if out is not None:
         atomic_write_json(Path(out), result)
     if keep_samples:

@@ -34,6 +34,21 @@ def zero_shot_head(model, tokenizer, classnames: Sequence[str], templates: Seque
     return head.float()
 
 
+@torch.no_grad()
+def head_spread(head: torch.Tensor, classnames: Sequence[str]) -> dict:
+    """How far apart a zero-shot head (``[embed_dim, classes]``, unit columns) holds the class names:
+    the cosine between class embeddings, mean over every pair, and the closest pair.  A head whose
+    names all sit in one direction gives nearly flat probabilities, and with the head frozen, as FT
+    and PRT keep it, no tuning of the image tower can pull its closest names apart."""
+    cos = head.T.float() @ head.float()
+    n = cos.shape[0]
+    if n < 2 or len(classnames) != n:
+        raise ValueError(f"a head needs at least two classes and a name for each: {n} columns, {len(classnames)} names")
+    i, j = sorted(divmod(int((cos - 3 * torch.eye(n)).argmax()), n))
+    return {"mean cosine": float((cos.sum() - cos.diagonal().sum()) / (n * (n - 1))),
+            "closest pair": f"{classnames[i]} / {classnames[j]}", "closest cosine": float(cos[i, j])}
+
+
 class ZeroShotClassifier(nn.Module):
     """``f(x) = exp(logit_scale) · normalize(tower(x)) @ head``, head and scale frozen."""
 

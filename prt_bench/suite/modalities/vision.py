@@ -104,6 +104,8 @@ class Vision(Modality):
                           keep_samples=True, **kwargs)
         header = {"modality": "vision", "dataset": out["config"]["dataset"], "split": out["config"]["split"],
                   "classes": out["config"]["classes"]}
+        if "head" in out:
+            header["head"] = out["head"]
         samples = {"header": header, "rows": out["samples"]}
         return self.rescore(header, out["samples"], task), samples
 
