@@ -182,6 +182,8 @@ def environment(device: str | None = None) -> dict[str, Any]:
         import torch
 
         env["threads"] = torch.get_num_threads()  # results are bitwise reproducible only at one count
+        # the vector instructions torch's CPU kernels use: floats round alike only on the same
+        env["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
         env["device"] = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if torch.cuda.is_available():
             env["gpu"] = torch.cuda.get_device_name(0)

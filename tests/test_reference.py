@@ -87,6 +87,61 @@ def test_compare_command_writes_the_file_and_fails_on_a_difference(two_runs, tmp
     assert missing.exit_code == 2 and "no cells/ folder" in missing.output
 
 
+def test_a_moved_evaluation_agrees_within_its_sampling_error_or_not(tmp_path):
+    """Off the bitwise path, an evaluation is judged by |a − b| against √(se_a² + se_b²) (binomial
+    from its items here): one item of 300 flipped agrees, 20 points do not, a training cell is
+    judged by its evaluations, a cell on one side only never agrees; CPUs that differ are named."""
+    def cell(cell_id, value, kind="eval", cpu="AVX2"):
+        r = record(cell_id, value, n_samples=300)
+        r.update(kind=kind, environment={"cpu_capability": cpu})
+        return r
+
+    a = folder(tmp_path / "a", [cell("1" * 16, 0.5), cell("2" * 16, 0.5), cell("3" * 16, 0.5, kind="train")])
+    b = folder(tmp_path / "b", [cell("1" * 16, 0.5 + 1 / 300, cpu="AVX512"), cell("2" * 16, 0.5),
+                                cell("3" * 16, 0.9, kind="train", cpu="AVX512")])
+    near = reference.compare(a, b)
+    z = {c.cell_id: c.z for c in near.cells}
+    moved_p = 0.5 + 1 / 300
+    assert z["1" * 16] == pytest.approx((1 / 300) / ((0.25 + moved_p * (1 - moved_p)) / 300) ** 0.5)
+    assert z["2" * 16] == 0.0
+    assert not near.reproduced and near.agrees and near.beyond_error() == []
+    assert near.verdict().startswith("agrees with the reference within sampling error")
+    assert any("AVX2" in line and "AVX512" in line and "not expected" in line for line in near.summary())
+    assert json.loads(json.dumps(near.to_json()))["agrees"] is True
+    far = folder(tmp_path / "far", [cell("1" * 16, 0.7), cell("2" * 16, 0.5), cell("3" * 16, 0.5, kind="train")])
+    moved = reference.compare(a, far)
+    assert [c.cell_id for c in moved.beyond_error()] == ["1" * 16] and not moved.agrees
+    assert moved.verdict() == "DIFFERS from the reference" and moved.to_json()["beyond_error"] == ["1" * 16]
+    one_side = folder(tmp_path / "one", [cell("1" * 16, 0.5), cell("2" * 16, 0.5)])
+    assert not reference.compare(a, one_side).agrees
+    assert reference.compare(a, one_side, only={"1" * 16, "2" * 16}).reproduced  # a run of some cells
+    # without an error to judge by (no items, no stderr), a moved metric does not agree
+    bare = folder(tmp_path / "bare", [record("1" * 16, 0.6)])
+    assert not reference.compare(folder(tmp_path / "bare2", [record("1" * 16, 0.5)]), bare).agrees
+
+
+def test_a_run_beyond_its_error_exits_non_zero(smoke_vision_zeroshot, tmp_path, monkeypatch):
+    root, first = smoke_vision_zeroshot
+    monkeypatch.setattr(reference, "REFERENCE_ROOT", tmp_path / "reference")
+    ref = tmp_path / "reference" / "smoke"
+    shutil.copytree(root / "results" / "smoke", ref)
+    args = ["run", "--suite", "smoke", "--results", str(tmp_path / "fresh"), "--runs", str(tmp_path / "runs"),
+            "--cache", str(root / "cache"), "--no-progress", "--no-report", "--no-profile",
+            "--only", "eval vision * zeroshot *"]
+    same = CliRunner().invoke(app, args)
+    assert same.exit_code == 0 and "reproduces the reference bitwise" in same.output, same.output
+    victim = ref / "cells" / f"{first.ran[0]}.json"
+    moved = json.loads(victim.read_text())
+    task = moved["task"]
+    value = moved["results"][task][moved["primary_metric"]]
+    # half the images' worth: far beyond the error of the few dozen a smoke cell scores
+    moved["results"][task][moved["primary_metric"]] = value - 0.5 if value >= 0.5 else value + 0.5
+    victim.write_text(json.dumps(moved))
+    args[4] = str(tmp_path / "again")
+    differs = CliRunner().invoke(app, args)
+    assert differs.exit_code == 1 and "DIFFERS from the reference" in differs.output, differs.output
+
+
 def test_a_run_refuses_a_results_folder_inside_the_reference(tmp_path):
     with pytest.raises(SuiteError, match="inside the committed reference"):
         run_suite("smoke", RunOptions(results=reference.REFERENCE_ROOT, runs=tmp_path, gpus=[], progress=False,

@@ -38,7 +38,9 @@ def run(
     profile: bool = typer.Option(True, "--profile/--no-profile", help="Measure the cost profile (FT vs PRT vs "
                                  "EFT, seconds per modality) into DIR/<suite>/profile/, unless it is there."),
     compare: bool = typer.Option(True, "--compare/--no-compare", help="Compare every cell with the committed "
-                                 "reference (results/reference/<suite>/) and write DIR/<suite>/comparison.json."),
+                                 "reference (results/reference/<suite>/) and write DIR/<suite>/comparison.json; exit 1 "
+                                 "when a cell is on one side only or an evaluation moved beyond its 95 % sampling "
+                                 "error."),
     reuse_reference: bool = typer.Option(False, "--reuse-reference", help="Take the reference's records as done "
                                          "instead of running them (only the report, no reproduction)."),
 ) -> None:
@@ -99,11 +101,10 @@ def run(
     if summary.report:
         typer.echo(f"report: {summary.report}")
     if summary.comparison is not None:
-        verdict = "reproduces the reference" if summary.comparison.reproduced else "DIFFERS from the reference"
-        typer.echo(f"comparison: {summary.comparison_file}: this run {verdict}")
+        typer.echo(f"comparison: {summary.comparison_file}: this run {summary.comparison.verdict()}")
         for line in summary.comparison.summary("this run", "reference"):
             typer.echo(line)
-    if summary.failed:
+    if summary.failed or (summary.comparison is not None and not summary.comparison.agrees):
         raise typer.Exit(1)
 
 

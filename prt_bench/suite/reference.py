@@ -9,6 +9,15 @@ Two records of a cell (same id, so same config) are compared on everything under
 ``results`` and on the hash of their per-sample records: *equal* when every value is bitwise the same, *within* when every number is
 within ``tolerance`` (absolute), else *different*; cells present on one side only are listed
 as such.  Timings and environments are not compared (they are the machine's, not the recipe's).
+
+Bitwise equality holds on one machine at a fixed thread count; on another CPU (another kernel
+build, other vector instructions: the cells' ``environment.cpu_capability``) float reductions
+round differently, a fine-tuned model comes out a little different and its scores move.  So an
+evaluation cell whose primary metric moved is also judged against its error: it *agrees* when
+|a − b| ≤ ``Z95`` · √(se_a² + se_b²), each side's standard error as the report takes it (the
+evaluator's, else binomial from the items), i.e. the two measurements are within their 95 %
+sampling error of each other.  A run *agrees with the reference* when every cell is on both sides
+and no evaluation cell moved beyond its error; ``prt-bench run`` exits 1 when it does not.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from prt_bench.suite.samples import samples_path
 
 REFERENCE_ROOT = REPO_ROOT / "results" / "reference"
 DEFAULT_TOLERANCE = 1e-6  # float noise; a metric that moves by one test item is "different"
+Z95 = 1.959964  # two-sided 95 % of a normal: the error a moved primary metric is judged against
 STATUSES = ("equal", "within", "different", "only_a", "only_b")
 
 
@@ -44,8 +54,9 @@ class CellDiff:
     primary_metric: str | None = None
     a: Any = None                    # the primary metric's value on each side
     b: Any = None
-    max_abs_diff: float = 0.0        # over every number under `results`
+    max_abs_diff: float = 0.0        # over every number under `results` (text that differs: in keys only)
     keys: list[str] = field(default_factory=list)   # what differs (beyond the tolerance)
+    z: float | None = None           # an eval cell's |a − b| / √(se_a² + se_b²); None: not judged
 
 
 @dataclass
@@ -54,6 +65,7 @@ class Comparison:
     b: str
     tolerance: float
     cells: list[CellDiff]
+    cpu: dict[str, list[str]] = field(default_factory=dict)  # side -> the CPU capabilities its cells record
 
     def counts(self) -> dict[str, int]:
         return {s: sum(c.status == s for c in self.cells) for s in STATUSES}
@@ -67,9 +79,29 @@ class Comparison:
         counts = self.counts()
         return counts["different"] == counts["only_a"] == counts["only_b"] == 0
 
+    def beyond_error(self) -> list[CellDiff]:
+        """Evaluation cells whose primary metric moved by more than ``Z95`` standard errors (or
+        whose error is unknown); train cells are judged by the evaluations they feed."""
+        return [c for c in self.cells if c.status == "different" and c.z != 0.0 and (c.z is None or c.z > Z95)
+                and not c.label.startswith("train ")]
+
+    @property
+    def agrees(self) -> bool:
+        """Every cell on both sides and every evaluation within its sampling error of the other."""
+        counts = self.counts()
+        return counts["only_a"] == counts["only_b"] == 0 and not self.beyond_error()
+
+    def verdict(self) -> str:
+        if self.reproduced:
+            return "reproduces the reference bitwise"
+        if self.agrees:
+            return "agrees with the reference within sampling error (not bitwise: see below)"
+        return "DIFFERS from the reference"
+
     def to_json(self) -> dict[str, Any]:
         return {"schema": COMPARISON_SCHEMA, "a": self.a, "b": self.b, "tolerance": self.tolerance,
-                "counts": self.counts(), "reproduced": self.reproduced,
+                "counts": self.counts(), "reproduced": self.reproduced, "agrees": self.agrees, "z95": Z95,
+                "beyond_error": [c.cell_id for c in self.beyond_error()], "cpu": self.cpu,
                 "largest": [c.cell_id for c in self.largest()], "cells": [asdict(c) for c in self.cells]}
 
     def summary(self, name_a: str = "A", name_b: str = "B") -> list[str]:
@@ -77,9 +109,23 @@ class Comparison:
         lines = [f"{len(self.cells)} cells compared ({name_a}: {self.a}, {name_b}: {self.b}): "
                  f"{k['equal']} bitwise equal, {k['within']} within {self.tolerance:g}, {k['different']} different, "
                  f"{k['only_a']} only in {name_a}, {k['only_b']} only in {name_b}"]
+        beyond = self.beyond_error()
+        moved = [c for c in self.cells if c.z] + [c for c in beyond if c.z is None]
+        if moved:
+            lines.append(f"evaluation cells whose primary metric moved: {len(moved)}; "
+                         f"beyond its 95 % sampling error (|Δ| > {Z95:.2f} σ): {len(beyond)}")
+        cpu_a, cpu_b = self.cpu.get("a", []), self.cpu.get("b", [])
+        if cpu_a and cpu_b and cpu_a != cpu_b:
+            lines.append(f"CPU vector instructions: {name_a} {', '.join(cpu_a)}, {name_b} {', '.join(cpu_b)}: "
+                         "bitwise equality is not expected")
         for c in self.largest():
+            error = "" if c.z is None or c.label.startswith("train ") else f", {c.z:.1f} σ"
             lines.append(f"  {c.status:<9} {c.cell_id}  {c.label}: {c.primary_metric} {_fmt(c.a)} vs {_fmt(c.b)} "
-                         f"(largest difference {c.max_abs_diff:.4g} in {', '.join(c.keys[:3]) or '-'})")
+                         f"(largest difference {c.max_abs_diff:.4g} in {', '.join(c.keys[:3]) or '-'}{error})")
+        for c in beyond[:5]:
+            if c not in self.largest():
+                lines.append(f"  beyond    {c.cell_id}  {c.label}: {c.primary_metric} {_fmt(c.a)} vs {_fmt(c.b)} "
+                             f"({'error unknown' if c.z is None else f'{c.z:.1f} σ'})")
         for c in [c for c in self.cells if c.status in ("only_a", "only_b")][:5]:
             lines.append(f"  {c.status:<9} {c.cell_id}  {c.label}")
         return lines
@@ -109,11 +155,15 @@ def read_records(results: str | Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-def compare(a: str | Path, b: str | Path, tolerance: float = DEFAULT_TOLERANCE) -> Comparison:
-    """Every cell of two results folders, side by side (see the module's docstring)."""
+def compare(a: str | Path, b: str | Path, tolerance: float = DEFAULT_TOLERANCE,
+            only: set[str] | None = None) -> Comparison:
+    """Every cell of two results folders (with ``only``, those of its cell ids), side by side (see
+    the module's docstring)."""
     if not (tolerance >= 0 and math.isfinite(tolerance)):
         raise ValueError(f"tolerance must be a finite number >= 0, got {tolerance}")
     ra, rb = read_records(a), read_records(b)
+    if only is not None:
+        ra, rb = ({k: v for k, v in r.items() if k in only} for r in (ra, rb))
     cells = []
     for cell_id in sorted(set(ra) | set(rb)):
         if cell_id not in rb or cell_id not in ra:
@@ -122,7 +172,10 @@ def compare(a: str | Path, b: str | Path, tolerance: float = DEFAULT_TOLERANCE) 
                                   record.get("primary_metric")))
             continue
         cells.append(_compare_cell(cell_id, ra[cell_id], rb[cell_id], tolerance))
-    return Comparison(str(a), str(b), tolerance, cells)
+    cpu = {side: sorted({str((r.get("environment") or {}).get("cpu_capability")) for r in records.values()
+                         if (r.get("environment") or {}).get("cpu_capability")})
+           for side, records in (("a", ra), ("b", rb))}
+    return Comparison(str(a), str(b), tolerance, cells, cpu)
 
 
 def _compare_cell(cell_id: str, x: dict[str, Any], y: dict[str, Any], tolerance: float) -> CellDiff:
@@ -138,16 +191,34 @@ def _compare_cell(cell_id: str, x: dict[str, Any], y: dict[str, Any], tolerance:
             continue
         if _number(u) and _number(v):
             gap = abs(u - v) if math.isfinite(u) and math.isfinite(v) else math.inf
+            diff.max_abs_diff = max(diff.max_abs_diff, gap)
         else:
-            gap = math.inf  # missing on one side, or text that differs
-        diff.max_abs_diff = max(diff.max_abs_diff, gap)
+            gap = math.inf  # missing on one side, or text (the samples' hash) that differs
         if gap > tolerance:
             diff.keys.append(key)
         if diff.status == "equal":
             diff.status = "within"
     if diff.keys:
         diff.status = "different"
+    if x.get("kind", "eval") == "eval":
+        diff.z = _error_distance(x, y)
     return diff
+
+
+def _error_distance(x: dict[str, Any], y: dict[str, Any]) -> float | None:
+    """|a − b| / √(se_a² + se_b²) of two records' primary metric (0 when equal); None when a side
+    has no primary value or no standard error."""
+    from prt_bench.report.results import cell_row
+
+    rx, ry = cell_row(x), cell_row(y)
+    if rx is None or ry is None:
+        return None
+    if rx["value"] == ry["value"]:
+        return 0.0
+    se = math.sqrt(sum(r["stderr"] ** 2 for r in (rx, ry) if r["stderr"] is not None))
+    if se == 0.0 or rx["stderr"] is None or ry["stderr"] is None:
+        return None
+    return abs(rx["value"] - ry["value"]) / se
 
 
 def _primary(record: dict[str, Any]) -> Any:

@@ -179,7 +179,9 @@ def _run_locked(suite: Suite, matrix: list[Cell], cells: list[Cell], results_dir
         summary.report = build_report(results_dir, console)
     ref = reference.reference_dir(suite.name)
     if options.compare and not options.reuse_reference and (ref / "cells").is_dir():
-        summary.comparison = reference.compare(results_dir, ref)
+        # a run of some cells (--only) is compared on those: the reference's others were not asked for
+        summary.comparison = reference.compare(results_dir, ref,
+                                               only={c.cell_id for c in cells} if options.only else None)
         summary.comparison_file = reference.write_comparison(summary.comparison, results_dir / "comparison.json")
     summary.wall_s = time.perf_counter() - start
     return summary
