@@ -283,6 +283,26 @@ def test_micro_base_runs_through_the_vision_loader_and_evaluator_unchanged(micro
     assert 0.0 <= result["acc1"] <= 1.0
 
 
+def test_the_benchmark_suites_use_the_benchmark_world_whose_bases_are_shipped():
+    """The mini suite and the α ablation run on ``BENCHMARK``, and its four bases are in the
+    repository with a sha256 for every file, each of which matches."""
+    from prt_bench.io import file_hash
+    from prt_bench.mini.shipped import SUMS, read_sums
+    from prt_bench.suite.schema import load_suite
+
+    for suite in ("mini", "mini-vision-alpha"):
+        bases = load_suite(suite).sections["vision"].bases.values()
+        assert {spec["variant"] for spec in bases} == {mini_vision.BENCHMARK}, suite
+    family = mini_vision.load_family(mini_vision.BENCHMARK)
+    ship = mini_vision.SHIPPED / mini_vision.world_hash(family)
+    sums = read_sums(ship)
+    assert sums["variant"] == mini_vision.BENCHMARK and sums["config_hash"] == ship.name
+    assert {rel.split("/")[0] for rel in sums["files"]} == set(family["bases"])
+    for rel, digest in sums["files"].items():
+        assert file_hash(ship / rel) == digest, rel
+    assert sorted(p.name for p in ship.iterdir()) == sorted([SUMS, *family["bases"]])
+
+
 def test_shipped_bases_are_taken_after_their_hashes_and_rebuild_bit_for_bit(micro_world, tmp_path, monkeypatch):
     from prt_bench.io import file_hash, read_json
     from prt_bench.mini.shipped import SUMS

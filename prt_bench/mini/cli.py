@@ -5,6 +5,8 @@ from typing import Optional
 
 import typer
 
+from prt_bench.mini.vision import BENCHMARK
+
 def _shipped_option(folder: str):
     return typer.Option(True, "--shipped/--no-shipped", help=f"Take the bases shipped in {folder} whose sha256 "
                         "check out (default) instead of pretraining them.")
@@ -72,7 +74,8 @@ def build_lm(
 
 
 def build_vision(
-    variant: str = typer.Option("default", help="default: the benchmark's bases; micro: a seconds-long build for tests."),
+    variant: str = typer.Option(BENCHMARK, help="The world's variant (prt_bench/mini/vision.yaml); the default is "
+                                "the benchmark's, whose bases are shipped; micro: a seconds-long build for tests."),
     out: str = typer.Option(None, help="Cache root (default .cache/mini/vision); bases go to OUT/<config-hash>/<name>/."),
     data_dir: str = typer.Option(None, help="Data dir holding fashion_mnist/ (default: $PRT_BENCH_DATA, ../shared/data)."),
     only: list[str] = typer.Option(None, help="Build only these bases (repeatable)."),
