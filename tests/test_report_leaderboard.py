@@ -236,6 +236,26 @@ def test_submit_declares_the_variant_and_verify_reruns_sampled_cells(tmp_path, s
     assert run.exit_code == 1, run.output
     assert f"differs {cell['cell_id']}" in " ".join(run.output.split())
     assert f"{len(sub['cells']) - 1} of {len(sub['cells'])} re-run cells reproduce" in " ".join(run.output.split())
+    # every image right where the recipe gets a few: far beyond the error, even for another CPU's bits
+    run = CliRunner().invoke(app, ["leaderboard", "verify", str(forged), "--all", "--within-error",
+                                   "--work", str(tmp_path / "w"), "--cache", str(smoke["cache"])])
+    assert run.exit_code == 1 and "beyond its sampling error" in " ".join(run.output.split()), run.output
+
+
+def test_a_re_run_cell_agrees_within_its_error_by_its_primary_metric():
+    from prt_bench.report.leaderboard import Reproduction
+    from prt_bench.suite.reference import Z95, error_distance
+
+    def rec(value):
+        return {"kind": "eval", "status": "done", "task": "t", "primary_metric": "acc1,none",
+                "results": {"t": {"acc1,none": value, "n_samples": 2000}}}
+
+    z = error_distance(rec(0.800), rec(0.8015))  # 3 images of 2,000: another CPU's rounding
+    assert 0 < z < Z95 and Reproduction("c", "l", False, ["acc1"], z).within_error()
+    far = error_distance(rec(0.800), rec(0.900))
+    assert far > Z95 and not Reproduction("c", "l", False, ["acc1"], far).within_error()
+    assert not Reproduction("c", "l", False, ["acc1"], None).within_error()  # no error to judge by
+    assert Reproduction("c", "l", True, [], None).within_error()
 
 
 def test_submit_refuses_a_folder_without_cells(tmp_path):

@@ -103,10 +103,14 @@ def leaderboard_verify(
     work: Annotated[Optional[Path], typer.Option(help="Where the re-run's results and checkpoints go (default: a temporary folder).")] = None,
     cache: Annotated[Optional[Path], typer.Option(help="Cache of built bases (default: the repository's .cache/).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Cells at once on the CPU (default: as prt-bench run).")] = None,
+    within_error: Annotated[bool, typer.Option(
+        "--within-error", help="Accept a cell whose primary metric is within its 95 % sampling error of the "
+        "submission's (another CPU's bits).")] = False,
 ) -> None:
     """Re-run sampled cells of a submission here, at the thread count it records, and compare each
-    with it: every metric and the hash of the per-sample records.  Exit 1 unless every re-run cell
-    reproduces the submission."""
+    with it: every metric and the hash of the per-sample records, and for a cell that differs, how
+    many standard errors its primary metric moved.  Exit 1 unless every re-run cell reproduces the
+    submission (with --within-error: or agrees with it within its sampling error)."""
     import os
     import tempfile
 
@@ -129,10 +133,16 @@ def leaderboard_verify(
             raise typer.Exit(2) from e
     for r in found:
         mark = "[green]reproduced[/]" if r.reproduced else "[red]differs[/]"
-        console.print(f"{mark} {r.cell_id} {escape(r.label)}" + ("" if r.reproduced else ": " + escape("; ".join(r.differences))))
+        where = "within" if r.within_error() else "beyond"
+        error = "" if r.reproduced else (" (its error unknown)" if r.z is None else
+                                         f" ({r.z:.2f} σ: {where} its sampling error)")
+        console.print(f"{mark} {r.cell_id} {escape(r.label)}"
+                      + ("" if r.reproduced else ": " + escape("; ".join(r.differences)) + error))
     ok = sum(r.reproduced for r in found)
-    console.print(f"{ok} of {len(found)} re-run cells reproduce {submission.name}")
-    if ok != len(found):
+    near = sum(r.within_error() and not r.reproduced for r in found)
+    console.print(f"{ok} of {len(found)} re-run cells reproduce {submission.name}"
+                  + (f"; {near} more agree within their sampling error" if near else ""))
+    if ok + (near if within_error else 0) != len(found):
         raise typer.Exit(1)
 
 

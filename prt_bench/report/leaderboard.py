@@ -462,6 +462,13 @@ class Reproduction:
     label: str
     reproduced: bool
     differences: list[str]
+    z: float | None = None  # |submitted − re-run| / √(se² + se²) of the primary metric (reference.error_distance)
+
+    def within_error(self) -> bool:
+        """Bitwise, or its primary metric within 1.96 standard errors of the submission's."""
+        from prt_bench.suite.reference import Z95
+
+        return self.reproduced or (self.z is not None and self.z <= Z95)
 
 
 def verify_submission(sub: dict[str, Any], cells: int | None = 3, *, seed: int = 0, work: Path,
@@ -469,6 +476,7 @@ def verify_submission(sub: dict[str, Any], cells: int | None = 3, *, seed: int =
     """Re-run ``cells`` evaluation cells of a submission, sampled with ``seed`` (every cell when
     None), with the training they need, in ``work``, at the thread count the submission records,
     and compare each with the submission: every metric, and the hash of the per-sample records."""
+    from prt_bench.suite.reference import error_distance
     from prt_bench.suite.runner import RunOptions, run_suite
     from prt_bench.suite.samples import compare
 
@@ -504,5 +512,9 @@ def verify_submission(sub: dict[str, Any], cells: int | None = 3, *, seed: int =
         diffs = compare(by_id[cid]["metrics"], mine)
         if record["samples"]["sha256"] != by_id[cid]["samples"]["sha256"]:
             diffs.append("per-sample records differ (sha256)")
-        out.append(Reproduction(cid, expected[cid].label, not diffs, diffs))
+        submitted = {"kind": "eval", "status": "done", "task": record["task"],
+                     "primary_metric": by_id[cid].get("primary_metric", record.get("primary_metric")),
+                     "results": {record["task"]: by_id[cid]["metrics"]}}
+        out.append(Reproduction(cid, expected[cid].label, not diffs, diffs,
+                                None if not diffs else error_distance(submitted, record)))
     return out

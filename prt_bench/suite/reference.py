@@ -201,11 +201,11 @@ def _compare_cell(cell_id: str, x: dict[str, Any], y: dict[str, Any], tolerance:
     if diff.keys:
         diff.status = "different"
     if x.get("kind", "eval") == "eval":
-        diff.z = _error_distance(x, y)
+        diff.z = error_distance(x, y)
     return diff
 
 
-def _error_distance(x: dict[str, Any], y: dict[str, Any]) -> float | None:
+def error_distance(x: dict[str, Any], y: dict[str, Any]) -> float | None:
     """|a − b| / √(se_a² + se_b²) of two records' primary metric (0 when equal); None when a side
     has no primary value or no standard error."""
     from prt_bench.report.results import cell_row
