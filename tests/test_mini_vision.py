@@ -303,6 +303,25 @@ def test_the_benchmark_suites_use_the_benchmark_world_whose_bases_are_shipped():
     assert sorted(p.name for p in ship.iterdir()) == sorted([SUMS, *family["bases"]])
 
 
+def test_mini_build_vision_reports_each_bases_head(micro_world):
+    """`prt-bench mini build vision` names each base's head spread, and a collapse, before any suite runs."""
+    from typer.testing import CliRunner
+
+    from prt_bench.cli import app
+    from prt_bench.vision.heads import HEAD_COSINE
+
+    cache, paths = micro_world
+    run = CliRunner().invoke(app, ["mini", "build", "vision", "--variant", "micro", "--out", str(cache),
+                                   "--no-progress"])
+    assert run.exit_code == 0, run.output
+    spreads = mini_vision.head_spreads(paths, "micro")
+    assert set(spreads) == set(paths)
+    for name, head in spreads.items():
+        line = next(x for x in run.output.splitlines() if x.startswith(f"# {name}: zero-shot head"))
+        assert f"cosine {head['mean cosine']:.3f} (closest: {head['closest pair']}" in line
+        assert ("COLLAPSED" in line) is (head["mean cosine"] > HEAD_COSINE)
+
+
 def test_shipped_bases_are_taken_after_their_hashes_and_rebuild_bit_for_bit(micro_world, tmp_path, monkeypatch):
     from prt_bench.io import file_hash, read_json
     from prt_bench.mini.shipped import SUMS

@@ -295,11 +295,12 @@ def test_world_card_reads_each_vision_bases_head_from_its_zero_shot_cell(referen
     """A vision zero-shot cell records its base's head spread beside its per-sample rows (no other
     cell does), and the card's head row is that record, decided at HEAD_COSINE: the same numbers
     `diagnose vision --suite` computes from the base itself."""
-    from prt_bench.report.card import HEAD_COSINE, world_card
+    from prt_bench.report.card import world_card
     from prt_bench.report.results import Items, load_results
     from prt_bench.report.tables import Lookup
     from prt_bench.suite import samples
     from prt_bench.vision.diagnose import heads
+    from prt_bench.vision.heads import HEAD_COSINE
 
     root, _ = reference
     for record in cells_of(root).values():

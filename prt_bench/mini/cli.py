@@ -7,6 +7,7 @@ import typer
 
 from prt_bench.mini.vision import BENCHMARK
 
+
 def _shipped_option(folder: str):
     return typer.Option(True, "--shipped/--no-shipped", help=f"Take the bases shipped in {folder} whose sha256 "
                         "check out (default) instead of pretraining them.")
@@ -89,7 +90,8 @@ def build_vision(
     The shipped bases (worlds/mini-vision/) are used after checking their hashes."""
     import json
 
-    from prt_bench.mini.vision import build_vision_world, ship_vision, variants, verify_shipped_vision
+    from prt_bench.mini.vision import build_vision_world, head_spreads, ship_vision, variants, verify_shipped_vision
+    from prt_bench.vision.heads import HEAD_COSINE
 
     if variant not in variants():
         raise typer.BadParameter(f"variant must be one of {variants()}", param_hint="--variant")
@@ -98,6 +100,13 @@ def build_vision(
     paths = build_vision_world(cache_root=out, variant=variant, data_dir=data_dir, progress=progress,
                                only=only or None, shipped=shipped)
     typer.echo(json.dumps({name: str(path) for name, path in paths.items()}, indent=2))
+    # a head whose names point one way cannot be tuned apart under FT or PRT: say so before any suite runs
+    for name, head in head_spreads(paths, variant).items():
+        collapsed = head["mean cosine"] > HEAD_COSINE
+        typer.echo(f"# {name}: zero-shot head at mean class-name cosine {head['mean cosine']:.3f} (closest: "
+                   f"{head['closest pair']}, {head['closest cosine']:.3f})"
+                   + (f" -- COLLAPSED (> {HEAD_COSINE:g}): fine-tuning under it will miss whole classes; "
+                      "this draw of the world is unfit (another seed_offset)" if collapsed else ""), err=True)
     if ship:
         typer.echo(f"# shipped to {ship_vision(variant, out)}", err=True)
 

@@ -251,9 +251,26 @@ def verify_shipped_vision(variant: str = BENCHMARK, work: str | os.PathLike | No
     return shipping.verify(Path(shipped_root or SHIPPED) / digest, f"mini vision ({variant})", rebuild, work)
 
 
+def head_spreads(paths: dict[str, Path], variant: str = BENCHMARK) -> dict[str, dict[str, Any]]:
+    """Each built base's zero-shot head on the world's downstream task, as its evaluation builds it
+    (``vision.heads.head_spread``: mean cosine between class names, the closest pair)."""
+    from prt_bench.vision.bases import load_base
+    from prt_bench.vision.datasets.registry import get_spec
+    from prt_bench.vision.heads import head_spread, zero_shot_head
+
+    task = get_spec(downstream(variant)["dataset"])
+    out = {}
+    for name, path in paths.items():
+        base = load_base(path)
+        head = zero_shot_head(base.model, base.tokenizer, task.classnames, task.templates)
+        out[name] = head_spread(head, task.classnames)
+    return out
+
+
 def downstream(variant: str = BENCHMARK) -> dict[str, str]:
     """The downstream task of the mini world: dataset name and its train / test splits."""
     return dict(load_family(variant)["downstream"])
 
 
-__all__ = ["BENCHMARK", "build_vision_world", "load_family", "pool", "pretrain", "downstream", "MANIFEST"]
+__all__ = ["BENCHMARK", "build_vision_world", "head_spreads", "load_family", "pool", "pretrain", "downstream",
+           "MANIFEST"]

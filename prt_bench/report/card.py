@@ -22,8 +22,9 @@ several; 95 % CI as in the claims):
   every fine-tuning seed;
 - **P4, a working base** (other architecture): FT(t) ≥ ``P4_FLOOR``;
 - **a sound zero-shot head** (where the zero-shot cells record it: vision): the base's class names
-  at mean cosine ≤ ``HEAD_COSINE``.  A head whose names all point one way gives flat probabilities,
-  and frozen under FT and PRT it cannot be tuned apart: FT then never learns whole classes;
+  at mean cosine ≤ ``vision.heads.HEAD_COSINE``.  A head whose names all point one way gives flat
+  probabilities, and frozen under FT and PRT it cannot be tuned apart: FT then never learns whole
+  classes;
 - **P0, steady over fine-tuning seeds**: each base's FT has a seed std ≤ ``P0_STD`` over ≥ 3 seeds
   (with fewer, shown and not decided).  Steadiness over pretraining seeds needs one world per
   seed: the same card on each (docs/mini-lm.md).
@@ -41,9 +42,6 @@ P1_FLOOR = 0.10   # "clearly above 0": a tenth of the probe's items right alone
 P3_MARGIN = 0.03
 SAME_BASE_TOL = 0.02
 P4_FLOOR = 0.50
-# Collapsed heads of the mini vision studies sat at 0.96-0.97 (FT never learnt shirts or sneakers
-# under them), every sound one at 0.44-0.87 (docs/mini-vision.md).
-HEAD_COSINE = 0.90
 P0_STD = 0.03
 P0_SEEDS = 3
 ORDERED = ("upscaling", "update", "upscaling_update")
@@ -99,7 +97,9 @@ def world_card(lk: Lookup, task: str) -> list[dict[str, Any]]:
             lambda d: abs(d.diff) <= SAME_BASE_TOL)
         for base in dict.fromkeys([source, *(t for s, t, _ in pairs if s == source)]):
             head = lk.head(task, base)
-            if head is not None:
+            if head is not None:  # only vision cells record one (torch is imported then)
+                from prt_bench.vision.heads import HEAD_COSINE
+
                 rows.append({"source": source, "base": base,
                              "precondition": f"a sound zero-shot head: class names at mean cosine ≤ {HEAD_COSINE:g}",
                              "measured": f"{head['mean cosine']:.3f} (closest: {head['closest pair']}, "

@@ -34,6 +34,12 @@ def zero_shot_head(model, tokenizer, classnames: Sequence[str], templates: Seque
     return head.float()
 
 
+# A head whose class names sit at a mean cosine above this is near collapse: the mini vision
+# studies' collapsed heads measured 0.96-0.97 (FT under them never learnt shirts or sneakers),
+# every sound one 0.44-0.87 (docs/mini-vision.md).  The world card's row and the mini build's check.
+HEAD_COSINE = 0.90
+
+
 @torch.no_grad()
 def head_spread(head: torch.Tensor, classnames: Sequence[str]) -> dict:
     """How far apart a zero-shot head (``[embed_dim, classes]``, unit columns) holds the class names:
