@@ -85,6 +85,13 @@ def test_compare_command_writes_the_file_and_fails_on_a_difference(two_runs, tmp
     assert same.exit_code == 0 and "6 bitwise equal" in same.output
     missing = CliRunner().invoke(app, ["compare", str(tmp_path / "nowhere"), str(a)])
     assert missing.exit_code == 2 and "no cells/ folder" in missing.output
+    # one item of 300 moved: not bitwise, but within its sampling error
+    near_a = folder(tmp_path / "near_a", [record("0" * 16, 0.5, n_samples=300)])
+    near_b = folder(tmp_path / "near_b", [record("0" * 16, 0.5 + 1 / 300, n_samples=300)])
+    strict = CliRunner().invoke(app, ["compare", str(near_a), str(near_b)])
+    assert strict.exit_code == 1 and "A agrees with B within sampling error" in strict.output
+    assert CliRunner().invoke(app, ["compare", str(near_a), str(near_b), "--within-error"]).exit_code == 0
+    assert CliRunner().invoke(app, ["compare", str(a), str(b), "--within-error"]).exit_code == 1  # one-sided cells
 
 
 def test_a_moved_evaluation_agrees_within_its_sampling_error_or_not(tmp_path):

@@ -114,10 +114,14 @@ def compare(
     tolerance: float = typer.Option(1e-6, "--tolerance", help="Absolute tolerance on every number of a cell's "
                                     "results: within it a cell is 'within tolerance', beyond it 'different'."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the comparison (every cell) as JSON here."),
+    within_error: bool = typer.Option(False, "--within-error", help="Exit 0 also when the two only agree within "
+                                      "sampling error (every cell on both sides, no evaluation moved beyond 1.96 "
+                                      "standard errors): the test across CPUs, as prt-bench run's."),
 ) -> None:
     """Compare two results folders cell by cell: bitwise equal, within the tolerance, different,
-    or present on one side only, with the largest differences named.  Exit 1 unless every cell
-    is on both sides and none differs beyond the tolerance."""
+    or present on one side only, with the largest differences named and each moved evaluation's
+    distance in standard errors.  Exit 1 unless every cell is on both sides and none differs
+    beyond the tolerance (with --within-error: none beyond its sampling error)."""
     from prt_bench.suite import reference
 
     try:
@@ -127,9 +131,10 @@ def compare(
         raise typer.Exit(2)
     if out is not None:
         reference.write_comparison(comparison, out)
+    typer.echo(f"A {comparison.verdict().replace('the reference', 'B')}")
     for line in comparison.summary("A", "B"):
         typer.echo(line)
-    if not comparison.reproduced:
+    if not (comparison.agrees if within_error else comparison.reproduced):
         raise typer.Exit(1)
 
 
