@@ -57,6 +57,7 @@ class CellDiff:
     max_abs_diff: float = 0.0        # over every number under `results` (text that differs: in keys only)
     keys: list[str] = field(default_factory=list)   # what differs (beyond the tolerance)
     z: float | None = None           # an eval cell's |a − b| / √(se_a² + se_b²); None: not judged
+    kind: str = "eval"               # eval or train (a train cell is judged by its evaluations)
 
 
 @dataclass
@@ -82,8 +83,8 @@ class Comparison:
     def beyond_error(self) -> list[CellDiff]:
         """Evaluation cells whose primary metric moved by more than ``Z95`` standard errors (or
         whose error is unknown); train cells are judged by the evaluations they feed."""
-        return [c for c in self.cells if c.status == "different" and c.z != 0.0 and (c.z is None or c.z > Z95)
-                and not c.label.startswith("train ")]
+        return [c for c in self.cells if c.kind == "eval" and c.status == "different" and c.z != 0.0
+                and (c.z is None or c.z > Z95)]
 
     @property
     def agrees(self) -> bool:
@@ -119,7 +120,7 @@ class Comparison:
             lines.append(f"CPU vector instructions: {name_a} {', '.join(cpu_a)}, {name_b} {', '.join(cpu_b)}: "
                          "bitwise equality is not expected")
         for c in self.largest():
-            error = "" if c.z is None or c.label.startswith("train ") else f", {c.z:.1f} σ"
+            error = "" if c.z is None else f", {c.z:.1f} σ"
             lines.append(f"  {c.status:<9} {c.cell_id}  {c.label}: {c.primary_metric} {_fmt(c.a)} vs {_fmt(c.b)} "
                          f"(largest difference {c.max_abs_diff:.4g} in {', '.join(c.keys[:3]) or '-'}{error})")
         for c in beyond[:5]:
@@ -169,7 +170,7 @@ def compare(a: str | Path, b: str | Path, tolerance: float = DEFAULT_TOLERANCE,
         if cell_id not in rb or cell_id not in ra:
             record = ra.get(cell_id) or rb[cell_id]
             cells.append(CellDiff(cell_id, label(record), "only_a" if cell_id in ra else "only_b",
-                                  record.get("primary_metric")))
+                                  record.get("primary_metric"), kind=record.get("kind", "eval")))
             continue
         cells.append(_compare_cell(cell_id, ra[cell_id], rb[cell_id], tolerance))
     cpu = {side: sorted({str((r.get("environment") or {}).get("cpu_capability")) for r in records.values()
@@ -200,7 +201,8 @@ def _compare_cell(cell_id: str, x: dict[str, Any], y: dict[str, Any], tolerance:
             diff.status = "within"
     if diff.keys:
         diff.status = "different"
-    if x.get("kind", "eval") == "eval":
+    diff.kind = x.get("kind", "eval")
+    if diff.kind == "eval":
         diff.z = error_distance(x, y)
     return diff
 
