@@ -91,7 +91,7 @@ def build_vision(
     import json
 
     from prt_bench.mini.vision import build_vision_world, head_spreads, ship_vision, variants, verify_shipped_vision
-    from prt_bench.vision.heads import HEAD_COSINE
+    from prt_bench.vision.heads import HEAD_COSINE, collapsed
 
     if variant not in variants():
         raise typer.BadParameter(f"variant must be one of {variants()}", param_hint="--variant")
@@ -102,11 +102,10 @@ def build_vision(
     typer.echo(json.dumps({name: str(path) for name, path in paths.items()}, indent=2))
     # a head whose names point one way cannot be tuned apart under FT or PRT: say so before any suite runs
     for name, head in head_spreads(paths, variant).items():
-        collapsed = head["mean cosine"] > HEAD_COSINE
         typer.echo(f"# {name}: zero-shot head at mean class-name cosine {head['mean cosine']:.3f} (closest: "
                    f"{head['closest pair']}, {head['closest cosine']:.3f})"
                    + (f" -- COLLAPSED (> {HEAD_COSINE:g}): fine-tuning under it will miss whole classes; "
-                      "this draw of the world is unfit (another seed_offset)" if collapsed else ""), err=True)
+                      "this draw of the world is unfit (another seed_offset)" if collapsed(head) else ""), err=True)
     if ship:
         typer.echo(f"# shipped to {ship_vision(variant, out)}", err=True)
 

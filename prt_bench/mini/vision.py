@@ -256,15 +256,10 @@ def head_spreads(paths: dict[str, Path], variant: str = BENCHMARK) -> dict[str, 
     (``vision.heads.head_spread``: mean cosine between class names, the closest pair)."""
     from prt_bench.vision.bases import load_base
     from prt_bench.vision.datasets.registry import get_spec
-    from prt_bench.vision.heads import head_spread, zero_shot_head
+    from prt_bench.vision.heads import base_head_spread
 
     task = get_spec(downstream(variant)["dataset"])
-    out = {}
-    for name, path in paths.items():
-        base = load_base(path)
-        head = zero_shot_head(base.model, base.tokenizer, task.classnames, task.templates)
-        out[name] = head_spread(head, task.classnames)
-    return out
+    return {name: base_head_spread(load_base(path), task) for name, path in paths.items()}
 
 
 def downstream(variant: str = BENCHMARK) -> dict[str, str]:

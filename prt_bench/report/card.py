@@ -98,13 +98,13 @@ def world_card(lk: Lookup, task: str) -> list[dict[str, Any]]:
         for base in dict.fromkeys([source, *(t for s, t, _ in pairs if s == source)]):
             head = lk.head(task, base)
             if head is not None:  # only vision cells record one (torch is imported then)
-                from prt_bench.vision.heads import HEAD_COSINE
+                from prt_bench.vision.heads import HEAD_COSINE, collapsed
 
                 rows.append({"source": source, "base": base,
                              "precondition": f"a sound zero-shot head: class names at mean cosine ≤ {HEAD_COSINE:g}",
                              "measured": f"{head['mean cosine']:.3f} (closest: {head['closest pair']}, "
                                          f"{head['closest cosine']:.3f})",
-                             "holds": head["mean cosine"] <= HEAD_COSINE})
+                             "holds": not collapsed(head)})
             ft = lk.ft_of(task, base, prefer="ft_source" if base == source else "ft_target")
             if ft is not None:
                 steady = ft.n_seeds >= P0_SEEDS

@@ -122,7 +122,7 @@ def heads(suite_ref: str, cache: Path | None = None) -> list[dict[str, Any]]:
     from prt_bench.suite.schema import load_suite
     from prt_bench.vision.bases import load_base
     from prt_bench.vision.datasets.registry import get_spec
-    from prt_bench.vision.heads import head_spread, zero_shot_head
+    from prt_bench.vision.heads import base_head_spread
 
     suite = load_suite(suite_ref)
     if "vision" not in suite.sections:
@@ -133,8 +133,5 @@ def heads(suite_ref: str, cache: Path | None = None) -> list[dict[str, Any]]:
     for name, spec in section.bases.items():
         base = load_base(resolve_base("vision", spec, cache, world))
         for task, options in section.tasks.items():
-            data = get_spec(options.get("dataset", task))
-            names = data.classnames
-            spread = head_spread(zero_shot_head(base.model, base.tokenizer, names, data.templates), names)
-            rows.append({"task": task, "base": name, **spread})
+            rows.append({"task": task, "base": name, **base_head_spread(base, get_spec(options.get("dataset", task)))})
     return rows

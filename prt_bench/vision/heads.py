@@ -55,6 +55,17 @@ def head_spread(head: torch.Tensor, classnames: Sequence[str]) -> dict:
             "closest pair": f"{classnames[i]} / {classnames[j]}", "closest cosine": float(cos[i, j])}
 
 
+def collapsed(spread: dict) -> bool:
+    """Whether a ``head_spread`` is near collapse (class names at mean cosine above ``HEAD_COSINE``)."""
+    return spread["mean cosine"] > HEAD_COSINE
+
+
+def base_head_spread(base, task) -> dict:
+    """``head_spread`` of a loaded ``Base`` on a task spec (its class names and prompts), the head its
+    zero-shot evaluation builds."""
+    return head_spread(zero_shot_head(base.model, base.tokenizer, task.classnames, task.templates), task.classnames)
+
+
 class ZeroShotClassifier(nn.Module):
     """``f(x) = exp(logit_scale) · normalize(tower(x)) @ head``, head and scale frozen."""
 
