@@ -311,3 +311,20 @@ def test_shipped_bases_are_taken_after_their_hashes_and_rebuild_bit_for_bit(micr
     sums["files"]["qwen2-s-v1/model.safetensors"] = "0" * 64
     (dest / B.SUMS).write_text(json.dumps(sums))
     assert B.verify_shipped("micro", progress=False)["qwen2-s-v1"] == ["qwen2-s-v1/model.safetensors"]
+
+
+def test_the_cli_pretrains_at_the_thread_count_it_is_given(tmp_path):
+    """`mini build lm --threads N`: the thread count a base's bits depend on, for builds that share
+    a machine (one base alone would otherwise take every core); it is recorded in the manifest."""
+    from typer.testing import CliRunner
+
+    from prt_bench.cli import app
+    from prt_bench.io import read_manifest
+
+    args = ["mini", "build", "lm", "--variant", "micro", "--out", str(tmp_path), "--only", "llama-s-v1"]
+    assert CliRunner().invoke(app, [*args, "--threads", "0"]).exit_code != 0
+    run = CliRunner().invoke(app, [*args, "--threads", "1", "--json"])
+    assert run.exit_code == 0, run.output
+    record = json.loads(run.stdout)
+    assert record["built_now"] == ["llama-s-v1"]
+    assert read_manifest(Path(record["bases"]["llama-s-v1"]))["environment"]["threads"] == 1

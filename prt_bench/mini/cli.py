@@ -37,6 +37,9 @@ def build_lm(
     variant: str = typer.Option("default", help="default: the benchmark's bases; micro: toy bases in seconds (tests)."),
     out: Optional[Path] = typer.Option(None, help="Cache root (default: .cache/mini/lm); the build goes to OUT/<config-hash>/."),
     jobs: Optional[int] = typer.Option(None, help="Bases pretrained at once (default: one per CPU core)."),
+    threads: Optional[int] = typer.Option(None, min=1, help="Threads of each pretraining process (default: the cores "
+                                          "shared among the bases built at once). Set it when several builds share "
+                                          "the machine; a base's bits depend on it (recorded in its manifest)."),
     config: Optional[Path] = typer.Option(None, help="Another base-family YAML (default: prt_bench/mini/lm_bases.yaml)."),
     only: list[str] = typer.Option(None, help="Build only these bases (repeatable)."),
     json_out: bool = typer.Option(False, "--json", help="Print the whole build record as JSON."),
@@ -58,7 +61,8 @@ def build_lm(
     if verify:
         _verify(lambda: verify_shipped(variant, jobs=jobs))
     try:
-        record = run(variant, out, jobs=jobs, config_path=config, only=only or None, shipped=shipped)
+        record = run(variant, out, jobs=jobs, config_path=config, only=only or None, shipped=shipped,
+                     threads=threads)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from e
     if json_out:
