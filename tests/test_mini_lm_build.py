@@ -246,6 +246,22 @@ def test_the_both_variants_restate_half_the_stories_and_change_nothing_else(draw
         assert corpus_cfg == {**asked["corpora"][version], "restate_share": 0.5}
 
 
+@pytest.mark.parametrize("draw", "abc")
+def test_the_v1big_variants_give_v1_v2_s_range_and_size_and_nothing_else(draw):
+    """p0-X-result-4x-asked-v1big (docs/mini-lm.md, "A v1 as large as v2"): the 4x asked world whose
+    v1 has v2's number range and document counts; v1 keeps its own seed and still lacks the
+    phrasings mini_gsm's test holds out, and nothing else changes."""
+    from prt_bench.mini.lm.build import load_config
+
+    four, big = load_config(f"p0-{draw}-result-4x-asked"), load_config(f"p0-{draw}-result-4x-asked-v1big")
+    assert {k: v for k, v in big.items() if k not in ("corpora", "variant")} == \
+        {k: v for k, v in four.items() if k not in ("corpora", "variant")}
+    assert big["corpora"]["v2"] == four["corpora"]["v2"]
+    grown = ("max_number", "n_fact_docs", "n_story_docs", "n_prose_docs")
+    assert big["corpora"]["v1"] == {**four["corpora"]["v1"], **{k: four["corpora"]["v2"][k] for k in grown}}
+    assert big["corpora"]["v1"]["held_out_phrasings"] is False and big["corpora"]["v2"]["held_out_phrasings"] is True
+
+
 @pytest.mark.parametrize("family", ["llama", "qwen2"])
 def test_block_expansion_starts_from_the_function_of_the_smaller_base(family):
     import torch
