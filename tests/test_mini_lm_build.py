@@ -262,6 +262,24 @@ def test_the_v1big_variants_give_v1_v2_s_range_and_size_and_nothing_else(draw):
     assert big["corpora"]["v1"]["held_out_phrasings"] is False and big["corpora"]["v2"]["held_out_phrasings"] is True
 
 
+@pytest.mark.parametrize("draw", "abc")
+def test_the_v2source_variants_pretrain_the_source_on_v2_and_change_nothing_else(draw):
+    """p0-X-result-4x-asked-v2source (docs/mini-lm.md, "A v1 as large as v2"): the 4x asked world
+    whose source is pretrained from scratch on v2 -- the independent newer base's corpus, steps and
+    size, the source's own seed; every other part of the world is the 4x world's."""
+    from prt_bench.mini.lm.build import load_config
+
+    four, v2s = load_config(f"p0-{draw}-result-4x-asked"), load_config(f"p0-{draw}-result-4x-asked-v2source")
+    assert {k: v for k, v in v2s.items() if k not in ("bases", "variant")} == \
+        {k: v for k, v in four.items() if k not in ("bases", "variant")}
+    assert {n: b for n, b in v2s["bases"].items() if n != "llama-s-v1"} == \
+        {n: b for n, b in four["bases"].items() if n != "llama-s-v1"}
+    source, independent = v2s["bases"]["llama-s-v1"], four["bases"]["llama-s-v2i"]
+    assert source == {**four["bases"]["llama-s-v1"], "corpus": "v2"}
+    assert {k: source[k] for k in ("family", "size", "corpus", "steps")} == \
+        {k: independent[k] for k in ("family", "size", "corpus", "steps")} and source["seed"] != independent["seed"]
+
+
 @pytest.mark.parametrize("family", ["llama", "qwen2"])
 def test_block_expansion_starts_from_the_function_of_the_smaller_base(family):
     import torch
