@@ -247,6 +247,21 @@ def test_the_both_variants_restate_half_the_stories_and_change_nothing_else(draw
 
 
 @pytest.mark.parametrize("draw", "abc")
+def test_the_lead_variants_lead_each_step_with_its_number_and_change_nothing_else(draw):
+    """p0-X-result-2x-asked-lead (docs/mini-lm.md, "A step's number led"): the asked world whose
+    task and corpora tell each step's number right after its anchor; nothing else changes."""
+    from prt_bench.mini.lm.build import load_config
+
+    asked, lead = load_config(f"p0-{draw}-result-2x-asked"), load_config(f"p0-{draw}-result-2x-asked-lead")
+    assert {k: v for k, v in lead.items() if k not in ("corpora", "tasks", "variant")} == \
+        {k: v for k, v in asked.items() if k not in ("corpora", "tasks", "variant")}
+    for version, corpus_cfg in lead["corpora"].items():
+        assert corpus_cfg == {**asked["corpora"][version], "counted_lines": "lead"}
+    assert lead["tasks"]["mini_ifeval"] == asked["tasks"]["mini_ifeval"]
+    assert lead["tasks"]["mini_gsm"] == {**asked["tasks"]["mini_gsm"], "answer_lines": "lead"}
+
+
+@pytest.mark.parametrize("draw", "abc")
 def test_the_v1big_variants_give_v1_v2_s_range_and_size_and_nothing_else(draw):
     """p0-X-result-4x-asked-v1big (docs/mini-lm.md, "A v1 as large as v2"): the 4x asked world whose
     v1 has v2's number range and document counts; v1 keeps its own seed and still lacks the

@@ -236,6 +236,51 @@ def test_diagnosis_probe_scores_every_calculation_of_the_gold_answers(tmp_path):
     assert 0 <= row[NUMBER_FROM_PROMPT] <= 1
 
 
+def test_the_diagnosis_probe_reads_a_lead_line_s_copied_step_number_apart(tmp_path):
+    """In "lead" answer lines the probe also scores the step's number copied after the anchor,
+    apart from the calculation; other styles have no such column."""
+    import torch
+
+    from prt_bench.lm.diagnose import LEAD_NUMBER, MISSES, Run, probe
+    from prt_bench.lm.tiny import build_tiny_lm, byte_level_tokenizer
+
+    path = build_tiny_lm(tmp_path / "m", "llama", byte_level_tokenizer(), hidden=16, layers=1)
+
+    def run_on(docs):
+        return Run(suite=None, section=None, task="mini_gsm", lm_task="mini_gsm", metric="", results=tmp_path,
+                   runs=tmp_path, records={}, cells=[], later_seeds=[], bases={"m": str(path)}, docs=docs,
+                   prompts=[d["prompt"] for d in docs], targets=[" " + d["answer"] for d in docs], train_rows=[],
+                   lam=1.0)
+
+    (row,) = probe(run_on(gsm.generate(20, 12, config=gsm.GsmConfig(answer_lines="result"))["test"]), ["m"])
+    assert LEAD_NUMBER not in row
+    docs = gsm.generate(20, 12, config=gsm.GsmConfig(answer_lines="lead"))["test"]
+    run = run_on(docs)
+    (row,) = probe(run, ["m"])
+    n_leads = sum(len(gsm.LEAD.findall(d["answer"])) for d in docs)
+    assert row[f"n {LEAD_NUMBER}"] == n_leads > 0 and 0 <= row[LEAD_NUMBER] <= 1
+
+    # A model right everywhere but at a line's lead number misses every lead and nothing of the
+    # calculations.
+    decoded = {}
+
+    class WrongLead(torch.nn.Module):
+        def forward(self, input_ids):
+            ids = input_ids[0].tolist()
+            text = "".join(decoded.setdefault(i, run.tokenizer.decode([i])) for i in ids)
+            ends = [len("".join(decoded[i] for i in ids[:k + 1])) for k in range(len(ids))]
+            led = {c for m in re.finditer(r"\n(?:First|Then|Next|Later) (\d+):", text) for c in range(*m.span(1))}
+            logits = torch.zeros(1, len(ids), 512)
+            for k in range(1, len(ids)):
+                logits[0, k - 1, (ids[k] + 1) % 512 if ends[k - 1] in led else ids[k]] = 1.0
+            return SimpleNamespace(logits=logits)
+
+    run.model = lambda path: WrongLead()
+    (row,) = probe(run, ["m"])
+    assert row[LEAD_NUMBER] == 1 and row["all"] == 1
+    assert [row[f"{MISSES}: {part}"] for part in ("value", "operator", "number", "result")] == [0, 0, 0, 0]
+
+
 def test_a_preamble_moves_the_story_off_the_document_start_and_nothing_else():
     """With preamble_share 1 every story opens with a prose sentence before its name; with 0 the
     corpus is the default's, document for document."""
@@ -341,6 +386,34 @@ def test_result_answer_lines_tell_each_step_by_its_anchor_and_calculation_only()
         gsm.GsmConfig(answer_lines="brief")
 
 
+def test_lead_answer_lines_copy_the_step_number_the_question_leads_with():
+    """answer_lines: lead is "result" with each step's number told right after its anchor, in the
+    question's sentence and in the answer line: the same problems, and a step's number is then a
+    plain copy of the words before it ("First 7:"), the phrasing's words still never restated."""
+    result = gsm.generate(100, 60, seed=3, config=gsm.GsmConfig(answer_lines="result"))
+    lead = gsm.generate(100, 60, seed=3, config=gsm.GsmConfig(answer_lines="lead"))
+    unlead = lambda text: re.sub(r"\b(First|Then|Next|Later) \d+: ", r"\1 ", text)  # noqa: E731
+    leads = 0
+    for a, b in zip(result["train"] + result["test"], lead["train"] + lead["test"]):
+        assert (a["target"], a["steps"]) == (b["target"], b["steps"])
+        assert unlead(b["question"]) == a["question"] and unlead(b["answer"]) == a["answer"]
+        told = re.findall(r"\b(?:First|Then|Next|Later) [^.]*\.", b["question"])
+        for sentence, line in zip(told, b["answer"].split("\n")[1:-1]):
+            m = gsm.LEAD.match(sentence)
+            # a sentence that tells a number leads with it, and its answer line copies that lead
+            assert bool(m) == bool(re.search(r"\d", sentence.split(" ", 1)[1]))
+            if m:
+                leads += 1
+                assert m.group("number") in sentence[m.end():].split() and line.startswith(m.group(0) + " ")
+                calc = re.search(r"\d+ ([-+*]) (\d+) = \d+", line)
+                assert calc.group(2) == m.group("number")
+            assert not gsm.held_out_phrasing(line)
+            assert gsm.line_held_out(b["question"], line) == gsm.held_out_phrasing(sentence)
+    assert leads > 100 and any(gsm.held_out_phrasing(p["question"]) for p in lead["test"])
+    # the restating and result styles are as before: no lead anywhere
+    assert not any(gsm.LEAD.search(p["question"]) for p in result["test"] + gsm.generate(20, 20)["test"])
+
+
 def test_a_corpus_counts_its_stories_through_in_the_answers_style():
     base = dict(n_fact_docs=0, n_story_docs=40, n_prose_docs=0, seed=3, held_out_phrasings=True)
     plain = corpus.generate(corpus.CorpusConfig(**base))
@@ -362,6 +435,20 @@ def test_a_corpus_counts_its_stories_through_in_the_answers_style():
         corpus.CorpusConfig(counted_lines="brief")
     with pytest.raises(ValueError, match="counted_layout must be"):
         corpus.CorpusConfig(counted_layout="table")
+
+
+def test_a_corpus_counts_its_stories_through_in_the_lead_style():
+    """counted_lines: lead tells each story's steps with their numbers led and counts them through
+    in the answers' lead lines; the stories are those of the result style otherwise."""
+    base = dict(n_fact_docs=5, n_story_docs=40, n_prose_docs=5, seed=3, held_out_phrasings=True, counted_layout="lines")
+    result = corpus.generate(corpus.CorpusConfig(**base, counted_lines="result"))
+    lead = corpus.generate(corpus.CorpusConfig(**base, counted_lines="lead"))
+    assert [re.sub(r"\b(First|Then|Next|Later) \d+: ", r"\1 ", d) for d in lead] == result
+    stories = [d for d in lead if " Let us count." in d]
+    assert sum(len(gsm.LEAD.findall(d)) for d in stories) > 40
+    for d in stories:
+        told, counted = d.split(" Let us count.")
+        assert gsm.LEAD.findall(told) == gsm.LEAD.findall(counted)
 
 
 def test_a_corpus_can_count_a_share_of_its_stories_through_the_restating_way():
@@ -460,3 +547,9 @@ def test_the_diagnosis_names_the_part_of_an_answer_in_either_style():
     assert _where(" Mia has", " 3", prompt, True, restates=False) == "restating a sentence: number"
     assert _where(" Mia has 3 pens.\nFirst she has 3 + 2 = 5.\n####", " 5", prompt, True, restates=False) == \
         "final answer: number"
+    # a lead line's step number (and the colon after it) is its lead, what follows its calculation
+    assert _where(" Mia has 3 pens.\nFirst", " 2", prompt, True, restates=False) == "a line's lead: number"
+    assert _where(" Mia has 3 pens.\nFirst 2", ":", prompt, True, restates=False) == "a line's lead: symbol"
+    assert _where(" Mia has 3 pens.\nFirst 2: she has 3 +", " 2", prompt, True, restates=False) == \
+        "calculation: number"
+    assert _where(" Mia has 3 pens.\nFirst", " she", prompt, True, restates=False) == "calculation: word of the prompt"

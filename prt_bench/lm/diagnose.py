@@ -42,6 +42,7 @@ from typing import Any, Callable
 import torch
 
 from prt_bench import prt
+from prt_bench.mini.lm.gsm import LEAD
 from prt_bench.mini.lm.tasks import CALC
 from prt_bench.report.card import P1_FLOOR, P4_FLOOR
 
@@ -75,6 +76,7 @@ RESTATES = "restates the problem"
 UNSEEN = "prompt tokens never pretrained on"
 OPENING = "copies the opening number"  # in the task's own layout: after the prompt and the line's words before it
 MISSES = "misses"  # column prefix: the share of calculations whose part is not every token greedy
+LEAD_NUMBER = "misses: a line's lead"  # "lead" answer lines: the share whose copied step's number is not greedy
 NUMBER_FROM_PROMPT = "missed step's number: another of the prompt's"
 
 
@@ -315,7 +317,8 @@ def probe(run: Run, bases: list[str], limit: int | None = None) -> list[dict[str
     """Per base alone: the share of the calculations in the test split's gold answers that it
     writes exactly (every token greedy, teacher-forced), per group of lines, and the share whose
     running value, operator, step's number or result it misses (with, for a missed step's number,
-    the share written from the prompt's other numbers); and the share of
+    the share written from the prompt's other numbers; in "lead" answer lines, the share whose
+    lead, the step's number copied after the anchor, it misses); and the share of
     problems whose first answer line it writes exactly after the prompt and the corpus's cue
     (copying from the prompt, asked in the corpus's words: no fine-tuning needed); the share whose
     first number (the problem's opening, restated) it writes after the prompt and the line's words
@@ -337,6 +340,7 @@ def probe(run: Run, bases: list[str], limit: int | None = None) -> list[dict[str
                                 for prompt, target in zip(run.prompts[:limit], run.targets[:limit])]
         return by_layout[lines]
     items: dict[int, list] = {}  # doc index -> its calculations: (token start, token end, group, parts)
+    leads: dict[int, list] = {}  # doc index -> the token ranges of its "lead" lines' step numbers
     openings = {}  # doc index -> positions of the first number of the answer's first line
     encoded = []
     numbers = []  # per doc: the numbers its prompt holds
@@ -350,6 +354,10 @@ def probe(run: Run, bases: list[str], limit: int | None = None) -> list[dict[str
             openings[i] = list(range(*where))
         offset = 0
         for line in target.split("\n"):
+            lead = LEAD.match(line)
+            where = lead and _tokens(spans, offset + lead.start("number"), offset + lead.end("number"), start)
+            if where:
+                leads.setdefault(i, []).append(where)
             for m in CALC.finditer(line):
                 where = _tokens(spans, offset + m.start(1), offset + m.end(1), start)
                 if where:
@@ -362,6 +370,7 @@ def probe(run: Run, bases: list[str], limit: int | None = None) -> list[dict[str
         missed = dict.fromkeys(CALC.groupindex, 0)
         number_from_prompt = []  # per missed step's number: whether what the base wrote is in the prompt
         opened = []  # (first number written, its log-prob), per problem with an opening number
+        led = []  # per lead line: whether the base copies its step's number
         for i, ids in enumerate(encoded):  # one forward per document, read for every item of it
             if i not in items and i not in openings:
                 continue
@@ -375,6 +384,7 @@ def probe(run: Run, bases: list[str], limit: int | None = None) -> list[dict[str
                         missed[part] += 1
                         if part == "number":
                             number_from_prompt.append(run.tokenizer.decode(wrote).strip() in numbers[i])
+            led += [greedy[a - 1:b - 1] == ids[a:b] for a, b in leads.get(i, ())]
             if i in openings:
                 where = openings[i]
                 lp = prt.log_probs(logits[[k - 1 for k in where]])
@@ -387,6 +397,8 @@ def probe(run: Run, bases: list[str], limit: int | None = None) -> list[dict[str
         row["all"] = sum(sum(h) for h in hits.values()) / max(1, n_calcs)
         for part, count in missed.items():
             row[f"{MISSES}: {part}"] = count / max(1, n_calcs)
+        if led:
+            row[LEAD_NUMBER], row[f"n {LEAD_NUMBER}"] = 1 - sum(led) / len(led), len(led)
         if number_from_prompt:
             row[NUMBER_FROM_PROMPT] = sum(number_from_prompt) / len(number_from_prompt)
         row["items"] = [h for g in sorted(hits) for h in hits[g]]  # the same items, in one order, for every base
@@ -601,13 +613,17 @@ def divergence(run: Run, source: str, target: str, method: str = "prt", top: int
 def _where(answer_so_far: str, token: str, prompt: str, gsm_style: bool, restates: bool = True) -> str:
     """What kind of token the gold one is, and (mini_gsm-style answers) which part of the answer:
     a step's line is its calculation after ``, so `` where the answer restates the steps, all of it
-    where it does not (``answer_lines: result``)."""
+    where it does not (``answer_lines: result``), after the anchor's lead (the step's number and
+    a colon) where it has one (``answer_lines: lead``)."""
     from prt_bench.mini.lm.gsm import ANCHORS
 
     line = answer_so_far.split("\n")[-1]
     calculating = ", so " in line if restates else line.split(" ", 1)[0] in ANCHORS
+    leading = not restates and re.fullmatch(rf"(?:{'|'.join(ANCHORS)})(?: \d+)?", line) and (
+        token.strip().isdigit() or token.strip() == ":")
     part = ("first answer token" if not answer_so_far else "final answer" if "####" in line
-            else "calculation" if calculating else "restating a sentence") if gsm_style else (
+            else "a line's lead" if leading else "calculation" if calculating
+            else "restating a sentence") if gsm_style else (
         "first answer token" if not answer_so_far else "answer")
     word = token.strip()
     kind = ("number" if word.lstrip("-").isdigit() else "symbol" if word and not word[0].isalnum()

@@ -95,7 +95,7 @@ def story(rng: random.Random, hi: int, held_out: bool, preamble_share: float = 0
         if step is None:
             break
         sentence, calc, value = step
-        sentence = gsm.anchored(k, sentence)
+        sentence = gsm.anchored(k, sentence, counted_lines)
         told.append(sentence)
         counted.append(gsm.step_line(sentence, calc, counted_lines))
     sep = "\n" if counted_layout == "lines" else " "

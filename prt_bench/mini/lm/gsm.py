@@ -4,7 +4,10 @@ that end in `#### N`, as GSM8K's answers do.
 Each step is one sentence of the story and one answer line that restates it and does its
 calculation (`She buys 5 more apples, so she has 7 + 5 = 12.`), or (``answer_lines: result``)
 that only does the calculation, opened by the step's anchor (`Then she has 7 + 5 = 12.`): the
-answer then needs what the step's phrasing means, never its words.  The test split
+answer then needs what the step's phrasing means, never its words.  ``answer_lines: lead`` is
+"result" with the step's number led: the question's step sentence tells it right after its anchor
+(`Then 5: she buys 5 more apples.`) and the answer line copies that lead before its calculation
+(`Then 5: she has 7 + 5 = 12.`), so finding a step's number in the prompt is a plain copy.  The test split
 holds out names and a number range (every test problem starts above the train range), and a
 share of its problems has one step in a phrasing the train split never uses, so a model passes
 it only by knowing the arithmetic and the phrasings from pretraining, not by remembering
@@ -50,8 +53,10 @@ class GsmConfig:
     # whose names the test problems use: "held_out" (names no training answer holds) or "train"
     # (the training problems' names: a test answer then opens with a name fine-tuning has seen)
     test_names: str = "held_out"
-    # how an answer line tells a step: "restate" (the step's sentence, then its calculation) or
-    # "result" (the step's anchor, then its calculation; no word of the phrasing)
+    # how an answer line tells a step: "restate" (the step's sentence, then its calculation),
+    # "result" (the step's anchor, then its calculation; no word of the phrasing) or "lead"
+    # ("result" after the anchor's copied lead, the step's number, which the question's step
+    # sentence then tells right after its anchor too)
     answer_lines: str = "restate"
 
     def __post_init__(self) -> None:
@@ -60,7 +65,7 @@ class GsmConfig:
         check_answer_lines(self.answer_lines)
 
 
-ANSWER_LINES = ("restate", "result")
+ANSWER_LINES = ("restate", "result", "lead")
 
 
 def check_answer_lines(style: str) -> None:
@@ -69,7 +74,11 @@ def check_answer_lines(style: str) -> None:
 
 
 def step_line(sentence: str, calc: str, style: str = "restate") -> str:
-    """The answer line of one anchored step sentence and its calculation, {p} unfilled."""
+    """The answer line of one anchored step sentence (anchored in the same style) and its
+    calculation, {p} unfilled."""
+    if style == "lead":
+        lead = LEAD.match(sentence)
+        return f"{lead.group(0) if lead else sentence.split(' ', 1)[0]} {{p}} has {calc}."
     if style == "result":
         return f"{sentence.split(' ', 1)[0]} {{p}} has {calc}."
     return f"{sentence[:-1]}, so {{p}} has {calc}."
@@ -115,7 +124,7 @@ def make_problem(rng: random.Random, names: list[str], lo: int, hi: int, steps: 
         if step is None:
             break
         sentence, calc, value = step
-        sentence = anchored(k, sentence)
+        sentence = anchored(k, sentence, answer_lines)
         sentences.append(sentence)
         # GSM8K's style: each line tells a step of the story (restated, or by its anchor) and its calculation.
         lines.append(step_line(sentence, calc, answer_lines))
@@ -126,9 +135,17 @@ def make_problem(rng: random.Random, names: list[str], lo: int, hi: int, steps: 
     return {"question": question, "answer": answer, "steps": len(lines) - 1, "target": value}
 
 
-def anchored(k: int, sentence: str) -> str:
-    """Sentence of step k (0-based) with its anchor: "First she buys 3 more apples." """
-    return f"{ANCHORS[k]} {sentence[0].lower()}{sentence[1:]}" if sentence[0] == "T" else f"{ANCHORS[k]} {sentence}"
+def anchored(k: int, sentence: str, style: str = "restate") -> str:
+    """Sentence of step k (0-based) with its anchor: "First she buys 3 more apples."; in the
+    "lead" style the step's number, if the sentence tells one, comes right after the anchor:
+    "First 3: she buys 3 more apples." """
+    number = re.search(r"\b\d+\b", sentence) if style == "lead" else None
+    anchor = f"{ANCHORS[k]} {number.group(0)}:" if number else ANCHORS[k]
+    return f"{anchor} {sentence[0].lower()}{sentence[1:]}" if sentence[0] == "T" else f"{anchor} {sentence}"
+
+
+# the lead of a "lead" step sentence or answer line: its anchor and the step's number
+LEAD = re.compile(rf"(?:{'|'.join(ANCHORS)}) (?P<number>\d+):")
 
 
 def fill(text: str, pron: str, item: str) -> str:
