@@ -262,6 +262,20 @@ def test_the_lead_variants_lead_each_step_with_its_number_and_change_nothing_els
 
 
 @pytest.mark.parametrize("draw", "abc")
+def test_the_leadlines_variants_lay_the_lead_world_s_questions_and_stories_out_in_lines(draw):
+    """p0-X-result-2x-asked-leadlines: the lead world whose questions and told stories have each
+    sentence on a line of its own; nothing else changes."""
+    from prt_bench.mini.lm.build import load_config
+
+    lead, lines = load_config(f"p0-{draw}-result-2x-asked-lead"), load_config(f"p0-{draw}-result-2x-asked-leadlines")
+    assert {k: v for k, v in lines.items() if k not in ("corpora", "tasks", "variant")} == \
+        {k: v for k, v in lead.items() if k not in ("corpora", "tasks", "variant")}
+    for version, corpus_cfg in lines["corpora"].items():
+        assert corpus_cfg == {**lead["corpora"][version], "told_layout": "lines"}
+    assert lines["tasks"] == {**lead["tasks"], "mini_gsm": {**lead["tasks"]["mini_gsm"], "question_layout": "lines"}}
+
+
+@pytest.mark.parametrize("draw", "abc")
 def test_the_v1big_variants_give_v1_v2_s_range_and_size_and_nothing_else(draw):
     """p0-X-result-4x-asked-v1big (docs/mini-lm.md, "A v1 as large as v2"): the 4x asked world whose
     v1 has v2's number range and document counts; v1 keeps its own seed and still lacks the

@@ -278,6 +278,7 @@ def test_the_diagnosis_probe_reads_a_lead_line_s_copied_step_number_apart(tmp_pa
     run.model = lambda path: WrongLead()
     (row,) = probe(run, ["m"])
     assert row[LEAD_NUMBER] == 1 and row["all"] == 1
+    assert row[f"{LEAD_NUMBER}, by anchor"].startswith("First 1.000 of ")
     assert [row[f"{MISSES}: {part}"] for part in ("value", "operator", "number", "result")] == [0, 0, 0, 0]
 
 
@@ -437,6 +438,22 @@ def test_a_corpus_counts_its_stories_through_in_the_answers_style():
         corpus.CorpusConfig(counted_layout="table")
 
 
+def test_a_question_can_tell_each_sentence_on_a_line_of_its_own():
+    """question_layout: lines puts each sentence of the question on a line of its own, so that a
+    step's anchor is the same token in the question and in its answer line; nothing else changes."""
+    para = gsm.generate(60, 40, seed=3, config=gsm.GsmConfig(answer_lines="lead"))
+    lines = gsm.generate(60, 40, seed=3, config=gsm.GsmConfig(answer_lines="lead", question_layout="lines"))
+    for a, b in zip(para["train"] + para["test"], lines["train"] + lines["test"]):
+        assert {k: v for k, v in a.items() if k not in ("question", "prompt")} == \
+            {k: v for k, v in b.items() if k not in ("question", "prompt")}
+        assert b["question"].replace("\n", " ") == a["question"] and b["question"].count("\n") == b["steps"] + 1
+        told = b["question"].split("\n")
+        assert all(line.split(" ", 1)[0] in b["answer"].split("\n")[k].split(" ", 1)[0] for k, line in enumerate(told[:-1]))
+        assert b["prompt"] == f"Question: {b['question']}\nAnswer:"
+    with pytest.raises(ValueError, match="question_layout must be"):
+        gsm.GsmConfig(question_layout="table")
+
+
 def test_a_corpus_counts_its_stories_through_in_the_lead_style():
     """counted_lines: lead tells each story's steps with their numbers led and counts them through
     in the answers' lead lines; the stories are those of the result style otherwise."""
@@ -449,6 +466,16 @@ def test_a_corpus_counts_its_stories_through_in_the_lead_style():
     for d in stories:
         told, counted = d.split(" Let us count.")
         assert gsm.LEAD.findall(told) == gsm.LEAD.findall(counted)
+    # told in lines, as the questions can be: the same words, each told sentence on a line of its own
+    lined = corpus.generate(corpus.CorpusConfig(**base, counted_lines="lead", told_layout="lines"))
+    for a, b in zip(lead, lined):
+        if " Let us count." in a:
+            assert a.split(" Let us count.")[0] == b.split(" Let us count.")[0].replace("\n", " ")
+            assert a.split(" Let us count.")[1] == b.split(" Let us count.")[1]
+        else:
+            assert a == b
+    with pytest.raises(ValueError, match="told_layout must be"):
+        corpus.CorpusConfig(told_layout="table")
 
 
 def test_a_corpus_can_count_a_share_of_its_stories_through_the_restating_way():

@@ -357,7 +357,7 @@ def probe(run: Run, bases: list[str], limit: int | None = None) -> list[dict[str
             lead = LEAD.match(line)
             where = lead and _tokens(spans, offset + lead.start("number"), offset + lead.end("number"), start)
             if where:
-                leads.setdefault(i, []).append(where)
+                leads.setdefault(i, []).append((*where, line.split(" ", 1)[0]))
             for m in CALC.finditer(line):
                 where = _tokens(spans, offset + m.start(1), offset + m.end(1), start)
                 if where:
@@ -370,7 +370,7 @@ def probe(run: Run, bases: list[str], limit: int | None = None) -> list[dict[str
         missed = dict.fromkeys(CALC.groupindex, 0)
         number_from_prompt = []  # per missed step's number: whether what the base wrote is in the prompt
         opened = []  # (first number written, its log-prob), per problem with an opening number
-        led = []  # per lead line: whether the base copies its step's number
+        led = []  # per lead line: (its anchor, whether the base copies its step's number)
         for i, ids in enumerate(encoded):  # one forward per document, read for every item of it
             if i not in items and i not in openings:
                 continue
@@ -384,7 +384,7 @@ def probe(run: Run, bases: list[str], limit: int | None = None) -> list[dict[str
                         missed[part] += 1
                         if part == "number":
                             number_from_prompt.append(run.tokenizer.decode(wrote).strip() in numbers[i])
-            led += [greedy[a - 1:b - 1] == ids[a:b] for a, b in leads.get(i, ())]
+            led += [(anchor, greedy[a - 1:b - 1] == ids[a:b]) for a, b, anchor in leads.get(i, ())]
             if i in openings:
                 where = openings[i]
                 lp = prt.log_probs(logits[[k - 1 for k in where]])
@@ -398,7 +398,12 @@ def probe(run: Run, bases: list[str], limit: int | None = None) -> list[dict[str
         for part, count in missed.items():
             row[f"{MISSES}: {part}"] = count / max(1, n_calcs)
         if led:
-            row[LEAD_NUMBER], row[f"n {LEAD_NUMBER}"] = 1 - sum(led) / len(led), len(led)
+            row[LEAD_NUMBER], row[f"n {LEAD_NUMBER}"] = 1 - sum(ok for _, ok in led) / len(led), len(led)
+            by = {}
+            for anchor, ok in led:
+                by.setdefault(anchor, []).append(ok)
+            row[f"{LEAD_NUMBER}, by anchor"] = " · ".join(f"{a} {1 - sum(v) / len(v):.3f} of {len(v)}"
+                                                          for a, v in by.items())
         if number_from_prompt:
             row[NUMBER_FROM_PROMPT] = sum(number_from_prompt) / len(number_from_prompt)
         row["items"] = [h for g in sorted(hits) for h in hits[g]]  # the same items, in one order, for every base

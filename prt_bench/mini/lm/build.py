@@ -80,7 +80,8 @@ def build_data(cfg: dict, root: Path) -> dict[str, dict[str, Path]]:
         gsm_cfg = gsm.GsmConfig(train_max=g["train_max"], test_max=g["test_max"], max_steps=g["max_steps"],
                                 test_min=g.get("test_min"), held_out_share=g["held_out_share"],
                                 test_names=g.get("test_names", "held_out"),
-                                answer_lines=g.get("answer_lines", "restate"))
+                                answer_lines=g.get("answer_lines", "restate"),
+                                question_layout=g.get("question_layout", "paragraph"))
         splits = {"mini_gsm": gsm.generate(g["n_train"], g["n_test"], seed=g["seed"], config=gsm_cfg),
                   "mini_ifeval": ifeval.generate(f["n_train"], f["n_test"], seed=f["seed"])}
         for task, d in paths.items():

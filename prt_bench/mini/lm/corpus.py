@@ -33,6 +33,9 @@ class CorpusConfig:
     # "spaced": the counted-through half runs on in one paragraph; "lines": each of its steps on a
     # line of its own, as mini_gsm's answers are laid out (the story itself stays one paragraph)
     counted_layout: str = "spaced"
+    # "spaced": the story is told in one paragraph; "lines": each of its sentences on a line of its
+    # own, as mini_gsm's questions are in ``question_layout: lines``
+    told_layout: str = "spaced"
     # Share of stories that ask their question ("How many apples does Mia have now?") before
     # they are counted through, and share of fact documents written as questions and answers
     # ("Question: 3 + 4 = ?" / "Answer: 3 + 4 = 7").  At 0 the corpus never uses the words of
@@ -48,8 +51,9 @@ class CorpusConfig:
 
     def __post_init__(self) -> None:
         gsm.check_answer_lines(self.counted_lines)
-        if self.counted_layout not in ("spaced", "lines"):
-            raise ValueError(f"counted_layout must be 'spaced' or 'lines', got {self.counted_layout!r}")
+        for field in ("counted_layout", "told_layout"):
+            if getattr(self, field) not in ("spaced", "lines"):
+                raise ValueError(f"{field} must be 'spaced' or 'lines', got {getattr(self, field)!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,7 +82,7 @@ def quiz(rng: random.Random, hi: int) -> str:
 
 def story(rng: random.Random, hi: int, held_out: bool, preamble_share: float = 0.0,
           counted_lines: str = "restate", counted_layout: str = "spaced", asked_share: float = 0.0,
-          restate_share: float = 0.0) -> str:
+          restate_share: float = 0.0, told_layout: str = "spaced") -> str:
     """A story, then the same story counted through step by step: the reasoning mini_gsm asks
     for, in prose (one paragraph, no `####`); a `preamble_share` of them after a prose sentence,
     a `restate_share` of them counted through in the "restate" way."""
@@ -101,8 +105,8 @@ def story(rng: random.Random, hi: int, held_out: bool, preamble_share: float = 0
     sep = "\n" if counted_layout == "lines" else " "
     if asked_share and rng.random() < asked_share:
         told.append(f"How many {item} does {name} have now?")
-    text = " ".join(told) + " Let us count." + "".join(sep + line for line in counted) + \
-        f"{sep}In the end {name} has {value} {item}."
+    text = ("\n" if told_layout == "lines" else " ").join(told) + " Let us count." + \
+        "".join(sep + line for line in counted) + f"{sep}In the end {name} has {value} {item}."
     if preamble_share and rng.random() < preamble_share:
         text = ifeval.sentence(rng, rng.choice(ifeval.TRAIN_TOPICS + ifeval.TEST_TOPICS)) + " " + text
     return gsm.fill(text, pron, item)
@@ -115,7 +119,7 @@ def generate(config: CorpusConfig) -> list[str]:
                       else fact(rng, config.max_number) for _ in range(8))
             for _ in range(config.n_fact_docs)]
     docs += [story(rng, config.max_number, config.held_out_phrasings, config.preamble_share, config.counted_lines,
-                   config.counted_layout, config.asked_share, config.restate_share)
+                   config.counted_layout, config.asked_share, config.restate_share, config.told_layout)
              for _ in range(config.n_story_docs)]
     topics = ifeval.TRAIN_TOPICS + ifeval.TEST_TOPICS
     docs += [ifeval.prose(rng, rng.choice(topics), rng.randint(2, 4)) for _ in range(config.n_prose_docs)]

@@ -58,11 +58,16 @@ class GsmConfig:
     # ("result" after the anchor's copied lead, the step's number, which the question's step
     # sentence then tells right after its anchor too)
     answer_lines: str = "restate"
+    # how the question tells its sentences: "paragraph" (run on) or "lines" (each on a line of its
+    # own, as the answer's lines are: a step's anchor is then the same token in both, "\nFirst")
+    question_layout: str = "paragraph"
 
     def __post_init__(self) -> None:
         if self.test_names not in ("held_out", "train"):
             raise ValueError(f"mini_gsm test_names must be 'held_out' or 'train', got {self.test_names!r}")
         check_answer_lines(self.answer_lines)
+        if self.question_layout not in ("paragraph", "lines"):
+            raise ValueError(f"mini_gsm question_layout must be 'paragraph' or 'lines', got {self.question_layout!r}")
 
 
 ANSWER_LINES = ("restate", "result", "lead")
@@ -110,9 +115,11 @@ def _step(rng: random.Random, value: int, hi: int, held_out: bool) -> tuple[str,
 
 
 def make_problem(rng: random.Random, names: list[str], lo: int, hi: int, steps: int,
-                 held_out_step: int | None = None, answer_lines: str = "restate") -> dict:
+                 held_out_step: int | None = None, answer_lines: str = "restate",
+                 question_layout: str = "paragraph") -> dict:
     """A problem whose every number lies in [0, hi] and whose start lies in [lo, hi]; step
-    `held_out_step` (0-based), if given, uses a held-out phrasing; `answer_lines` as GsmConfig's."""
+    `held_out_step` (0-based), if given, uses a held-out phrasing; `answer_lines` and
+    `question_layout` as GsmConfig's."""
     name = rng.choice(names)
     item = rng.choice(ITEMS)
     value = rng.randint(lo, hi)
@@ -129,8 +136,9 @@ def make_problem(rng: random.Random, names: list[str], lo: int, hi: int, steps: 
         # GSM8K's style: each line tells a step of the story (restated, or by its anchor) and its calculation.
         lines.append(step_line(sentence, calc, answer_lines))
     if len(lines) == 1:
-        return make_problem(rng, names, lo, hi, steps, held_out_step, answer_lines)
-    question = fill(" ".join(sentences), pron, item) + f" How many {item} does {name} have now?"
+        return make_problem(rng, names, lo, hi, steps, held_out_step, answer_lines, question_layout)
+    sep = "\n" if question_layout == "lines" else " "
+    question = fill(sep.join(sentences), pron, item) + f"{sep}How many {item} does {name} have now?"
     answer = fill("\n".join(lines), pron, item) + f"\n#### {value}"
     return {"question": question, "answer": answer, "steps": len(lines) - 1, "target": value}
 
@@ -173,7 +181,7 @@ def generate(n_train: int, n_test: int, seed: int = 0, config: GsmConfig = GsmCo
     train, seen = [], set()
     while len(train) < n_train:
         p = make_problem(rng, TRAIN_NAMES, 1, config.train_max, rng.randint(1, config.max_steps),
-                         answer_lines=config.answer_lines)
+                         answer_lines=config.answer_lines, question_layout=config.question_layout)
         if p["question"] not in seen:
             seen.add(p["question"])
             train.append(_row(p))
@@ -183,7 +191,7 @@ def generate(n_train: int, n_test: int, seed: int = 0, config: GsmConfig = GsmCo
         held = rng.randrange(steps) if rng.random() < config.held_out_share else None
         lo = config.train_max + 1 if config.test_min is None else config.test_min
         p = make_problem(rng, TEST_NAMES if config.test_names == "held_out" else TRAIN_NAMES, lo, config.test_max,
-                         steps, held, config.answer_lines)
+                         steps, held, config.answer_lines, config.question_layout)
         if p["question"] not in seen and p["question"] not in seen_test:
             seen_test.add(p["question"])
             test.append(_row(p))
