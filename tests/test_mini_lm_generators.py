@@ -447,8 +447,8 @@ def test_a_question_can_tell_each_sentence_on_a_line_of_its_own():
         assert {k: v for k, v in a.items() if k not in ("question", "prompt")} == \
             {k: v for k, v in b.items() if k not in ("question", "prompt")}
         assert b["question"].replace("\n", " ") == a["question"] and b["question"].count("\n") == b["steps"] + 1
-        told = b["question"].split("\n")
-        assert all(line.split(" ", 1)[0] in b["answer"].split("\n")[k].split(" ", 1)[0] for k, line in enumerate(told[:-1]))
+        told, answered = b["question"].split("\n")[:-1], b["answer"].split("\n")[:-1]
+        assert [line.split(" ", 1)[0] for line in told] == [line.split(" ", 1)[0] for line in answered]
         assert b["prompt"] == f"Question: {b['question']}\nAnswer:"
     with pytest.raises(ValueError, match="question_layout must be"):
         gsm.GsmConfig(question_layout="table")

@@ -31,7 +31,7 @@ class CorpusConfig:
     # how the counted-through half of a story tells each step: as mini_gsm's `answer_lines`
     counted_lines: str = "restate"
     # "spaced": the counted-through half runs on in one paragraph; "lines": each of its steps on a
-    # line of its own, as mini_gsm's answers are laid out (the story itself stays one paragraph)
+    # line of its own, as mini_gsm's answers are laid out (the story as told: `told_layout`)
     counted_layout: str = "spaced"
     # "spaced": the story is told in one paragraph; "lines": each of its sentences on a line of its
     # own, as mini_gsm's questions are in ``question_layout: lines``
