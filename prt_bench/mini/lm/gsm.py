@@ -9,9 +9,9 @@ answer then needs what the step's phrasing means, never its words.  ``answer_lin
 (`Then 5: she buys 5 more apples.`) and the answer line copies that lead before its calculation
 (`Then 5: she has 7 + 5 = 12.`), so a step's number is copied from the words before it in the
 prompt, not looked up behind its verb.  The test split holds out names and a number range
-(every test problem starts above the train range), and a share of its problems has one step in a phrasing the train split never uses, so a model passes
-it only by knowing the arithmetic and the phrasings from pretraining, not by remembering
-training problems.
+(every test problem starts above the train range), and a share of its problems has one step in
+a phrasing the train split never uses, so a model passes it only by knowing the arithmetic and
+the phrasings from pretraining, not by remembering training problems.
 """
 
 from __future__ import annotations
