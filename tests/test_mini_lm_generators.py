@@ -177,16 +177,23 @@ def test_held_out_phrasing_finds_the_held_out_step_in_questions_and_answer_lines
             assert [gsm.held_out_phrasing(line) for line in lines] == [k == held for k in range(len(lines))]
 
 
+def _probe_run(tmp_path, path, docs):
+    """A diagnosis Run over mini_gsm `docs` with one base "m" at `path` and no suite behind it."""
+    from prt_bench.lm.diagnose import Run
+
+    return Run(suite=None, section=None, task="mini_gsm", lm_task="mini_gsm", metric="", results=tmp_path,
+               runs=tmp_path, records={}, cells=[], later_seeds=[], bases={"m": str(path)}, docs=docs,
+               prompts=[d["prompt"] for d in docs], targets=[" " + d["answer"] for d in docs], train_rows=[], lam=1.0)
+
+
 def test_diagnosis_probe_scores_every_calculation_of_the_gold_answers(tmp_path):
     """The knowledge probe teacher-forces each calculation of the gold answers, grouped by phrasing."""
-    from prt_bench.lm.diagnose import HELD_OUT, MISSES, NUMBER_FROM_PROMPT, OPENING, ORDINARY, RESTATES, Run, probe
+    from prt_bench.lm.diagnose import HELD_OUT, MISSES, NUMBER_FROM_PROMPT, OPENING, ORDINARY, RESTATES, probe
     from prt_bench.lm.tiny import build_tiny_lm, byte_level_tokenizer
 
     path = build_tiny_lm(tmp_path / "m", "llama", byte_level_tokenizer(), hidden=16, layers=1)
     docs = gsm.generate(20, 12)["test"]
-    run = Run(suite=None, section=None, task="mini_gsm", lm_task="mini_gsm", metric="", results=tmp_path,
-              runs=tmp_path, records={}, cells=[], later_seeds=[], bases={"m": str(path)}, docs=docs,
-              prompts=[d["prompt"] for d in docs], targets=[" " + d["answer"] for d in docs], train_rows=[], lam=1.0)
+    run = _probe_run(tmp_path, path, docs)
     (row,) = probe(run, ["m"])
     lines = [line for d in docs for line in d["answer"].split("\n") if " = " in line]
     held = sum(gsm.held_out_phrasing(line) for line in lines)
@@ -241,16 +248,11 @@ def test_the_diagnosis_probe_reads_a_lead_line_s_copied_step_number_apart(tmp_pa
     apart from the calculation; other styles have no such column."""
     import torch
 
-    from prt_bench.lm.diagnose import LEAD_NUMBER, MISSES, Run, probe
+    from prt_bench.lm.diagnose import LEAD_NUMBER, MISSES, probe
     from prt_bench.lm.tiny import build_tiny_lm, byte_level_tokenizer
 
     path = build_tiny_lm(tmp_path / "m", "llama", byte_level_tokenizer(), hidden=16, layers=1)
-
-    def run_on(docs):
-        return Run(suite=None, section=None, task="mini_gsm", lm_task="mini_gsm", metric="", results=tmp_path,
-                   runs=tmp_path, records={}, cells=[], later_seeds=[], bases={"m": str(path)}, docs=docs,
-                   prompts=[d["prompt"] for d in docs], targets=[" " + d["answer"] for d in docs], train_rows=[],
-                   lam=1.0)
+    run_on = lambda docs: _probe_run(tmp_path, path, docs)  # noqa: E731
 
     (row,) = probe(run_on(gsm.generate(20, 12, config=gsm.GsmConfig(answer_lines="result"))["test"]), ["m"])
     assert LEAD_NUMBER not in row
