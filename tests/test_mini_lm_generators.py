@@ -480,6 +480,27 @@ def test_a_corpus_counts_its_stories_through_in_the_lead_style():
         corpus.CorpusConfig(told_layout="table")
 
 
+def test_copy_drills_write_a_list_of_the_world_s_words_twice_and_leave_the_rest_alone():
+    """n_copy_docs adds that many drills: 4 to 12 different words of the world (names, items,
+    anchors, numbers up to max_number), then the same list again; every other document is the
+    corpus's without them, and the same config gives the same drills."""
+    base = dict(n_fact_docs=10, n_story_docs=30, n_prose_docs=5, seed=3, max_number=20)
+    plain = corpus.generate(corpus.CorpusConfig(**base))
+    drilled = corpus.generate(corpus.CorpusConfig(**base, n_copy_docs=50))
+    assert drilled == corpus.generate(corpus.CorpusConfig(**base, n_copy_docs=50))
+    drills = [d for d in drilled if d.startswith("List: ")]
+    assert len(drills) == 50 and sorted(d for d in drilled if d not in drills) == sorted(plain)
+    pool = set(gsm.TRAIN_NAMES + gsm.TEST_NAMES + gsm.ITEMS + gsm.ANCHORS + [str(n) for n in range(21)])
+    lengths = set()
+    for d in drills:
+        m = re.fullmatch(r"List: (.+)\.\nThe list again: (.+)\.", d)
+        assert m and m.group(1) == m.group(2)
+        words = m.group(1).split(" ")
+        assert set(words) <= pool and len(set(words)) == len(words) and 4 <= len(words) <= 12
+        lengths.add(len(words))
+    assert len(lengths) > 3
+
+
 def test_a_corpus_can_count_a_share_of_its_stories_through_the_restating_way():
     """restate_share: that share of the stories is counted through restating each step's words
     (", so she has ...") whatever counted_lines says; at 0 the corpus is the default's, document

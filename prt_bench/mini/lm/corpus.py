@@ -48,6 +48,10 @@ class CorpusConfig:
     # story's sentence away, an easier case of the look-up the "result" lines ask for
     # (docs/mini-lm.md, "Both ways of counting").
     restate_share: float = 0.0
+    # Lists of the world's words, each written twice (`drill`): the second copy is predicted by
+    # nothing but the first, so a base learns to copy from its context in general, not anchor by
+    # anchor (docs/mini-lm.md, "Copy drills").
+    n_copy_docs: int = 0
 
     def __post_init__(self) -> None:
         gsm.check_answer_lines(self.counted_lines)
@@ -112,6 +116,14 @@ def story(rng: random.Random, hi: int, held_out: bool, preamble_share: float = 0
     return gsm.fill(text, pron, item)
 
 
+def drill(rng: random.Random, hi: int) -> str:
+    """A list of 4 to 12 different words of the world (names, items, anchors, numbers up to `hi`), then
+    the same list again: "List: Mia 14 First coins 3.\nThe list again: Mia 14 First coins 3." """
+    pool = gsm.TRAIN_NAMES + gsm.TEST_NAMES + gsm.ITEMS + gsm.ANCHORS + [str(n) for n in range(hi + 1)]
+    words = " ".join(rng.sample(pool, rng.randint(4, 12)))
+    return f"List: {words}.\nThe list again: {words}."
+
+
 def generate(config: CorpusConfig) -> list[str]:
     """The corpus as a list of documents, shuffled; same config, same documents."""
     rng = random.Random(config.seed)
@@ -123,5 +135,6 @@ def generate(config: CorpusConfig) -> list[str]:
              for _ in range(config.n_story_docs)]
     topics = ifeval.TRAIN_TOPICS + ifeval.TEST_TOPICS
     docs += [ifeval.prose(rng, rng.choice(topics), rng.randint(2, 4)) for _ in range(config.n_prose_docs)]
+    docs += [drill(rng, config.max_number) for _ in range(config.n_copy_docs)]
     rng.shuffle(docs)
     return docs
