@@ -49,8 +49,8 @@ class CorpusConfig:
     # (docs/mini-lm.md, "Both ways of counting").
     restate_share: float = 0.0
     # Lists of the world's words, each written twice (`drill`): the second copy is predicted by
-    # nothing but the first, so a base learns to copy from its context in general, not anchor by
-    # anchor (docs/mini-lm.md, "Copy drills").
+    # nothing but the first, so pretraining asks for copying from the context as such, not only
+    # inside the stories (docs/mini-lm.md, "Copy drills").
     n_copy_docs: int = 0
 
     def __post_init__(self) -> None:
@@ -117,8 +117,8 @@ def story(rng: random.Random, hi: int, held_out: bool, preamble_share: float = 0
 
 
 def drill(rng: random.Random, hi: int) -> str:
-    """A list of 4 to 12 different words of the world (names, items, anchors, numbers up to `hi`), then
-    the same list again: "List: Mia 14 First coins 3.\nThe list again: Mia 14 First coins 3." """
+    """A list of 4 to 12 different words of the world (names, items, anchors, numbers up to
+    `hi`), then the same list again: "List: Mia 14 First coins.\nThe list again: Mia 14 First coins." """
     pool = gsm.TRAIN_NAMES + gsm.TEST_NAMES + gsm.ITEMS + gsm.ANCHORS + [str(n) for n in range(hi + 1)]
     words = " ".join(rng.sample(pool, rng.randint(4, 12)))
     return f"List: {words}.\nThe list again: {words}."
