@@ -132,7 +132,7 @@ def test_diagnosis_reads_the_run_and_its_margins_explain_each_choice(reference, 
     """`prt-bench diagnose lm`: per-group scores are the stored metrics, the distances start at 0
     for the source, and at every first divergence the method's own combination preferred the
     token it wrote (base + correction < 0); documents that changed since the run are refused."""
-    from prt_bench.lm.diagnose import DEPARTURES, _check_alignment, diagnose, divergence, load_run, markdown
+    from prt_bench.lm.diagnose import DEPARTURES, STOPS, _check_alignment, diagnose, divergence, load_run, markdown
 
     root, _ = reference
     run = load_run("smoke", root / "results", root / "runs", cache)
@@ -166,6 +166,25 @@ def test_diagnosis_reads_the_run_and_its_margins_explain_each_choice(reference, 
             assert prt[e["doc"]] < 1 <= ft[e["doc"]] and e["base"] + e["correction"] < 0
     with pytest.raises(ValueError, match="among"):
         divergence(run, "tiny-llama-s", "tiny-llama-m", among="won")
+    # an answer that stopped early (its response a prefix of the gold one: the stop sequence is left
+    # out) is found where the stop the method prefers most leaves the gold, not passed over
+    d = next(d for d in found["divergence"] if d["events"])
+    doc = d["events"][0]["doc"]
+    cell = next(c for c in run.cells if (c.method, c.source, c.target) == (d["method"], d["source"], d["target"]))
+    strict = run.metric.split(",")[1]
+    row = next(r for r in run.rows(cell) if int(r["doc_id"]) == doc and r["filter"] == strict)
+    gold = run.targets[doc]
+    row["resps"] = [[gold]]  # as if it were right: an answer the same as the gold one is passed over
+    passed = divergence(run, d["source"], d["target"], d["method"])
+    row["resps"] = [[gold[:gold.index(" ", 2)]]]  # the gold answer's first word, then a stop
+    again = divergence(run, d["source"], d["target"], d["method"])
+    stops = [e for e in again["events"] if e["doc"] == doc]
+    assert len(again["events"]) + again["skipped"] == len(passed["events"]) + passed["skipped"] + 1
+    if stops:  # else the method prefers the gold token there: not what it generated, and counted as skipped
+        e = stops[0]
+        assert e["where"].endswith(": stops early") and e["base"] + e["correction"] < 0
+        tok = run.tokenizer
+        assert e["made"] in {tok.decode(tok.encode(t, add_special_tokens=False)[:1]) for t in STOPS} | {tok.eos_token}
     card = {(r["base"], r["precondition"].split()[0]): r for r in found["world card"]}
     p2 = card[("tiny-llama-m", "P2")]  # FT of the bigger base against FT of the source, paired on the same items
     assert p2["role"] == "bigger" and p2["holds"] is (float(p2["measured"].split("[")[1].split(",")[0]) > 0)

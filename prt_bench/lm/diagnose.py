@@ -78,6 +78,9 @@ OPENING = "copies the opening number"  # in the task's own layout: after the pro
 MISSES = "misses"  # column prefix: the share of calculations whose part is not every token greedy
 LEAD_NUMBER = "misses: a line's lead"  # "lead" answer lines: the share whose copied step's number is not greedy
 NUMBER_FROM_PROMPT = "missed step's number: another of the prompt's"
+# the stop sequences of mini_gsm's and mini_ifeval's `until` (tasks/*/<task>.yaml), eos aside: a
+# generation that stopped early went on with one of them, which its response leaves out
+STOPS = ("\n\n", "Question:")
 
 
 # -------------------------------------------------------------------- what the run holds
@@ -572,6 +575,18 @@ def divergence(run: Run, source: str, target: str, method: str = "prt", top: int
     strict = run.metric.split(",")[1] if "," in run.metric else None
     resps = {int(r["doc_id"]): r["resps"][0][0] for r in run.rows(cell) if strict is None or r["filter"] == strict}
     tok = run.tokenizer
+    strength = 1 / run.lam if method == "prt" else 1.0
+
+    def vectors(prefix: list[int]) -> dict[str, torch.Tensor]:
+        """At the end of ``prefix``: the target's log-probs, the reward's logits and EFT's
+        implicit reward (each where there is one)."""
+        out = {"base": _logprobs(base, prefix)[-1]}
+        if reward is not None:
+            out["reward"] = _logits(reward, prefix)[-1]
+        if ft_s is not None:
+            out["eft"] = _logprobs(run.model(run.trained(ft_s, "ft")), prefix)[-1] - _logprobs(run.model(run.bases[source]), prefix)[-1]
+        return out
+
     events, skipped = [], 0
     for i, score in sorted(scores.items()):
         if score >= 1 or (kept is not None and kept.get(i, 0.0) < 1):  # right here, or lost already on the source
@@ -580,28 +595,49 @@ def divergence(run: Run, source: str, target: str, method: str = "prt", top: int
         made = tok.encode(resps[i], add_special_tokens=False)
         gold = gold_ids[start:]
         k = next((j for j, (a, b) in enumerate(zip(gold, made)) if a != b), None)
-        if k is None:  # one is a prefix of the other: the answer stopped early or ran on
+        stopped = k is None and len(made) < len(gold)
+        if k is None and not stopped:  # it ran on past the gold answer
             continue
-        prefix = gold_ids[:start + k]
-        a, b = gold[k], made[k]
-        lp_base = _logprobs(base, prefix)[-1]
-        event = {"doc": i, "position": k,
-                 "where": _where(tok.decode(gold[:k]), tok.decode([a]), run.prompts[i], run.lm_task == "mini_gsm",
-                                ", so " in run.targets[i]),
+        if stopped:
+            # the answer stopped early: the generation went on with one of the task's stop sequences,
+            # which the response leaves out; the divergence is where the one the method itself
+            # prefers most leaves the gold
+            best = None
+            for stop in [tok.encode(t, add_special_tokens=False) for t in STOPS] + [[tok.eos_token_id]]:
+                written = made + stop
+                j = next((j for j, (a, b) in enumerate(zip(gold, written)) if a != b), None)
+                if j is None:
+                    continue
+                v = vectors(gold_ids[:start + j])
+                corr = v.get("reward" if method == "prt" else "eft")
+                a, b = gold[j], written[j]
+                margin = float(v["base"][a] - v["base"][b]) + (strength * float(corr[a] - corr[b]) if corr is not None
+                                                                else 0.0)
+                if best is None or margin < best[0]:
+                    best = (margin, j, b, v)
+            if best is None:
+                continue
+            _, k, b, v = best
+            a = gold[k]
+        else:
+            a, b = gold[k], made[k]
+            v = vectors(gold_ids[:start + k])
+        lp_base = v["base"]
+        where = _where(tok.decode(gold[:k]), tok.decode([a]), run.prompts[i], run.lm_task == "mini_gsm",
+                       ", so " in run.targets[i])
+        if stopped:
+            where = where.split(":")[0] + ": stops early"
+        event = {"doc": i, "position": k, "where": where,
                  "gold": tok.decode([a]), "made": tok.decode([b]), "base": float(lp_base[a] - lp_base[b]),
                  "base top": [tok.decode([t]) for t in lp_base.topk(top).indices.tolist()]}
-        if reward is not None:
-            r = _logits(reward, prefix)[-1]
-            event["reward"] = float(r[a] - r[b])
-        if ft_s is not None:
-            imp = _logprobs(run.model(run.trained(ft_s, "ft")), prefix)[-1] - _logprobs(run.model(run.bases[source]),
-                                                                                          prefix)[-1]
-            event["eft"] = float(imp[a] - imp[b])
+        if "reward" in v:
+            event["reward"] = float(v["reward"][a] - v["reward"][b])
+        if "eft" in v:
+            event["eft"] = float(v["eft"][a] - v["eft"][b])
         event["correction"] = event.get("reward" if method == "prt" else "eft")
         if ft_t is not None:
-            lf = _logprobs(run.model(run.trained(ft_t, "ft")), prefix)[-1]
+            lf = _logprobs(run.model(run.trained(ft_t, "ft")), gold_ids[:start + k])[-1]
             event["ft target"] = float(lf[a] - lf[b])
-        strength = 1 / run.lam if method == "prt" else 1.0
         if event["correction"] is None:
             continue
         if event["base"] + strength * event["correction"] >= 0:
