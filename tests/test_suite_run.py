@@ -184,7 +184,8 @@ def test_diagnosis_reads_the_run_and_its_margins_explain_each_choice(reference, 
         e = stops[0]
         assert e["where"].endswith(": stops early") and e["base"] + e["correction"] < 0
         tok = run.tokenizer
-        assert e["made"] in {tok.decode(tok.encode(t, add_special_tokens=False)[:1]) for t in STOPS} | {tok.eos_token}
+        firsts = {tok.decode(tok.encode(t, add_special_tokens=False)[:1]) for t in STOPS}
+        assert e["made"] in firsts | {tok.eos_token}
     card = {(r["base"], r["precondition"].split()[0]): r for r in found["world card"]}
     p2 = card[("tiny-llama-m", "P2")]  # FT of the bigger base against FT of the source, paired on the same items
     assert p2["role"] == "bigger" and p2["holds"] is (float(p2["measured"].split("[")[1].split(",")[0]) > 0)

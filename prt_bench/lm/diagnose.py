@@ -78,8 +78,8 @@ OPENING = "copies the opening number"  # in the task's own layout: after the pro
 MISSES = "misses"  # column prefix: the share of calculations whose part is not every token greedy
 LEAD_NUMBER = "misses: a line's lead"  # "lead" answer lines: the share whose copied step's number is not greedy
 NUMBER_FROM_PROMPT = "missed step's number: another of the prompt's"
-# the stop sequences of mini_gsm's and mini_ifeval's `until` (tasks/*/<task>.yaml), eos aside: a
-# generation that stopped early went on with one of them, which its response leaves out
+# the stop sequences of the GSM8K-style tasks' `until` (tasks/mini_gsm, tasks/gsm8k_local), end-of-text
+# aside: a generation that stopped early went on with one of them, which its response leaves out
 STOPS = ("\n\n", "Question:")
 
 
@@ -584,7 +584,8 @@ def divergence(run: Run, source: str, target: str, method: str = "prt", top: int
         if reward is not None:
             out["reward"] = _logits(reward, prefix)[-1]
         if ft_s is not None:
-            out["eft"] = _logprobs(run.model(run.trained(ft_s, "ft")), prefix)[-1] - _logprobs(run.model(run.bases[source]), prefix)[-1]
+            ft, pt = run.model(run.trained(ft_s, "ft")), run.model(run.bases[source])
+            out["eft"] = _logprobs(ft, prefix)[-1] - _logprobs(pt, prefix)[-1]
         return out
 
     events, skipped = [], 0
