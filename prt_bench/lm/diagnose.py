@@ -603,13 +603,13 @@ def divergence(run: Run, source: str, target: str, method: str = "prt", top: int
             # the answer stopped early: the generation went on with one of the task's stop sequences,
             # which the response leaves out; the divergence is where the one the method itself
             # prefers most leaves the gold
-            best = None
+            best, at = None, {}  # at: the vectors per divergence position (end-of-text and `Question:` share one)
             for stop in [tok.encode(t, add_special_tokens=False) for t in STOPS] + [[tok.eos_token_id]]:
                 written = made + stop
                 j = next((j for j, (a, b) in enumerate(zip(gold, written)) if a != b), None)
                 if j is None:
                     continue
-                v = vectors(gold_ids[:start + j])
+                v = at[j] if j in at else at.setdefault(j, vectors(gold_ids[:start + j]))
                 corr = v.get("reward" if method == "prt" else "eft")
                 a, b = gold[j], written[j]
                 margin = float(v["base"][a] - v["base"][b]) + (strength * float(corr[a] - corr[b]) if corr is not None
