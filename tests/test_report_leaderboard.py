@@ -230,16 +230,38 @@ def test_submit_declares_the_variant_and_verify_reruns_sampled_cells(tmp_path, s
     cell["metrics"] = {**cell["metrics"], **{k: v for k, v in fresh.items() if k in cell["metrics"]}}
     forged = _write(tmp_path / "only", "forged.json", seal(bad))
     assert build_leaderboard(tmp_path / "only", tmp_path / "lb").accepted, "a consistent forgery passes static checks"
-    # re-running every cell (those already re-run above are reused) finds it
-    run = CliRunner().invoke(app, ["leaderboard", "verify", str(forged), "--all", "--work", str(tmp_path / "w"),
-                                   "--cache", str(smoke["cache"])])
+    # re-running that cell, named by a prefix of its id as the report prints it, finds it
+    run = CliRunner().invoke(app, ["leaderboard", "verify", str(forged), "--cell", cell["cell_id"][:12],
+                                   "--work", str(tmp_path / "w"), "--cache", str(smoke["cache"])])
     assert run.exit_code == 1, run.output
     assert f"differs {cell['cell_id']}" in " ".join(run.output.split())
-    assert f"{len(sub['cells']) - 1} of {len(sub['cells'])} re-run cells reproduce" in " ".join(run.output.split())
+    assert "0 of 1 re-run cells reproduce" in " ".join(run.output.split())
     # every image right where the recipe gets a few: far beyond the error, even for another CPU's bits
-    run = CliRunner().invoke(app, ["leaderboard", "verify", str(forged), "--all", "--within-error",
+    run = CliRunner().invoke(app, ["leaderboard", "verify", str(forged), "--cell", cell["cell_id"], "--within-error",
                                    "--work", str(tmp_path / "w"), "--cache", str(smoke["cache"])])
     assert run.exit_code == 1 and "beyond its sampling error" in " ".join(run.output.split()), run.output
+
+
+def test_verify_re_runs_the_named_cells_else_a_seeded_sample_else_all(tmp_path):
+    from prt_bench.report.leaderboard import SubmissionError, chosen_cells
+
+    sub = {"cells": [{"cell_id": cid} for cid in ("ab12", "ab34", "cd56", "ef78", "gh90")]}
+    assert chosen_cells(sub, None) == ["ab12", "ab34", "cd56", "ef78", "gh90"]
+    assert chosen_cells(sub, 9) == chosen_cells(sub, None)
+    three = chosen_cells(sub, 3, seed=1)
+    assert len(three) == 3 and set(three) < set(chosen_cells(sub, None)) and three == chosen_cells(sub, 3, seed=1)
+    assert {tuple(chosen_cells(sub, 2, seed=s)) for s in range(20)} != {tuple(chosen_cells(sub, 2, seed=0))}
+    assert chosen_cells(sub, 3, named=["cd", "ab34", "cd56"]) == ["ab34", "cd56"]  # by prefix; the sample is not asked
+    with pytest.raises(SubmissionError, match="names 2 cells"):
+        chosen_cells(sub, named=["ab"])
+    with pytest.raises(SubmissionError, match="names no cell"):
+        chosen_cells(sub, named=["zz"])
+    with pytest.raises(SubmissionError, match="at least 1"):
+        chosen_cells(sub, 0)
+    out = tmp_path / "s.json"
+    out.write_text("{}")
+    run = CliRunner().invoke(app, ["leaderboard", "verify", str(out), "--all", "--cell", "ab"])
+    assert run.exit_code == 2 and "--cell and --all" in " ".join(run.output.split()), run.output
 
 
 def test_a_re_run_cell_agrees_within_its_error_by_its_primary_metric():

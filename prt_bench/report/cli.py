@@ -100,6 +100,8 @@ def leaderboard_verify(
     cells: Annotated[Optional[int], typer.Option(help="How many evaluation cells to re-run, sampled at random (with --seed); all of them with --all.")] = 3,
     all_cells: Annotated[bool, typer.Option("--all", help="Re-run every cell of the submission (the whole suite).")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the sample of cells.")] = 0,
+    cell: Annotated[Optional[list[str]], typer.Option(
+        "--cell", help="Re-run this cell (its id, or a unique prefix of it); repeatable.  Instead of a sample.")] = None,
     work: Annotated[Optional[Path], typer.Option(help="Where the re-run's results and checkpoints go (default: a temporary folder).")] = None,
     cache: Annotated[Optional[Path], typer.Option(help="Cache of built bases (default: the repository's .cache/).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Cells at once on the CPU (default: as prt-bench run).")] = None,
@@ -120,6 +122,9 @@ def leaderboard_verify(
     from prt_bench.report.leaderboard import SubmissionError, parse_submission, verify_submission
 
     console = Console(stderr=True)
+    if cell and all_cells:
+        console.print("[red]error:[/] --cell and --all ask for different cells: give one of them")
+        raise typer.Exit(2)
     sub, err = parse_submission(submission.read_bytes())
     if err:
         console.print(f"[red]error:[/] {escape(err)}")
@@ -127,7 +132,8 @@ def leaderboard_verify(
     with tempfile.TemporaryDirectory(prefix="prt-bench-verify-") as tmp:
         try:
             found = verify_submission(sub, None if all_cells else cells, seed=seed, work=work or Path(tmp),
-                                      cache=cache, workers=workers or max(1, min(4, os.cpu_count() or 1)))
+                                      cache=cache, workers=workers or max(1, min(4, os.cpu_count() or 1)),
+                                      named=cell or ())
         except SubmissionError as e:
             console.print(f"[red]cannot verify:[/] {escape(str(e))}")
             raise typer.Exit(2) from e

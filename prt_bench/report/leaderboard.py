@@ -471,11 +471,34 @@ class Reproduction:
         return self.reproduced or (self.z is not None and self.z <= Z95)
 
 
+def chosen_cells(sub: dict[str, Any], cells: int | None = 3, *, seed: int = 0,
+                 named: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The ids of the cells a verification re-runs: those ``named`` (ids, or unique prefixes of
+    them, as the report prints them), else ``cells`` sampled with ``seed``, else (None) all."""
+    ids = sorted(c["cell_id"] for c in sub["cells"])
+    if named:
+        out = []
+        for name in named:
+            hits = [cid for cid in ids if cid.startswith(name)]
+            if len(hits) != 1:
+                raise SubmissionError(f"cell {name!r} names {'no cell' if not hits else f'{len(hits)} cells'} "
+                                      "of the submission")
+            out.append(hits[0])
+        return sorted(set(out))
+    if cells is None or cells >= len(ids):
+        return ids
+    if cells < 1:
+        raise SubmissionError(f"--cells must be at least 1, got {cells}")
+    return sorted(random.Random(seed).sample(ids, cells))
+
+
 def verify_submission(sub: dict[str, Any], cells: int | None = 3, *, seed: int = 0, work: Path,
-                      cache: Path | None = None, workers: int = 1) -> list[Reproduction]:
-    """Re-run ``cells`` evaluation cells of a submission, sampled with ``seed`` (every cell when
-    None), with the training they need, in ``work``, at the thread count the submission records,
-    and compare each with the submission: every metric, and the hash of the per-sample records."""
+                      cache: Path | None = None, workers: int = 1,
+                      named: list[str] | tuple[str, ...] = ()) -> list[Reproduction]:
+    """Re-run evaluation cells of a submission (``chosen_cells``: those named, else ``cells``
+    sampled with ``seed``, else all), with the training they need, in ``work``, at the thread
+    count the submission records, and compare each with the submission: every metric, and the
+    hash of the per-sample records."""
     from prt_bench.suite.reference import error_distance
     from prt_bench.suite.runner import RunOptions, run_suite
     from prt_bench.suite.samples import compare
@@ -484,8 +507,7 @@ def verify_submission(sub: dict[str, Any], cells: int | None = 3, *, seed: int =
     if status == INVALID:
         raise SubmissionError("the submission does not verify against its suite:\n  " + "\n  ".join(problems))
     by_id = {c["cell_id"]: c for c in sub["cells"]}
-    ids = sorted(by_id) if cells is None or cells >= len(by_id) else sorted(random.Random(seed).sample(sorted(by_id),
-                                                                                                      cells))
+    ids = chosen_cells(sub, cells, seed=seed, named=named)
     options = RunOptions(results=work / "results", runs=work / "runs", cache=cache, gpus=[], workers=workers,
                          only=",".join(ids), report=False, progress=False, profile=False, compare=False)
     # CPU float reductions depend on the thread count: re-run at the submission's
