@@ -24,9 +24,11 @@ models:
 real: models
 	$(VENV)/bin/prt-bench run --suite real
 
-## make test: set up (the real weights included: a test reads their tokenizers), then run the test suite
+## make test: set up (the real weights included: a test reads their tokenizers), then run the test suite,
+## one worker per core (pytest-xdist; at most 4); PYTEST_WORKERS=0 runs it in this process alone
+PYTEST_WORKERS ?= auto
 test: setup models
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --maxprocesses 4 --dist loadgroup $(PYTEST_ARGS)
 
 ## make lock: re-resolve requirements/pins.txt + pyproject.toml into requirements/{cpu,gpu}.lock
 lock: setup

@@ -254,6 +254,8 @@ def written_results(out: Path) -> tuple[Path, dict, dict]:
     return results.parent, json.loads(results.read_text())["results"], samples
 
 
+# torchrun, accelerate and Ray open ports on this machine: such tests run one at a time under xdist
+@pytest.mark.xdist_group("ports")
 def test_two_processes_score_each_request_once_and_give_one_processs_results(task_dir, tiny_llama, tiny_llama_b,
                                                                               tmp_path):
     """`accelerate launch --num_processes 2 -m prt_bench lm-eval --model prt ...` (gloo on the

@@ -185,6 +185,8 @@ train_lm("prt", base, data, f"{out}/prt-fsdp-bf16", strategy="fsdp", mixed_preci
 """
 
 
+# torchrun, accelerate and Ray open ports on this machine: such tests run one at a time under xdist
+@pytest.mark.xdist_group("ports")
 def test_two_processes_ddp_and_fsdp_train_what_one_process_trains(tiny_llama, pairs, tmp_path):
     """torchrun --nproc_per_node 2 (gloo on the CPU): each process takes half of every batch, the
     loss is weighted by its share of the batch's tokens; FT and PRT under DDP and FSDP come out

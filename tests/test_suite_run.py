@@ -583,6 +583,8 @@ def assert_retried_after_kill(watcher: KillFirstCellOnce, root: Path) -> None:
     assert f"pid {pid} " not in header  # the log is the retry's, from another process
 
 
+# torchrun, accelerate and Ray open ports on this machine: such tests run one at a time under xdist
+@pytest.mark.xdist_group("ports")
 def test_ray_task_killed_once_is_retried_and_gives_the_results_of_the_local_executor(reference, cache, tmp_path):
     import ray
 
