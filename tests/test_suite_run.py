@@ -132,7 +132,7 @@ def test_diagnosis_reads_the_run_and_its_margins_explain_each_choice(reference, 
     """`prt-bench diagnose lm`: per-group scores are the stored metrics, the distances start at 0
     for the source, and at every first divergence the method's own combination preferred the
     token it wrote (base + correction < 0); documents that changed since the run are refused."""
-    from prt_bench.lm.diagnose import DEPARTURES, STOPS, _check_alignment, diagnose, divergence, load_run, markdown
+    from prt_bench.lm.diagnose import DEPARTURES, _check_alignment, diagnose, divergence, load_run, markdown
 
     root, _ = reference
     run = load_run("smoke", root / "results", root / "runs", cache)
@@ -184,8 +184,10 @@ def test_diagnosis_reads_the_run_and_its_margins_explain_each_choice(reference, 
         e = stops[0]
         assert e["where"].endswith(": stops early") and e["base"] + e["correction"] < 0
         tok = run.tokenizer
-        firsts = {tok.decode(tok.encode(t, add_special_tokens=False)[:1]) for t in STOPS}
+        firsts = {tok.decode(tok.encode(t, add_special_tokens=False)[:1]) for t in run.stops}
         assert e["made"] in firsts | {tok.eos_token}
+    # the stops are the task's own (tasks/gsm8k_local: no blank line among them, unlike mini_gsm's)
+    assert run.lm_task == "gsm8k_local_zeroshot" and run.stops == ("Question:", "</s>", "<|im_end|>")
     card = {(r["base"], r["precondition"].split()[0]): r for r in found["world card"]}
     p2 = card[("tiny-llama-m", "P2")]  # FT of the bigger base against FT of the source, paired on the same items
     assert p2["role"] == "bigger" and p2["holds"] is (float(p2["measured"].split("[")[1].split(",")[0]) > 0)
@@ -194,6 +196,19 @@ def test_diagnosis_reads_the_run_and_its_margins_explain_each_choice(reference, 
     run.prompts[0] += " (edited)"
     with pytest.raises(ValueError, match="prompt hashes differ"):
         _check_alignment(run)
+
+
+def test_diagnosis_reads_the_stop_sequences_of_the_task_s_config():
+    from types import SimpleNamespace
+
+    from prt_bench.lm.diagnose import _until
+
+    def task(kwargs):
+        return SimpleNamespace(config=SimpleNamespace(generation_kwargs=kwargs))
+
+    assert _until(task({"until": ["Question:", "\n\n", ""], "max_gen_toks": 96})) == ("Question:", "\n\n")
+    assert _until(task({"until": "Question:"})) == ("Question:",)
+    assert _until(task({"max_gen_toks": 8})) == () == _until(task(None))
 
 
 def test_vision_diagnosis_pairs_prt_with_its_own_reward_and_target_image_by_image(reference):

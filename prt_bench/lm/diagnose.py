@@ -78,9 +78,6 @@ OPENING = "copies the opening number"  # in the task's own layout: after the pro
 MISSES = "misses"  # column prefix: the share of calculations whose part is not every token greedy
 LEAD_NUMBER = "misses: a line's lead"  # "lead" answer lines: the share whose copied step's number is not greedy
 NUMBER_FROM_PROMPT = "missed step's number: another of the prompt's"
-# the stop sequences of the GSM8K-style tasks' `until` (tasks/mini_gsm, tasks/gsm8k_local), end-of-text
-# aside: a generation that stopped early went on with one of them, which its response leaves out
-STOPS = ("\n\n", "Question:")
 
 
 # -------------------------------------------------------------------- what the run holds
@@ -102,6 +99,7 @@ class Run:
     docs: list[dict]                # lm-eval's evaluation documents, in doc_id order
     prompts: list[str]
     targets: list[str]              # the gold continuation of each document (after the prompt)
+    stops: tuple[str, ...]          # the task's stop sequences (its `until`): a response leaves them out
     train_rows: list[dict]          # the fine-tuning data (prompt/response)
     lam: float
     _models: dict[str, Any] = field(default_factory=dict)
@@ -206,10 +204,17 @@ def load_run(suite_ref: str | Path, results: Path, runs: Path, cache: Path | Non
               runs=runs_dir, records=records, cells=cells, later_seeds=later, bases=bases, docs=docs,
               prompts=[task_obj.doc_to_text(d) for d in docs],
               targets=[delimiter + str(task_obj.doc_to_target(d)) for d in docs],
+              stops=_until(task_obj),
               train_rows=[json.loads(x) for x in Path(data).read_text(encoding="utf-8").splitlines() if x.strip()],
               lam=float(section.train.get("lam", 1.0)))
     _check_alignment(run)
     return run
+
+
+def _until(task_obj) -> tuple[str, ...]:
+    """The stop sequences of an lm-eval task's generations (``generation_kwargs.until``)."""
+    until = (task_obj.config.generation_kwargs or {}).get("until") or ()
+    return tuple(t for t in ([until] if isinstance(until, str) else until) if t)
 
 
 def _check_alignment(run: Run) -> None:
@@ -600,11 +605,11 @@ def divergence(run: Run, source: str, target: str, method: str = "prt", top: int
         if k is None and not stopped:  # it ran on past the gold answer
             continue
         if stopped:
-            # the answer stopped early: the generation went on with one of the task's stop sequences,
-            # which the response leaves out; the divergence is where the one the method itself
-            # prefers most leaves the gold
-            best, at = None, {}  # at: the vectors per divergence position (end-of-text and `Question:` share one)
-            for stop in [tok.encode(t, add_special_tokens=False) for t in STOPS] + [[tok.eos_token_id]]:
+            # the answer stopped early: the generation went on with one of the task's stop sequences
+            # (or end-of-text), which the response leaves out; the divergence is where the one the
+            # method itself prefers most leaves the gold
+            best, at = None, {}  # at: the vectors per divergence position (stops may share one)
+            for stop in [tok.encode(t, add_special_tokens=False) for t in run.stops] + [[tok.eos_token_id]]:
                 written = made + stop
                 j = next((j for j, (a, b) in enumerate(zip(gold, written)) if a != b), None)
                 if j is None:
