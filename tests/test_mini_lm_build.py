@@ -159,7 +159,7 @@ def test_a_variant_scales_every_base_steps_and_draws_every_seed_again():
 
 @pytest.mark.parametrize("draw", ["a", "b", "c"])
 def test_a_names_variant_is_its_draw_with_only_the_test_names_changed(draw):
-    """p0-X-names (docs/mini-lm.md, "What P0 fails on") differs from p0-X in the test split's
+    """p0-X-names (docs/mini-lm-p0.md, "What P0 fails on") differs from p0-X in the test split's
     names alone: every base's own config -- its cache key -- is the draw's, so the bases are."""
     from prt_bench.mini.lm.build import base_config, load_config, world_hash
 
@@ -174,7 +174,7 @@ def test_a_names_variant_is_its_draw_with_only_the_test_names_changed(draw):
 
 @pytest.mark.parametrize("draw", ["a", "b", "c"])
 def test_the_longer_independent_base_variants_change_only_its_pretraining_steps(draw):
-    """p0-X-result-2x-asked-{matched,epochs} (docs/mini-lm.md, "The independent newer base,
+    """p0-X-result-2x-asked-{matched,epochs} (docs/mini-lm-p0.md, "The independent newer base,
     pretrained longer") pretrain the independent newer base as long as the newer relative in all
     (3000 steps) or for as many passes over v2 as the source makes over v1 (4000); every other
     base's own config -- its cache key -- and the draw's seed are the asked world's."""
@@ -200,7 +200,7 @@ def test_the_longer_independent_base_variants_change_only_its_pretraining_steps(
 
 @pytest.mark.parametrize("draw", "abc")
 def test_the_4x_variants_double_every_base_s_steps_and_nothing_else(draw):
-    """p0-X-result-4x-asked (docs/mini-lm.md, "Every base past the look-up transition") pretrain
+    """p0-X-result-4x-asked (docs/mini-lm-p0.md, "Every base past the look-up transition") pretrain
     every base of the asked world twice as long, on the same corpora, seeds and sizes; its
     independent newer base is -epochs' one (the same cache key, so the same checkpoint)."""
     from prt_bench.mini.lm.build import base_config, load_config
@@ -218,7 +218,7 @@ def test_the_4x_variants_double_every_base_s_steps_and_nothing_else(draw):
 
 @pytest.mark.parametrize("draw", ["a", "b", "c"])
 def test_the_wide_variants_widen_both_sizes_and_change_nothing_else(draw):
-    """p0-X-result-2x-asked-wide (docs/mini-lm.md, "A wider base"): both sizes 128 wide (heads of
+    """p0-X-result-2x-asked-wide (docs/mini-lm-p0.md, "A wider base"): both sizes 128 wide (heads of
     32 dimensions), the same depths, head counts, steps, seeds and corpora as the asked world."""
     from prt_bench.mini.lm.build import load_config
 
@@ -235,7 +235,7 @@ def test_the_wide_variants_widen_both_sizes_and_change_nothing_else(draw):
 
 @pytest.mark.parametrize("draw", "abc")
 def test_the_both_variants_restate_half_the_stories_and_change_nothing_else(draw):
-    """p0-X-result-2x-asked-both (docs/mini-lm.md, "Both ways of counting"): the asked world with
+    """p0-X-result-2x-asked-both (docs/mini-lm-p0.md, "Both ways of counting"): the asked world with
     half of each corpus's stories counted through restating each step; nothing else changes."""
     from prt_bench.mini.lm.build import load_config
 
@@ -248,7 +248,7 @@ def test_the_both_variants_restate_half_the_stories_and_change_nothing_else(draw
 
 @pytest.mark.parametrize("draw", "abc")
 def test_the_lead_variants_lead_each_step_with_its_number_and_change_nothing_else(draw):
-    """p0-X-result-2x-asked-lead (docs/mini-lm.md, "A step's number led"): the asked world whose
+    """p0-X-result-2x-asked-lead (docs/mini-lm-p0.md, "A step's number led"): the asked world whose
     task and corpora tell each step's number right after its anchor; nothing else changes."""
     from prt_bench.mini.lm.build import load_config
 
@@ -277,7 +277,7 @@ def test_the_leadlines_variants_lay_the_lead_world_s_questions_and_stories_out_i
 
 @pytest.mark.parametrize("draw", "abc")
 def test_the_v1big_variants_give_v1_v2_s_range_and_size_and_nothing_else(draw):
-    """p0-X-result-4x-asked-v1big (docs/mini-lm.md, "A v1 as large as v2"): the 4x asked world whose
+    """p0-X-result-4x-asked-v1big (docs/mini-lm-p0.md, "A v1 as large as v2"): the 4x asked world whose
     v1 has v2's number range and document counts; v1 keeps its own seed and still lacks the
     phrasings mini_gsm's test holds out, and nothing else changes."""
     from prt_bench.mini.lm.build import load_config
@@ -293,7 +293,7 @@ def test_the_v1big_variants_give_v1_v2_s_range_and_size_and_nothing_else(draw):
 
 @pytest.mark.parametrize("draw", "abc")
 def test_the_v2source_variants_pretrain_the_source_on_v2_and_change_nothing_else(draw):
-    """p0-X-result-4x-asked-v2source (docs/mini-lm.md, "A v1 as large as v2"): the 4x asked world
+    """p0-X-result-4x-asked-v2source (docs/mini-lm-p0.md, "A v1 as large as v2"): the 4x asked world
     whose source is pretrained from scratch on v2 -- the independent newer base's corpus, steps and
     size, the source's own seed; every other part of the world is the 4x world's."""
     from prt_bench.mini.lm.build import load_config

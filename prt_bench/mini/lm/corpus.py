@@ -40,17 +40,17 @@ class CorpusConfig:
     # they are counted through, and share of fact documents written as questions and answers
     # ("Question: 3 + 4 = ?" / "Answer: 3 + 4 = 7").  At 0 the corpus never uses the words of
     # mini_gsm's prompt frame, and a base reads a task prompt through embeddings pretraining
-    # never touched (docs/mini-lm.md, "The words of the prompt").
+    # never touched (docs/mini-lm-p0.md, "The words of the prompt").
     asked_share: float = 0.0
     quiz_share: float = 0.0
     # Share of stories counted through in the "restate" way (each step's words, then its
     # calculation) whatever `counted_lines` says: there the step's number comes a plain copy of the
     # story's sentence away, an easier case of the look-up the "result" lines ask for
-    # (docs/mini-lm.md, "Both ways of counting").
+    # (docs/mini-lm-p0.md, "Both ways of counting").
     restate_share: float = 0.0
     # Lists of the world's words, each written twice (`drill`): the second copy is predicted by
     # nothing but the first, so pretraining asks for copying from the context as such, not only
-    # inside the stories (docs/mini-lm.md, "Copy drills").
+    # inside the stories (docs/mini-lm-p0.md, "Copy drills").
     n_copy_docs: int = 0
 
     def __post_init__(self) -> None:
