@@ -99,9 +99,9 @@ class Run:
     docs: list[dict]                # lm-eval's evaluation documents, in doc_id order
     prompts: list[str]
     targets: list[str]              # the gold continuation of each document (after the prompt)
-    stops: tuple[str, ...]          # the task's stop sequences (its `until`): a response leaves them out
     train_rows: list[dict]          # the fine-tuning data (prompt/response)
     lam: float
+    stops: tuple[str, ...] = ()     # the task's stop sequences (its `until`): a response leaves them out
     _models: dict[str, Any] = field(default_factory=dict)
     _samples: dict[str, tuple] = field(default_factory=dict)   # cell id -> (header, rows), read once
     _tok: Any = None
