@@ -593,6 +593,9 @@ def divergence(run: Run, source: str, target: str, method: str = "prt", top: int
             out["eft"] = _logprobs(ft, prefix)[-1] - _logprobs(pt, prefix)[-1]
         return out
 
+    # what a stopped answer went on with: the task's stop sequences, end-of-text, each once
+    stops = [tuple(tok.encode(t, add_special_tokens=False)) for t in run.stops] + [(tok.eos_token_id,)]
+    stop_ids = [list(t) for t in dict.fromkeys(stops) if t]
     events, skipped = [], 0
     for i, score in sorted(scores.items()):
         if score >= 1 or (kept is not None and kept.get(i, 0.0) < 1):  # right here, or lost already on the source
@@ -609,12 +612,14 @@ def divergence(run: Run, source: str, target: str, method: str = "prt", top: int
             # (or end-of-text), which the response leaves out; the divergence is where the one the
             # method itself prefers most leaves the gold
             best, at = None, {}  # at: the vectors per divergence position (stops may share one)
-            for stop in [tok.encode(t, add_special_tokens=False) for t in run.stops] + [[tok.eos_token_id]]:
+            for stop in stop_ids:
                 written = made + stop
                 j = next((j for j, (a, b) in enumerate(zip(gold, written)) if a != b), None)
                 if j is None:
                     continue
-                v = at[j] if j in at else at.setdefault(j, vectors(gold_ids[:start + j]))
+                if j not in at:
+                    at[j] = vectors(gold_ids[:start + j])
+                v = at[j]
                 corr = v.get("reward" if method == "prt" else "eft")
                 a, b = gold[j], written[j]
                 margin = float(v["base"][a] - v["base"][b]) + (strength * float(corr[a] - corr[b]) if corr is not None
